@@ -34,7 +34,7 @@ void SetMinLogLevel(LogLevel level) { min_level = static_cast<int>(level); }
 
 LogLevel MinLogLevel() { return static_cast<LogLevel>(min_level.load()); }
 
-bool ParseLogLevel(std::string_view text, LogLevel* level) {
+bool ParseLogLevel(absl::string_view text, LogLevel* level) {
   if (text == "debug") {
     *level = LogLevel::kDebug;
   } else if (text == "info") {
@@ -49,11 +49,12 @@ bool ParseLogLevel(std::string_view text, LogLevel* level) {
   return true;
 }
 
-void LogLine(LogLevel level, std::string_view message) {
+void LogLine(LogLevel level, absl::string_view message) {
   if (level < MinLogLevel()) return;
-  std::string line = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone()),
-      " ", LevelName(level), " ", message, "\n");
+  std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(),
+                                    absl::UTCTimeZone()),
+                   " ", LevelName(level), " ", message, "\n");
   // One write per line, so concurrent lines never interleave.
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;

@@ -7,9 +7,8 @@
 #ifndef TASKD_BASE_LOG_H_
 #define TASKD_BASE_LOG_H_
 
-#include <string_view>
-
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace taskd {
 
@@ -19,9 +18,9 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 void SetMinLogLevel(LogLevel level);
 LogLevel MinLogLevel();
 // Parses "debug", "info", "warning", "error".
-bool ParseLogLevel(std::string_view text, LogLevel* level);
+bool ParseLogLevel(absl::string_view text, LogLevel* level);
 
-void LogLine(LogLevel level, std::string_view message);
+void LogLine(LogLevel level, absl::string_view message);
 
 template <typename... Args>
 void Log(LogLevel level, const absl::FormatSpec<Args...>& format,

@@ -1,0 +1,125 @@
+#include "client/task_client.h"
+
+#include <grpcpp/client_context.h>
+
+#include "absl/time/clock.h"
+
+namespace taskd {
+
+using tasks::v1::Task;
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+TaskClient::TaskClient(std::shared_ptr<grpc::Channel> channel,
+                       const Options& options)
+    : stub_(tasks::v1::TaskService::NewStub(std::move(channel))),
+      options_(options) {}
+
+template <typename Request, typename Response>
+absl::StatusOr<Response> TaskClient::Call(
+    grpc::Status (tasks::v1::TaskService::Stub::*method)(grpc::ClientContext*,
+                                                         const Request&,
+                                                         Response*),
+    const Request& request) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.deadline));
+  Response response;
+  grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<Task> TaskClient::Create(const Task& task,
+                                        absl::string_view request_id) {
+  tasks::v1::CreateTaskRequest request;
+  *request.mutable_task() = task;
+  request.set_request_id(std::string(request_id));
+  return Call(&tasks::v1::TaskService::Stub::CreateTask, request);
+}
+
+absl::StatusOr<Task> TaskClient::Get(absl::string_view id) {
+  tasks::v1::GetTaskRequest request;
+  request.set_id(std::string(id));
+  return Call(&tasks::v1::TaskService::Stub::GetTask, request);
+}
+
+absl::StatusOr<tasks::v1::ListTasksResponse> TaskClient::List(
+    const tasks::v1::ListTasksRequest& request) {
+  return Call(&tasks::v1::TaskService::Stub::ListTasks, request);
+}
+
+absl::StatusOr<Task> TaskClient::Update(const Task& task,
+                                        const std::vector<std::string>& paths,
+                                        absl::string_view etag) {
+  tasks::v1::UpdateTaskRequest request;
+  *request.mutable_task() = task;
+  for (const std::string& path : paths) {
+    request.mutable_update_mask()->add_paths(path);
+  }
+  request.set_etag(std::string(etag));
+  return Call(&tasks::v1::TaskService::Stub::UpdateTask, request);
+}
+
+absl::Status TaskClient::Delete(absl::string_view id, absl::string_view etag) {
+  tasks::v1::DeleteTaskRequest request;
+  request.set_id(std::string(id));
+  request.set_etag(std::string(etag));
+  return Call(&tasks::v1::TaskService::Stub::DeleteTask, request).status();
+}
+
+absl::StatusOr<Task> TaskClient::Assign(absl::string_view id,
+                                        absl::string_view executor_id,
+                                        absl::string_view etag) {
+  tasks::v1::AssignTaskRequest request;
+  request.set_id(std::string(id));
+  request.set_executor_id(std::string(executor_id));
+  request.set_etag(std::string(etag));
+  return Call(&tasks::v1::TaskService::Stub::AssignTask, request);
+}
+
+// The moves that take only an id and an etag.
+template <typename Request>
+static Request IdAndEtag(absl::string_view id, absl::string_view etag) {
+  Request request;
+  request.set_id(std::string(id));
+  request.set_etag(std::string(etag));
+  return request;
+}
+
+absl::StatusOr<Task> TaskClient::Start(absl::string_view id,
+                                       absl::string_view etag) {
+  return Call(&tasks::v1::TaskService::Stub::StartTask,
+              IdAndEtag<tasks::v1::StartTaskRequest>(id, etag));
+}
+
+absl::StatusOr<Task> TaskClient::Pause(absl::string_view id,
+                                       absl::string_view etag) {
+  return Call(&tasks::v1::TaskService::Stub::PauseTask,
+              IdAndEtag<tasks::v1::PauseTaskRequest>(id, etag));
+}
+
+absl::StatusOr<Task> TaskClient::Resume(absl::string_view id,
+                                        absl::string_view etag) {
+  return Call(&tasks::v1::TaskService::Stub::ResumeTask,
+              IdAndEtag<tasks::v1::ResumeTaskRequest>(id, etag));
+}
+
+absl::StatusOr<Task> TaskClient::Complete(absl::string_view id,
+                                          Task::ResultCode result_code,
+                                          absl::string_view etag) {
+  auto request = IdAndEtag<tasks::v1::CompleteTaskRequest>(id, etag);
+  request.set_result_code(result_code);
+  return Call(&tasks::v1::TaskService::Stub::CompleteTask, request);
+}
+
+absl::StatusOr<Task> TaskClient::Cancel(absl::string_view id,
+                                        absl::string_view etag) {
+  return Call(&tasks::v1::TaskService::Stub::CancelTask,
+              IdAndEtag<tasks::v1::CancelTaskRequest>(id, etag));
+}
+
+}  // namespace taskd

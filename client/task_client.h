@@ -1,0 +1,87 @@
+// TaskClient: a small C++ client for tasks.v1.TaskService.
+//
+//   auto channel = grpc::CreateChannel("127.0.0.1:50051",
+//                                      grpc::InsecureChannelCredentials());
+//   taskd::TaskClient client(channel);
+//   absl::StatusOr<tasks::v1::Task> task = client.Create(new_task);
+//   if (!task.ok()) { ... task.status().code() ... }
+//
+// Every call has a deadline (Options::deadline) and returns the server's
+// status as an absl::Status with the same code and message. Thread-safe:
+// one client may be shared by many threads.
+#ifndef TASKD_CLIENT_TASK_CLIENT_H_
+#define TASKD_CLIENT_TASK_CLIENT_H_
+
+#include <grpcpp/channel.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "tasks/v1/tasks.grpc.pb.h"
+
+namespace taskd {
+
+// Same code, same message.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+class TaskClient {
+ public:
+  struct Options {
+    // Deadline of each call. Default 10 s.
+    absl::Duration deadline = absl::Seconds(10);
+  };
+
+  explicit TaskClient(std::shared_ptr<grpc::Channel> channel)
+      : TaskClient(std::move(channel), Options()) {}
+  TaskClient(std::shared_ptr<grpc::Channel> channel, const Options& options);
+
+  absl::StatusOr<tasks::v1::Task> Create(const tasks::v1::Task& task,
+                                         absl::string_view request_id = "");
+  absl::StatusOr<tasks::v1::Task> Get(absl::string_view id);
+  absl::StatusOr<tasks::v1::ListTasksResponse> List(
+      const tasks::v1::ListTasksRequest& request);
+  // Writes the fields named in `paths` (type, priority, policy_id,
+  // resource_id) from `task`; task.id names the task.
+  absl::StatusOr<tasks::v1::Task> Update(const tasks::v1::Task& task,
+                                         const std::vector<std::string>& paths,
+                                         absl::string_view etag = "");
+  absl::Status Delete(absl::string_view id, absl::string_view etag = "");
+
+  absl::StatusOr<tasks::v1::Task> Assign(absl::string_view id,
+                                         absl::string_view executor_id,
+                                         absl::string_view etag = "");
+  absl::StatusOr<tasks::v1::Task> Start(absl::string_view id,
+                                        absl::string_view etag = "");
+  absl::StatusOr<tasks::v1::Task> Pause(absl::string_view id,
+                                        absl::string_view etag = "");
+  absl::StatusOr<tasks::v1::Task> Resume(absl::string_view id,
+                                         absl::string_view etag = "");
+  absl::StatusOr<tasks::v1::Task> Complete(
+      absl::string_view id, tasks::v1::Task::ResultCode result_code,
+      absl::string_view etag = "");
+  absl::StatusOr<tasks::v1::Task> Cancel(absl::string_view id,
+                                         absl::string_view etag = "");
+
+  // The generated stub, for calls this class does not wrap.
+  tasks::v1::TaskService::Stub* stub() const { return stub_.get(); }
+
+ private:
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(
+      grpc::Status (tasks::v1::TaskService::Stub::*method)(grpc::ClientContext*,
+                                                           const Request&,
+                                                           Response*),
+      const Request& request);
+
+  const std::unique_ptr<tasks::v1::TaskService::Stub> stub_;
+  const Options options_;
+};
+
+}  // namespace taskd
+
+#endif  // TASKD_CLIENT_TASK_CLIENT_H_

@@ -1,0 +1,75 @@
+// TaskServer: a running taskd: the store, the services and the gRPC server
+// that serves them, wired together. The taskd binary is a thin main() over
+// this; tests start one on port 0 the same way.
+//
+//   TaskServerOptions options;
+//   options.listen_address = "127.0.0.1:0";
+//   options.store.path = dir + "/taskd.db";
+//   absl::StatusOr<std::unique_ptr<TaskServer>> server =
+//       TaskServer::Start(options);
+//   ... (*server)->port() ...
+//   (*server)->Shutdown(absl::Seconds(5));
+#ifndef TASKD_SERVER_TASK_SERVER_H_
+#define TASKD_SERVER_TASK_SERVER_H_
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/health_service.h"
+#include "server/task_service.h"
+#include "storage/sqlite_task_store.h"
+
+namespace taskd {
+
+struct TaskServerOptions {
+  // host:port to listen on; port 0 picks a free port (see port()).
+  // Default 127.0.0.1:50051.
+  std::string listen_address = "127.0.0.1:50051";
+  // The embedded store. store.path defaults to ./taskd.db.
+  SqliteTaskStoreOptions store = [] {
+    SqliteTaskStoreOptions o;
+    o.path = "taskd.db";
+    return o;
+  }();
+  TaskServiceOptions service;
+};
+
+class TaskServer {
+ public:
+  // Opens the store and starts serving. Errors: the store's (see
+  // sqlite_task_store.h), or Unavailable if the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<TaskServer>> Start(
+      const TaskServerOptions& options);
+
+  TaskServer(const TaskServer&) = delete;
+  TaskServer& operator=(const TaskServer&) = delete;
+  // Shuts down (with no grace) if Shutdown() was not called.
+  ~TaskServer();
+
+  // The port actually bound.
+  int port() const { return port_; }
+  TaskStore* store() const { return store_.get(); }
+
+  // Health turns NOT_SERVING, new calls are refused, calls in flight get
+  // `grace` to finish before they are cancelled; then the store is closed
+  // (its WAL checkpointed). Idempotent.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  TaskServer() = default;
+
+  std::unique_ptr<TaskStore> store_;
+  std::unique_ptr<TaskService> task_service_;
+  std::unique_ptr<HealthService> health_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace taskd
+
+#endif  // TASKD_SERVER_TASK_SERVER_H_

@@ -1,0 +1,274 @@
+#include "server/task_service.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/grpc_status.h"
+#include "server/task_lifecycle.h"
+#include "server/task_validation.h"
+
+namespace taskd {
+namespace {
+
+using tasks::v1::ListTasksResponse;
+
+// Finishes a unary call with `result`, moving a value into `response`.
+template <typename T>
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
+                                absl::StatusOr<T> result, T* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (result.ok()) *response = std::move(*result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+// AIP-154: a non-empty etag must match the task's current one.
+absl::Status CheckEtag(const Task& current, absl::string_view etag) {
+  if (etag.empty() || etag == current.etag()) return absl::OkStatus();
+  return absl::AbortedError(
+      absl::StrCat("etag \"", etag, "\" does not match task \"", current.id(),
+                   "\" (now at etag \"", current.etag(),
+                   "\"); read the task again and retry"));
+}
+
+// The query a page token is bound to. The filter is bound by its text as
+// given and the order by its canonical form.
+std::string QueryBinding(absl::string_view filter, const OrderBy& order) {
+  return absl::StrCat("filter=", filter, "\norder=", OrderByToString(order));
+}
+
+}  // namespace
+
+struct TaskService::MoveRequest {
+  const std::string& id;
+  const std::string& etag;
+  Move move;
+  MoveArgs args;
+};
+
+TaskService::TaskService(TaskStore* store, const TaskServiceOptions& options)
+    : store_(store), options_(options), page_tokens_(store->InstanceSecret()) {}
+
+absl::StatusOr<Task> TaskService::Create(
+    const tasks::v1::CreateTaskRequest& request) {
+  if (!request.has_task()) {
+    return absl::InvalidArgumentError("task: is required");
+  }
+  if (absl::Status s = ValidateRequestId(request.request_id()); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<Task> task = ValidateNewTask(request.task());
+  if (!task.ok()) return task.status();
+  task->set_uuid(NewUuid());
+  if (task->id().empty()) task->set_id(task->uuid());
+  task->set_state(Task::enqueued);
+  google::protobuf::Timestamp now = ToTimestamp(options_.clock->Now());
+  *task->mutable_enqueued_at() = now;
+  *task->mutable_updated_at() = now;
+  return store_->Create(*task, request.request_id());
+}
+
+absl::StatusOr<Task> TaskService::Get(
+    const tasks::v1::GetTaskRequest& request) {
+  if (absl::Status s = ValidateTaskRef(request.id(), "id"); !s.ok()) return s;
+  return store_->Get(request.id());
+}
+
+absl::StatusOr<ListTasksResponse> TaskService::List(
+    const tasks::v1::ListTasksRequest& request) {
+  if (request.page_size() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_size: must not be negative (got ", request.page_size(), ")"));
+  }
+  ListQuery query;
+  query.limit = request.page_size() == 0
+                    ? options_.default_page_size
+                    : std::min(request.page_size(), options_.max_page_size);
+  absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
+      ParseFilter(request.filter());
+  if (!filter.ok()) return filter.status();
+  query.filter = std::move(*filter);
+  absl::StatusOr<OrderBy> order = ParseOrderBy(request.order_by());
+  if (!order.ok()) return order.status();
+  query.order = std::move(*order);
+
+  std::string binding = QueryBinding(request.filter(), query.order);
+  if (!request.page_token().empty()) {
+    absl::StatusOr<std::vector<FieldValue>> after =
+        page_tokens_.Decode(request.page_token(), binding);
+    if (!after.ok()) return after.status();
+    if (after->size() != query.order.size()) {
+      return absl::InvalidArgumentError(
+          "page_token: does not match the order_by");
+    }
+    query.after = std::move(*after);
+  }
+  absl::StatusOr<ListResult> page = store_->List(query);
+  if (!page.ok()) return page.status();
+  ListTasksResponse response;
+  for (Task& task : page->tasks) *response.add_tasks() = std::move(task);
+  if (page->more && response.tasks_size() > 0) {
+    response.set_next_page_token(page_tokens_.Encode(
+        binding,
+        CursorOf(query.order, response.tasks(response.tasks_size() - 1))));
+  }
+  return response;
+}
+
+absl::StatusOr<Task> TaskService::Update(
+    const tasks::v1::UpdateTaskRequest& request) {
+  if (absl::Status s = ValidateTaskRef(request.task().id(), "task.id");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateEtag(request.etag()); !s.ok()) return s;
+  return store_->Update(
+      request.task().id(), [&](const Task& current) -> absl::StatusOr<Task> {
+        if (absl::Status s = CheckEtag(current, request.etag()); !s.ok()) {
+          return s;
+        }
+        absl::StatusOr<Task> next =
+            ApplyUpdate(current, request.task(), request.update_mask());
+        if (!next.ok()) return next.status();
+        *next->mutable_updated_at() = ToTimestamp(options_.clock->Now());
+        return next;
+      });
+}
+
+absl::Status TaskService::Delete(const tasks::v1::DeleteTaskRequest& request) {
+  if (absl::Status s = ValidateTaskRef(request.id(), "id"); !s.ok()) return s;
+  if (absl::Status s = ValidateEtag(request.etag()); !s.ok()) return s;
+  return store_
+      ->Delete(request.id(),
+               [&](const Task& current) {
+                 return CheckEtag(current, request.etag());
+               })
+      .status();
+}
+
+absl::StatusOr<Task> TaskService::RunMove(const MoveRequest& request) {
+  if (absl::Status s = ValidateTaskRef(request.id, "id"); !s.ok()) return s;
+  if (absl::Status s = ValidateEtag(request.etag); !s.ok()) return s;
+  return store_->Update(
+      request.id, [&](const Task& current) -> absl::StatusOr<Task> {
+        if (absl::Status s = CheckEtag(current, request.etag); !s.ok()) {
+          return s;
+        }
+        return ApplyMove(current, request.move, request.args,
+                         options_.clock->Now());
+      });
+}
+
+absl::StatusOr<Task> TaskService::Assign(
+    const tasks::v1::AssignTaskRequest& request) {
+  if (absl::Status s = ValidateExecutorId(request.executor_id()); !s.ok()) {
+    return s;
+  }
+  MoveArgs args;
+  args.executor_id = request.executor_id();
+  return RunMove({request.id(), request.etag(), Move::kAssign, args});
+}
+
+absl::StatusOr<Task> TaskService::Start(
+    const tasks::v1::StartTaskRequest& request) {
+  return RunMove({request.id(), request.etag(), Move::kStart, {}});
+}
+
+absl::StatusOr<Task> TaskService::Pause(
+    const tasks::v1::PauseTaskRequest& request) {
+  return RunMove({request.id(), request.etag(), Move::kPause, {}});
+}
+
+absl::StatusOr<Task> TaskService::Resume(
+    const tasks::v1::ResumeTaskRequest& request) {
+  return RunMove({request.id(), request.etag(), Move::kResume, {}});
+}
+
+absl::StatusOr<Task> TaskService::Complete(
+    const tasks::v1::CompleteTaskRequest& request) {
+  MoveArgs args;
+  args.result_code = request.result_code();
+  if (!Task::ResultCode_IsValid(args.result_code)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("result_code: ", static_cast<int>(request.result_code()),
+                     " is not a known result code"));
+  }
+  return RunMove({request.id(), request.etag(), Move::kComplete, args});
+}
+
+absl::StatusOr<Task> TaskService::Cancel(
+    const tasks::v1::CancelTaskRequest& request) {
+  return RunMove({request.id(), request.etag(), Move::kCancel, {}});
+}
+
+grpc::ServerUnaryReactor* TaskService::CreateTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::CreateTaskRequest* request, Task* response) {
+  return Reply(context, Create(*request), response);
+}
+
+grpc::ServerUnaryReactor* TaskService::GetTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::GetTaskRequest* request, Task* response) {
+  return Reply(context, Get(*request), response);
+}
+
+grpc::ServerUnaryReactor* TaskService::ListTasks(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::ListTasksRequest* request, ListTasksResponse* response) {
+  return Reply(context, List(*request), response);
+}
+
+grpc::ServerUnaryReactor* TaskService::UpdateTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::UpdateTaskRequest* request, Task* response) {
+  return Reply(context, Update(*request), response);
+}
+
+grpc::ServerUnaryReactor* TaskService::DeleteTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::DeleteTaskRequest* request,
+    google::protobuf::Empty* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(Delete(*request)));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* TaskService::AssignTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::AssignTaskRequest* request, Task* response) {
+  return Reply(context, Assign(*request), response);
+}
+
+grpc::ServerUnaryReactor* TaskService::StartTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::StartTaskRequest* request, Task* response) {
+  return Reply(context, Start(*request), response);
+}
+
+grpc::ServerUnaryReactor* TaskService::PauseTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::PauseTaskRequest* request, Task* response) {
+  return Reply(context, Pause(*request), response);
+}
+
+grpc::ServerUnaryReactor* TaskService::ResumeTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::ResumeTaskRequest* request, Task* response) {
+  return Reply(context, Resume(*request), response);
+}
+
+grpc::ServerUnaryReactor* TaskService::CompleteTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::CompleteTaskRequest* request, Task* response) {
+  return Reply(context, Complete(*request), response);
+}
+
+grpc::ServerUnaryReactor* TaskService::CancelTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::CancelTaskRequest* request, Task* response) {
+  return Reply(context, Cancel(*request), response);
+}
+
+}  // namespace taskd

@@ -1,0 +1,98 @@
+// TaskService: the tasks.v1.TaskService gRPC service over a TaskStore.
+//
+// Validates requests (server/task_validation.h), runs the life cycle
+// (server/task_lifecycle.h) inside the store's atomic read-modify-write,
+// and converts absl::Status to grpc::Status at the edge (grpc_status.h).
+//
+// Runs on gRPC's callback API. Thread-safe.
+#ifndef TASKD_SERVER_TASK_SERVICE_H_
+#define TASKD_SERVER_TASK_SERVICE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "base/clock.h"
+#include "query/page_token.h"
+#include "storage/task_store.h"
+#include "tasks/v1/tasks.grpc.pb.h"
+
+namespace taskd {
+
+struct TaskServiceOptions {
+  // ListTasks page size when the request asks for 0. Default 50.
+  int default_page_size = 50;
+  // Larger page sizes are lowered to this. Default 1000.
+  int max_page_size = 1000;
+  // Where task timestamps come from. Not owned; must outlive the service.
+  Clock* clock = Clock::Real();
+};
+
+class TaskService final : public tasks::v1::TaskService::CallbackService {
+ public:
+  // `store` is not owned and must outlive the service.
+  TaskService(TaskStore* store, const TaskServiceOptions& options);
+
+  // The logic of each call, without gRPC: what the RPCs below return.
+  absl::StatusOr<Task> Create(const tasks::v1::CreateTaskRequest& request);
+  absl::StatusOr<Task> Get(const tasks::v1::GetTaskRequest& request);
+  absl::StatusOr<tasks::v1::ListTasksResponse> List(
+      const tasks::v1::ListTasksRequest& request);
+  absl::StatusOr<Task> Update(const tasks::v1::UpdateTaskRequest& request);
+  absl::Status Delete(const tasks::v1::DeleteTaskRequest& request);
+  absl::StatusOr<Task> Assign(const tasks::v1::AssignTaskRequest& request);
+  absl::StatusOr<Task> Start(const tasks::v1::StartTaskRequest& request);
+  absl::StatusOr<Task> Pause(const tasks::v1::PauseTaskRequest& request);
+  absl::StatusOr<Task> Resume(const tasks::v1::ResumeTaskRequest& request);
+  absl::StatusOr<Task> Complete(const tasks::v1::CompleteTaskRequest& request);
+  absl::StatusOr<Task> Cancel(const tasks::v1::CancelTaskRequest& request);
+
+  // tasks::v1::TaskService::CallbackService
+  grpc::ServerUnaryReactor* CreateTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::CreateTaskRequest* request, Task* response) override;
+  grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* context,
+                                    const tasks::v1::GetTaskRequest* request,
+                                    Task* response) override;
+  grpc::ServerUnaryReactor* ListTasks(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::ListTasksRequest* request,
+      tasks::v1::ListTasksResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::UpdateTaskRequest* request, Task* response) override;
+  grpc::ServerUnaryReactor* DeleteTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::DeleteTaskRequest* request,
+      google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* AssignTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::AssignTaskRequest* request, Task* response) override;
+  grpc::ServerUnaryReactor* StartTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::StartTaskRequest* request, Task* response) override;
+  grpc::ServerUnaryReactor* PauseTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::PauseTaskRequest* request, Task* response) override;
+  grpc::ServerUnaryReactor* ResumeTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::ResumeTaskRequest* request, Task* response) override;
+  grpc::ServerUnaryReactor* CompleteTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::CompleteTaskRequest* request, Task* response) override;
+  grpc::ServerUnaryReactor* CancelTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::CancelTaskRequest* request, Task* response) override;
+
+ private:
+  struct MoveRequest;
+  absl::StatusOr<Task> RunMove(const MoveRequest& request);
+
+  TaskStore* const store_;
+  const TaskServiceOptions options_;
+  const PageTokenCodec page_tokens_;
+};
+
+}  // namespace taskd
+
+#endif  // TASKD_SERVER_TASK_SERVICE_H_

@@ -1,0 +1,280 @@
+#include "server/task_validation.h"
+
+#include <random>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "query/task_fields.h"
+
+namespace taskd {
+namespace {
+
+using tasks::v1::Task;
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+// Printable text: no control characters (the proto layer already enforces
+// UTF-8).
+bool Printable(absl::string_view text) {
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+absl::Status CheckText(absl::string_view field, absl::string_view value,
+                       size_t max_length, bool required) {
+  if (value.empty()) {
+    return required ? Invalid(field, "is required") : absl::OkStatus();
+  }
+  if (value.size() > max_length) {
+    return Invalid(field, absl::StrFormat("is %d bytes long; the limit is %d",
+                                          value.size(), max_length));
+  }
+  if (!Printable(value)) return Invalid(field, "contains control characters");
+  return absl::OkStatus();
+}
+
+// Lower-cases *value if it is a UUID; an error naming `field` otherwise.
+absl::Status CheckUuid(absl::string_view field, std::string* value) {
+  if (value->empty()) return absl::OkStatus();
+  if (!IsUuid(*value)) {
+    std::string shown =
+        value->size() > 64 ? value->substr(0, 64) + "..." : *value;
+    return Invalid(
+        field,
+        absl::StrCat("\"", shown, "\" is not a UUID (8-4-4-4-12 hex digits)"));
+  }
+  absl::AsciiStrToLower(value);
+  return absl::OkStatus();
+}
+
+absl::Status CheckPriority(absl::string_view field, std::string* value) {
+  if (value->empty()) {
+    *value = std::string(kDefaultPriority);
+    return absl::OkStatus();
+  }
+  if (PriorityRank(*value) == 0) {
+    return Invalid(field,
+                   absl::StrCat("\"", value->substr(0, 64),
+                                "\" is not a priority (low, belowNormal, "
+                                "normal, aboveNormal, high)"));
+  }
+  return absl::OkStatus();
+}
+
+bool IdChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+         c == '_' || c == '.' || c == ':' || c == '~' || c == '@';
+}
+
+}  // namespace
+
+bool IsUuid(absl::string_view text) {
+  if (text.size() != 36) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (text[i] != '-') return false;
+    } else if (!absl::ascii_isxdigit(static_cast<unsigned char>(text[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string NewUuid() {
+  thread_local std::mt19937_64 random([] {
+    std::random_device device;
+    return (static_cast<uint64_t>(device()) << 32) ^ device();
+  }());
+  uint64_t high = random();
+  uint64_t low = random();
+  high = (high & ~0xf000ULL) | 0x4000ULL;            // version 4
+  low = (low & ~(0xc0ULL << 56)) | (0x80ULL << 56);  // variant 10
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", high >> 32,
+                         (high >> 16) & 0xffff, high & 0xffff, low >> 48,
+                         low & 0xffffffffffffULL);
+}
+
+absl::StatusOr<Task> ValidateNewTask(const Task& task) {
+  // Server-owned fields first: a caller must learn that they cannot be set.
+  if (!task.uuid().empty()) {
+    return Invalid("task.uuid", "is assigned by the server");
+  }
+  if (task.state() != Task::STATE_UNSPECIFIED) {
+    return Invalid("task.state",
+                   "is set by the server; new tasks are enqueued");
+  }
+  if (task.result_code() != Task::RESULT_CODE_UNSPECIFIED) {
+    return Invalid("task.result_code", "is set by CompleteTask or CancelTask");
+  }
+  if (!task.executor_id().empty()) {
+    return Invalid("task.executor_id", "is set by AssignTask");
+  }
+  if (task.has_enqueued_at() || task.has_started_at() ||
+      task.has_completed_at() || task.has_updated_at()) {
+    const char* field = task.has_enqueued_at()    ? "task.enqueuedAt"
+                        : task.has_started_at()   ? "task.startedAt"
+                        : task.has_completed_at() ? "task.completedAt"
+                                                  : "task.updatedAt";
+    return Invalid(field, "is set by the server");
+  }
+  if (task.revision() != 0)
+    return Invalid("task.revision", "is set by the server");
+  if (!task.etag().empty()) return Invalid("task.etag", "is set by the server");
+
+  Task result;
+  if (!task.id().empty()) {
+    if (absl::Status s = CheckText("task.id", task.id(), kMaxIdLength, true);
+        !s.ok()) {
+      return s;
+    }
+    for (char c : task.id()) {
+      if (!IdChar(c)) {
+        return Invalid("task.id",
+                       "may contain only letters, digits and - _ . : ~ @");
+      }
+    }
+    result.set_id(task.id());
+  }
+  if (absl::Status s =
+          CheckText("task.type", task.type(), kMaxTypeLength, true);
+      !s.ok()) {
+    return s;
+  }
+  result.set_type(task.type());
+  result.set_priority(task.priority());
+  if (absl::Status s =
+          CheckPriority("task.priority", result.mutable_priority());
+      !s.ok()) {
+    return s;
+  }
+  result.set_policy_id(task.policy_id());
+  result.set_resource_id(task.resource_id());
+  result.set_tenant_id(task.tenant_id());
+  for (auto [field, value] :
+       {std::pair{"task.policy_id", result.mutable_policy_id()},
+        std::pair{"task.resource_id", result.mutable_resource_id()},
+        std::pair{"task.tenant_id", result.mutable_tenant_id()}}) {
+    if (absl::Status s = CheckUuid(field, value); !s.ok()) return s;
+  }
+  return result;
+}
+
+absl::Status ValidateRequestId(absl::string_view request_id) {
+  return CheckText("request_id", request_id, kMaxRequestIdLength, false);
+}
+
+absl::Status ValidateTaskRef(absl::string_view id, absl::string_view field) {
+  return CheckText(field, id, kMaxIdLength, true);
+}
+
+absl::Status ValidateEtag(absl::string_view etag) {
+  return CheckText("etag", etag, kMaxEtagLength, false);
+}
+
+absl::Status ValidateExecutorId(absl::string_view executor_id) {
+  return CheckText("executor_id", executor_id, kMaxExecutorIdLength, true);
+}
+
+absl::StatusOr<Task> ApplyUpdate(const Task& current, const Task& patch,
+                                 const google::protobuf::FieldMask& mask) {
+  enum Path { kType, kPriority, kPolicy, kResource };
+  std::vector<Path> paths;
+  if (mask.paths_size() == 0) {
+    // Without a mask every field the caller set is meant to be written, so
+    // a set server-owned field is an error rather than silently ignored.
+    if (patch.state() != Task::STATE_UNSPECIFIED) {
+      return Invalid("task.state",
+                     "is not writable by UpdateTask; use the life-cycle "
+                     "methods");
+    }
+    if (patch.result_code() != Task::RESULT_CODE_UNSPECIFIED) {
+      return Invalid("task.result_code", "is not writable by UpdateTask");
+    }
+    if (!patch.executor_id().empty()) {
+      return Invalid("task.executor_id",
+                     "is not writable by UpdateTask; use AssignTask");
+    }
+    if (!patch.uuid().empty() && patch.uuid() != current.uuid()) {
+      return Invalid("task.uuid", "is not writable");
+    }
+    if (!patch.tenant_id().empty() &&
+        patch.tenant_id() != current.tenant_id()) {
+      return Invalid("task.tenant_id", "is not writable");
+    }
+    if (patch.has_enqueued_at() || patch.has_started_at() ||
+        patch.has_completed_at() || patch.has_updated_at()) {
+      return Invalid("task timestamps", "are set by the server");
+    }
+    if (!patch.type().empty()) paths.push_back(kType);
+    if (!patch.priority().empty()) paths.push_back(kPriority);
+    if (!patch.policy_id().empty()) paths.push_back(kPolicy);
+    if (!patch.resource_id().empty()) paths.push_back(kResource);
+    if (paths.empty()) {
+      return Invalid("update_mask",
+                     "is empty and the task sets no writable field (type, "
+                     "priority, policy_id, resource_id)");
+    }
+  }
+  for (const std::string& path : mask.paths()) {
+    if (path == "type") {
+      paths.push_back(kType);
+    } else if (path == "priority") {
+      paths.push_back(kPriority);
+    } else if (path == "policy_id" || path == "policyId") {
+      paths.push_back(kPolicy);
+    } else if (path == "resource_id" || path == "resourceId") {
+      paths.push_back(kResource);
+    } else {
+      return Invalid(
+          absl::StrCat("update_mask \"", path.substr(0, 64), "\""),
+          "is not writable by UpdateTask; writable: type, priority, "
+          "policy_id, resource_id (state, executor_id, result_code and the "
+          "timestamps change through the life-cycle methods)");
+    }
+  }
+  Task next = current;
+  for (Path path : paths) {
+    switch (path) {
+      case kType:
+        if (absl::Status s =
+                CheckText("task.type", patch.type(), kMaxTypeLength, true);
+            !s.ok()) {
+          return s;
+        }
+        next.set_type(patch.type());
+        break;
+      case kPriority:
+        next.set_priority(patch.priority());
+        if (absl::Status s =
+                CheckPriority("task.priority", next.mutable_priority());
+            !s.ok()) {
+          return s;
+        }
+        break;
+      case kPolicy:
+        next.set_policy_id(patch.policy_id());
+        if (absl::Status s =
+                CheckUuid("task.policy_id", next.mutable_policy_id());
+            !s.ok()) {
+          return s;
+        }
+        break;
+      case kResource:
+        next.set_resource_id(patch.resource_id());
+        if (absl::Status s =
+                CheckUuid("task.resource_id", next.mutable_resource_id());
+            !s.ok()) {
+          return s;
+        }
+        break;
+    }
+  }
+  return next;
+}
+
+}  // namespace taskd

@@ -1,0 +1,169 @@
+#include "storage/sqlite_query.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace taskd::sqlite {
+namespace {
+
+const char* OperatorOf(Comparator cmp) {
+  switch (cmp) {
+    case Comparator::kEq:
+      return "=";
+    case Comparator::kNe:
+      return "<>";
+    case Comparator::kLt:
+      return "<";
+    case Comparator::kLe:
+      return "<=";
+    case Comparator::kGt:
+      return ">";
+    case Comparator::kGe:
+      return ">=";
+  }
+  return "=";
+}
+
+FieldValue ZeroValueOf(TaskField field) {
+  switch (InfoOf(field).kind) {
+    case FieldKind::kString:
+      return std::string();
+    default:
+      return int64_t{0};
+  }
+}
+
+std::string Param(FieldValue value, std::vector<FieldValue>* params) {
+  params->push_back(std::move(value));
+  return absl::StrCat("?", params->size());
+}
+
+std::string Compile(const FilterExpr& expr, std::vector<FieldValue>* params) {
+  switch (expr.kind) {
+    case FilterExpr::Kind::kAnd:
+    case FilterExpr::Kind::kOr: {
+      std::vector<std::string> parts;
+      for (const FilterExpr& child : expr.children) {
+        parts.push_back(Compile(child, params));
+      }
+      const char* joiner =
+          expr.kind == FilterExpr::Kind::kAnd ? " AND " : " OR ";
+      return absl::StrCat("(", absl::StrJoin(parts, joiner), ")");
+    }
+    case FilterExpr::Kind::kNot:
+      return absl::StrCat("NOT ", Compile(expr.children.at(0), params));
+    case FilterExpr::Kind::kCompare:
+      return absl::StrCat("(", ColumnOf(expr.field), " ", OperatorOf(expr.cmp),
+                          " ", Param(expr.value, params), ")");
+    case FilterExpr::Kind::kPresent:
+      return absl::StrCat("(", ColumnOf(expr.field), " <> ",
+                          Param(ZeroValueOf(expr.field), params), ")");
+  }
+  return "1";
+}
+
+// Rows strictly after `after` in `order`. When every key runs the same way a
+// row-value comparison lets SQLite seek the matching index; otherwise the
+// expanded form (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ...
+std::string AfterClause(const OrderBy& order,
+                        const std::vector<FieldValue>& after,
+                        std::vector<FieldValue>* params) {
+  bool same_direction = true;
+  for (const OrderKey& key : order) {
+    same_direction &= key.descending == order.front().descending;
+  }
+  if (same_direction) {
+    std::vector<std::string> columns, values;
+    for (size_t i = 0; i < order.size(); ++i) {
+      columns.push_back(ColumnOf(order[i].field));
+      values.push_back(Param(after[i], params));
+    }
+    return absl::StrCat("(", absl::StrJoin(columns, ", "), ") ",
+                        order.front().descending ? "<" : ">", " (",
+                        absl::StrJoin(values, ", "), ")");
+  }
+  std::vector<std::string> alternatives;
+  for (size_t i = 0; i < order.size(); ++i) {
+    std::vector<std::string> terms;
+    for (size_t j = 0; j < i; ++j) {
+      terms.push_back(absl::StrCat(ColumnOf(order[j].field), " = ",
+                                   Param(after[j], params)));
+    }
+    terms.push_back(absl::StrCat(ColumnOf(order[i].field),
+                                 order[i].descending ? " < " : " > ",
+                                 Param(after[i], params)));
+    alternatives.push_back(
+        absl::StrCat("(", absl::StrJoin(terms, " AND "), ")"));
+  }
+  return absl::StrCat("(", absl::StrJoin(alternatives, " OR "), ")");
+}
+
+}  // namespace
+
+const char* ColumnOf(TaskField field) {
+  switch (field) {
+    case TaskField::kId:
+      return "id";
+    case TaskField::kUuid:
+      return "uuid";
+    case TaskField::kType:
+      return "type";
+    case TaskField::kState:
+      return "state";
+    case TaskField::kResultCode:
+      return "result_code";
+    case TaskField::kPriority:
+      return "priority";
+    case TaskField::kPolicyId:
+      return "policy_id";
+    case TaskField::kResourceId:
+      return "resource_id";
+    case TaskField::kExecutorId:
+      return "executor_id";
+    case TaskField::kEnqueuedAt:
+      return "enqueued_at";
+    case TaskField::kStartedAt:
+      return "started_at";
+    case TaskField::kCompletedAt:
+      return "completed_at";
+    case TaskField::kUpdatedAt:
+      return "updated_at";
+    case TaskField::kTenantId:
+      return "tenant_id";
+    case TaskField::kRevision:
+      return "revision";
+  }
+  return "id";
+}
+
+std::string WhereClause(const FilterExpr* filter,
+                        std::vector<FieldValue>* params) {
+  if (filter == nullptr) return "";
+  return absl::StrCat(" WHERE ", Compile(*filter, params));
+}
+
+SqlQuery BuildListQuery(const ListQuery& query, const char* columns,
+                        int limit) {
+  SqlQuery result;
+  std::vector<std::string> conditions;
+  if (query.filter != nullptr) {
+    conditions.push_back(Compile(*query.filter, &result.params));
+  }
+  if (!query.after.empty()) {
+    conditions.push_back(AfterClause(query.order, query.after, &result.params));
+  }
+  std::vector<std::string> keys;
+  for (const OrderKey& key : query.order) {
+    keys.push_back(
+        absl::StrCat(ColumnOf(key.field), key.descending ? " DESC" : ""));
+  }
+  result.sql = absl::StrCat(
+      "SELECT ", columns, " FROM tasks",
+      conditions.empty()
+          ? ""
+          : absl::StrCat(" WHERE ", absl::StrJoin(conditions, " AND ")),
+      " ORDER BY ", absl::StrJoin(keys, ", "), " LIMIT ", limit);
+  return result;
+}
+
+}  // namespace taskd::sqlite

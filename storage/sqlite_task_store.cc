@@ -1,0 +1,683 @@
+#include "storage/sqlite_task_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <random>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/sqlite_query.h"
+#include "storage/sqlite_statement.h"
+
+namespace taskd {
+namespace {
+
+using sqlite::Connection;
+using sqlite::ScopedStatement;
+using sqlite::Statement;
+using sqlite::Transaction;
+
+// Column order shared by ReadTask() and BindTask().
+constexpr char kTaskColumns[] =
+    "id, uuid, type, state, result_code, priority, policy_id, resource_id, "
+    "executor_id, tenant_id, enqueued_at, started_at, completed_at, "
+    "updated_at, revision";
+
+// Forward-only migrations: kMigrations[i] takes the schema from version i to
+// version i + 1, in one transaction with the version bump. Never edit one
+// that has shipped; append a new one.
+constexpr const char* kMigrations[] = {
+    // 1: tasks, the change history and the store's own counters.
+    R"sql(
+      CREATE TABLE tasks (
+        id           TEXT PRIMARY KEY NOT NULL,
+        uuid         TEXT NOT NULL UNIQUE,
+        type         TEXT NOT NULL,
+        state        INTEGER NOT NULL,
+        result_code  INTEGER NOT NULL DEFAULT 0,
+        priority     INTEGER NOT NULL,
+        policy_id    TEXT NOT NULL DEFAULT '',
+        resource_id  TEXT NOT NULL DEFAULT '',
+        executor_id  TEXT NOT NULL DEFAULT '',
+        tenant_id    TEXT NOT NULL DEFAULT '',
+        enqueued_at  INTEGER NOT NULL,
+        started_at   INTEGER NOT NULL DEFAULT 0,
+        completed_at INTEGER NOT NULL DEFAULT 0,
+        updated_at   INTEGER NOT NULL,
+        revision     INTEGER NOT NULL,
+        request_id   TEXT NOT NULL DEFAULT ''
+      );
+      CREATE INDEX tasks_by_enqueued ON tasks (enqueued_at, id);
+      CREATE UNIQUE INDEX tasks_by_request ON tasks (tenant_id, request_id)
+        WHERE request_id <> '';
+      CREATE TABLE changes (
+        revision     INTEGER PRIMARY KEY NOT NULL,
+        kind         INTEGER NOT NULL,
+        task_id      TEXT NOT NULL,
+        task         BLOB NOT NULL,
+        committed_at INTEGER NOT NULL
+      );
+      CREATE INDEX changes_by_time ON changes (committed_at);
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value BLOB NOT NULL
+      );
+      INSERT INTO meta (key, value) VALUES ('revision', 0);
+    )sql",
+};
+constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+std::string EtagOf(int64_t revision) { return absl::StrCat("r", revision); }
+
+Task ReadTask(const Statement& row) {
+  Task task;
+  task.set_id(row.ColumnText(0));
+  task.set_uuid(row.ColumnText(1));
+  task.set_type(row.ColumnText(2));
+  task.set_state(static_cast<Task::State>(row.ColumnInt64(3)));
+  task.set_result_code(static_cast<Task::ResultCode>(row.ColumnInt64(4)));
+  task.set_priority(std::string(PriorityName(row.ColumnInt64(5))));
+  task.set_policy_id(row.ColumnText(6));
+  task.set_resource_id(row.ColumnText(7));
+  task.set_executor_id(row.ColumnText(8));
+  task.set_tenant_id(row.ColumnText(9));
+  struct {
+    int column;
+    google::protobuf::Timestamp* (Task::*mutable_field)();
+  } times[] = {{10, &Task::mutable_enqueued_at},
+               {11, &Task::mutable_started_at},
+               {12, &Task::mutable_completed_at},
+               {13, &Task::mutable_updated_at}};
+  for (const auto& time : times) {
+    int64_t micros = row.ColumnInt64(time.column);
+    if (micros != 0) SetTimestampMicros(micros, (task.*time.mutable_field)());
+  }
+  task.set_revision(row.ColumnInt64(14));
+  task.set_etag(EtagOf(task.revision()));
+  return task;
+}
+
+// Binds `task` to ?1 .. ?15 in kTaskColumns order.
+void BindTask(Statement* statement, const Task& task) {
+  int i = 1;
+  for (TaskField field :
+       {TaskField::kId, TaskField::kUuid, TaskField::kType, TaskField::kState,
+        TaskField::kResultCode, TaskField::kPriority, TaskField::kPolicyId,
+        TaskField::kResourceId, TaskField::kExecutorId, TaskField::kTenantId,
+        TaskField::kEnqueuedAt, TaskField::kStartedAt, TaskField::kCompletedAt,
+        TaskField::kUpdatedAt, TaskField::kRevision}) {
+    FieldValue value = FieldValueOf(task, field);
+    if (auto* number = std::get_if<int64_t>(&value)) {
+      statement->BindInt64(i++, *number);
+    } else {
+      statement->BindText(i++, std::get<std::string>(value));
+    }
+  }
+}
+
+void BindValues(Statement* statement, const std::vector<FieldValue>& values) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    int index = static_cast<int>(i) + 1;
+    if (auto* number = std::get_if<int64_t>(&values[i])) {
+      statement->BindInt64(index, *number);
+    } else {
+      statement->BindText(index, std::get<std::string>(values[i]));
+    }
+  }
+}
+
+std::string RandomSecret() {
+  std::random_device device;
+  std::string secret(32, '\0');
+  for (char& c : secret) c = static_cast<char>(device() & 0xff);
+  return secret;
+}
+
+// An exclusive advisory lock on "<db>.lock", held for the store's lifetime,
+// so that two processes never serve one database.
+class FileLock {
+ public:
+  static absl::StatusOr<std::unique_ptr<FileLock>> Acquire(
+      const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("open ", path, ": ", strerror(errno)));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database is in use by another process (lock ", path, " is held)"));
+    }
+    return std::unique_ptr<FileLock>(new FileLock(fd));
+  }
+  ~FileLock() { ::close(fd_); }
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  const int fd_;
+};
+
+class SqliteTaskStore final : public TaskStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<SqliteTaskStore>> Open(
+      const SqliteTaskStoreOptions& options);
+  ~SqliteTaskStore() override;
+
+  absl::StatusOr<Task> Create(const Task& task,
+                              absl::string_view request_id) override;
+  absl::StatusOr<Task> Get(absl::string_view id) override;
+  absl::StatusOr<Task> Update(absl::string_view id,
+                              const Mutation& mutation) override;
+  absl::StatusOr<Task> Delete(absl::string_view id,
+                              const Precondition& precondition) override;
+  absl::StatusOr<ListResult> List(const ListQuery& query) override;
+  absl::StatusOr<std::vector<Change>> ReadChanges(int64_t from,
+                                                  int limit) override;
+  int64_t CurrentRevision() override { return current_revision_.load(); }
+  int64_t OldestRevision() override { return oldest_revision_.load(); }
+  std::string InstanceSecret() override { return secret_; }
+
+ private:
+  // A read connection borrowed from the pool for one call.
+  class Reader {
+   public:
+    explicit Reader(SqliteTaskStore* store) : store_(store) {
+      absl::MutexLock lock(&store_->pool_mu_);
+      store_->pool_mu_.Await(absl::Condition(
+          +[](std::vector<Connection*>* idle) { return !idle->empty(); },
+          &store_->idle_readers_));
+      connection_ = store_->idle_readers_.back();
+      store_->idle_readers_.pop_back();
+    }
+    ~Reader() {
+      absl::MutexLock lock(&store_->pool_mu_);
+      store_->idle_readers_.push_back(connection_);
+    }
+    Connection* operator->() const { return connection_; }
+    Connection* get() const { return connection_; }
+
+   private:
+    SqliteTaskStore* const store_;
+    Connection* connection_;
+  };
+
+  explicit SqliteTaskStore(const SqliteTaskStoreOptions& options)
+      : options_(options) {}
+
+  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status LoadState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+
+  // The task whose id, or else uuid, is `id`, read on `connection`.
+  static absl::StatusOr<Task> Find(Connection* connection,
+                                   absl::string_view id);
+
+  // Writes the change row and the revision counter for `task`, whose
+  // revision must already be the new revision.
+  absl::Status RecordChange(Change::Kind kind, const Task& task, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // After a successful commit: publish the revision, notify, trim.
+  void Committed(std::vector<Change> changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  void TrimHistory() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+
+  const SqliteTaskStoreOptions options_;
+  std::unique_ptr<FileLock> lock_;
+  std::string secret_;
+
+  absl::Mutex write_mu_;
+  std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(write_mu_);
+  int64_t commits_since_trim_ ABSL_GUARDED_BY(write_mu_) = 0;
+
+  std::atomic<int64_t> current_revision_{0};
+  std::atomic<int64_t> oldest_revision_{1};
+
+  std::vector<std::unique_ptr<Connection>> readers_;
+  absl::Mutex pool_mu_;
+  std::vector<Connection*> idle_readers_ ABSL_GUARDED_BY(pool_mu_);
+};
+
+absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
+    const SqliteTaskStoreOptions& options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("database path is empty");
+  }
+  if (options.clock == nullptr) {
+    return absl::InvalidArgumentError("clock is null");
+  }
+  std::unique_ptr<SqliteTaskStore> store(new SqliteTaskStore(options));
+  absl::StatusOr<std::unique_ptr<FileLock>> lock =
+      FileLock::Acquire(options.path + ".lock");
+  if (!lock.ok()) return lock.status();
+  store->lock_ = std::move(*lock);
+
+  Connection::Options connection_options;
+  connection_options.synchronous_full = options.synchronous_full;
+  connection_options.busy_timeout_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout));
+  {
+    absl::MutexLock lock(&store->write_mu_);
+    absl::StatusOr<std::unique_ptr<Connection>> writer =
+        Connection::Open(options.path, connection_options);
+    if (!writer.ok()) return writer.status();
+    store->writer_ = std::move(*writer);
+    absl::Status status = store->Migrate();
+    if (!status.ok()) return status;
+    status = store->LoadState();
+    if (!status.ok()) return status;
+  }
+  connection_options.read_only = true;
+  absl::MutexLock lock_pool(&store->pool_mu_);
+  for (int i = 0; i < std::max(1, options.read_connections); ++i) {
+    absl::StatusOr<std::unique_ptr<Connection>> reader =
+        Connection::Open(options.path, connection_options);
+    if (!reader.ok()) return reader.status();
+    store->idle_readers_.push_back(reader->get());
+    store->readers_.push_back(std::move(*reader));
+  }
+  return store;
+}
+
+SqliteTaskStore::~SqliteTaskStore() {
+  absl::MutexLock lock(&write_mu_);
+  readers_.clear();
+  if (writer_ != nullptr) {
+    // Fold the WAL back into the database so that the file is complete on
+    // its own after a clean shutdown.
+    (void)writer_->Exec("PRAGMA wal_checkpoint(TRUNCATE)", "checkpoint");
+  }
+  writer_.reset();
+}
+
+absl::Status SqliteTaskStore::Migrate() {
+  absl::Status status = writer_->Exec(
+      "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+      "create schema_version");
+  if (!status.ok()) return status;
+  absl::StatusOr<Statement*> read =
+      writer_->Prepare("SELECT MAX(version) FROM schema_version");
+  if (!read.ok()) return read.status();
+  int64_t version = 0;
+  {
+    ScopedStatement statement(*read);
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    if (*row) version = statement->ColumnInt64(0);
+  }
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "database ", options_.path, " has schema version ", version,
+        ", written by a newer taskd; this taskd knows versions up to ",
+        kSchemaVersion, ". Refusing to open it."));
+  }
+  for (int64_t v = version; v < kSchemaVersion; ++v) {
+    Transaction transaction(writer_.get());
+    if (status = transaction.Begin(); !status.ok()) return status;
+    status = writer_->Exec(kMigrations[v],
+                           absl::StrCat("migrate to schema version ", v + 1));
+    if (!status.ok()) return status;
+    status = writer_->Exec(
+        absl::StrCat("DELETE FROM schema_version; INSERT INTO schema_version "
+                     "(version) VALUES (",
+                     v + 1, ")"),
+        "record schema version");
+    if (!status.ok()) return status;
+    if (status = transaction.Commit(); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteTaskStore::LoadState() {
+  absl::StatusOr<Statement*> read =
+      writer_->Prepare("SELECT value FROM meta WHERE key = 'revision'");
+  if (!read.ok()) return read.status();
+  {
+    ScopedStatement statement(*read);
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::DataLossError("meta table has no revision");
+    current_revision_ = statement->ColumnInt64(0);
+  }
+  read = writer_->Prepare("SELECT MIN(revision) FROM changes");
+  if (!read.ok()) return read.status();
+  {
+    ScopedStatement statement(*read);
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    int64_t oldest = statement->ColumnInt64(0);
+    oldest_revision_ = oldest > 0 ? oldest : current_revision_.load() + 1;
+  }
+  read = writer_->Prepare("SELECT value FROM meta WHERE key = 'secret'");
+  if (!read.ok()) return read.status();
+  {
+    ScopedStatement statement(*read);
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    if (*row) secret_ = statement->ColumnBlob(0);
+  }
+  if (secret_.empty()) {
+    secret_ = RandomSecret();
+    absl::StatusOr<Statement*> write =
+        writer_->Prepare("INSERT INTO meta (key, value) VALUES ('secret', ?1)");
+    if (!write.ok()) return write.status();
+    ScopedStatement statement(*write);
+    statement->BindBlob(1, secret_);
+    return statement->Run();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Find(Connection* connection,
+                                           absl::string_view id) {
+  static const std::string by_id =
+      absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE id = ?1");
+  static const std::string by_uuid =
+      absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE uuid = ?1");
+  for (const std::string* sql : {&by_id, &by_uuid}) {
+    absl::StatusOr<Statement*> prepared = connection->Prepare(*sql);
+    if (!prepared.ok()) return prepared.status();
+    ScopedStatement statement(*prepared);
+    statement->BindText(1, id);
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    if (*row) return ReadTask(*statement);
+  }
+  return absl::NotFoundError(absl::StrCat("task \"", id, "\" not found"));
+}
+
+absl::Status SqliteTaskStore::RecordChange(Change::Kind kind, const Task& task,
+                                           absl::Time now) {
+  absl::StatusOr<Statement*> insert = writer_->Prepare(
+      "INSERT INTO changes (revision, kind, task_id, task, committed_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!insert.ok()) return insert.status();
+  {
+    ScopedStatement statement(*insert);
+    statement->BindInt64(1, task.revision());
+    statement->BindInt64(2, static_cast<int64_t>(kind));
+    statement->BindText(3, task.id());
+    statement->BindBlob(4, task.SerializeAsString());
+    statement->BindInt64(5, absl::ToUnixMicros(now));
+    if (absl::Status status = statement->Run(); !status.ok()) return status;
+  }
+  absl::StatusOr<Statement*> bump =
+      writer_->Prepare("UPDATE meta SET value = ?1 WHERE key = 'revision'");
+  if (!bump.ok()) return bump.status();
+  ScopedStatement statement(*bump);
+  statement->BindInt64(1, task.revision());
+  return statement->Run();
+}
+
+void SqliteTaskStore::Committed(std::vector<Change> changes) {
+  current_revision_ = changes.back().revision;
+  if (oldest_revision_.load() > changes.front().revision) {
+    oldest_revision_ = changes.front().revision;
+  }
+  if (options_.on_commit) options_.on_commit(changes);
+  commits_since_trim_ += static_cast<int64_t>(changes.size());
+  if (commits_since_trim_ >= options_.history_trim_interval) {
+    commits_since_trim_ = 0;
+    TrimHistory();
+  }
+}
+
+void SqliteTaskStore::TrimHistory() {
+  int64_t keep_from = 0;  // drop changes with revision < keep_from
+  if (options_.history_max_changes > 0) {
+    keep_from = current_revision_.load() - options_.history_max_changes + 1;
+  }
+  if (options_.history_max_age > absl::ZeroDuration()) {
+    absl::StatusOr<Statement*> prepared = writer_->Prepare(
+        "SELECT MIN(revision) FROM changes WHERE committed_at >= ?1");
+    if (!prepared.ok()) return;
+    ScopedStatement statement(*prepared);
+    statement->BindInt64(1, absl::ToUnixMicros(options_.clock->Now() -
+                                               options_.history_max_age));
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return;
+    int64_t first_young = statement->ColumnInt64(0);
+    if (first_young == 0) first_young = current_revision_.load() + 1;
+    keep_from = std::max(keep_from, first_young);
+  }
+  if (keep_from <= oldest_revision_.load()) return;
+  // Publish the new lower bound before deleting, so that a reader never
+  // believes a revision is available while it is being removed.
+  oldest_revision_ = keep_from;
+  absl::StatusOr<Statement*> prepared =
+      writer_->Prepare("DELETE FROM changes WHERE revision < ?1");
+  if (!prepared.ok()) return;
+  ScopedStatement statement(*prepared);
+  statement->BindInt64(1, keep_from);
+  (void)statement->Run();  // a failed trim is retried at the next interval
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Create(const Task& task,
+                                             absl::string_view request_id) {
+  absl::MutexLock lock(&write_mu_);
+  Transaction transaction(writer_.get());
+  if (absl::Status status = transaction.Begin(); !status.ok()) return status;
+
+  if (!request_id.empty()) {
+    static const std::string by_request =
+        absl::StrCat("SELECT ", kTaskColumns,
+                     " FROM tasks WHERE tenant_id = ?1 AND request_id = ?2");
+    absl::StatusOr<Statement*> prepared = writer_->Prepare(by_request);
+    if (!prepared.ok()) return prepared.status();
+    ScopedStatement statement(*prepared);
+    statement->BindText(1, task.tenant_id());
+    statement->BindText(2, request_id);
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    if (*row) return ReadTask(*statement);
+  }
+  {
+    absl::StatusOr<Statement*> prepared = writer_->Prepare(
+        "SELECT id FROM tasks WHERE id IN (?1, ?2) OR uuid IN (?1, ?2)");
+    if (!prepared.ok()) return prepared.status();
+    ScopedStatement statement(*prepared);
+    statement->BindText(1, task.id());
+    statement->BindText(2, task.uuid());
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    if (*row) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("task \"", task.id(), "\" already exists"));
+    }
+  }
+
+  Task stored = task;
+  stored.set_revision(current_revision_.load() + 1);
+  stored.set_etag(EtagOf(stored.revision()));
+  {
+    static const std::string insert =
+        absl::StrCat("INSERT INTO tasks (", kTaskColumns,
+                     ", request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                     "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+    absl::StatusOr<Statement*> prepared = writer_->Prepare(insert);
+    if (!prepared.ok()) return prepared.status();
+    ScopedStatement statement(*prepared);
+    BindTask(&*statement, stored);
+    statement->BindText(16, request_id);
+    if (absl::Status status = statement->Run(); !status.ok()) {
+      return status;
+    }
+  }
+  absl::Time now = options_.clock->Now();
+  if (absl::Status status = RecordChange(Change::Kind::kCreated, stored, now);
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = transaction.Commit(); !status.ok()) return status;
+  Committed({Change{stored.revision(), Change::Kind::kCreated, stored, now}});
+  return stored;
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Get(absl::string_view id) {
+  Reader reader(this);
+  return Find(reader.get(), id);
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Update(absl::string_view id,
+                                             const Mutation& mutation) {
+  absl::MutexLock lock(&write_mu_);
+  Transaction transaction(writer_.get());
+  if (absl::Status status = transaction.Begin(); !status.ok()) return status;
+  absl::StatusOr<Task> current = Find(writer_.get(), id);
+  if (!current.ok()) return current.status();
+  absl::StatusOr<Task> next = mutation(*current);
+  if (!next.ok()) return next.status();
+  if (next->id() != current->id() || next->uuid() != current->uuid()) {
+    return absl::InternalError("a mutation changed a task's id or uuid");
+  }
+  next->set_revision(current_revision_.load() + 1);
+  next->set_etag(EtagOf(next->revision()));
+  {
+    absl::StatusOr<Statement*> prepared = writer_->Prepare(
+        "UPDATE tasks SET uuid = ?2, type = ?3, state = ?4, result_code = ?5, "
+        "priority = ?6, policy_id = ?7, resource_id = ?8, executor_id = ?9, "
+        "tenant_id = ?10, enqueued_at = ?11, started_at = ?12, "
+        "completed_at = ?13, updated_at = ?14, revision = ?15 WHERE id = ?1");
+    if (!prepared.ok()) return prepared.status();
+    ScopedStatement statement(*prepared);
+    BindTask(&*statement, *next);
+    if (absl::Status status = statement->Run(); !status.ok()) return status;
+  }
+  absl::Time now = options_.clock->Now();
+  if (absl::Status status = RecordChange(Change::Kind::kUpdated, *next, now);
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = transaction.Commit(); !status.ok()) return status;
+  Committed({Change{next->revision(), Change::Kind::kUpdated, *next, now}});
+  return next;
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Delete(absl::string_view id,
+                                             const Precondition& precondition) {
+  absl::MutexLock lock(&write_mu_);
+  Transaction transaction(writer_.get());
+  if (absl::Status status = transaction.Begin(); !status.ok()) return status;
+  absl::StatusOr<Task> current = Find(writer_.get(), id);
+  if (!current.ok()) return current.status();
+  if (precondition) {
+    if (absl::Status status = precondition(*current); !status.ok()) {
+      return status;
+    }
+  }
+  {
+    absl::StatusOr<Statement*> prepared =
+        writer_->Prepare("DELETE FROM tasks WHERE id = ?1");
+    if (!prepared.ok()) return prepared.status();
+    ScopedStatement statement(*prepared);
+    statement->BindText(1, current->id());
+    if (absl::Status status = statement->Run(); !status.ok()) return status;
+  }
+  Task deleted = *current;
+  deleted.set_revision(current_revision_.load() + 1);
+  deleted.set_etag(EtagOf(deleted.revision()));
+  absl::Time now = options_.clock->Now();
+  if (absl::Status status = RecordChange(Change::Kind::kDeleted, deleted, now);
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = transaction.Commit(); !status.ok()) return status;
+  Committed({Change{deleted.revision(), Change::Kind::kDeleted, deleted, now}});
+  return deleted;
+}
+
+absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
+  if (query.limit < 1) {
+    return absl::InvalidArgumentError("list limit must be at least 1");
+  }
+  if (!query.after.empty() && query.after.size() != query.order.size()) {
+    return absl::InvalidArgumentError("cursor does not match the order");
+  }
+  // One row more than asked tells whether another page follows.
+  sqlite::SqlQuery sql =
+      sqlite::BuildListQuery(query, kTaskColumns, query.limit + 1);
+  Reader reader(this);
+  absl::StatusOr<Statement*> prepared = reader->Prepare(sql.sql);
+  if (!prepared.ok()) return prepared.status();
+  ScopedStatement statement(*prepared);
+  BindValues(&*statement, sql.params);
+  ListResult result;
+  while (true) {
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    if (static_cast<int>(result.tasks.size()) == query.limit) {
+      result.more = true;
+      break;
+    }
+    result.tasks.push_back(ReadTask(*statement));
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<Change>> SqliteTaskStore::ReadChanges(int64_t from,
+                                                                 int limit) {
+  if (from < 1) from = 1;
+  if (from < oldest_revision_.load()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("revision ", from,
+                     " has been compacted; the oldest revision available is ",
+                     oldest_revision_.load()));
+  }
+  Reader reader(this);
+  absl::StatusOr<Statement*> prepared = reader->Prepare(
+      "SELECT revision, kind, task, committed_at FROM changes "
+      "WHERE revision >= ?1 ORDER BY revision LIMIT ?2");
+  if (!prepared.ok()) return prepared.status();
+  ScopedStatement statement(*prepared);
+  statement->BindInt64(1, from);
+  statement->BindInt64(2, limit);
+  std::vector<Change> changes;
+  while (true) {
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    Change change;
+    change.revision = statement->ColumnInt64(0);
+    change.kind = static_cast<Change::Kind>(statement->ColumnInt64(1));
+    if (!change.task.ParseFromString(statement->ColumnBlob(2))) {
+      return absl::DataLossError(absl::StrCat(
+          "history entry at revision ", change.revision, " is unreadable"));
+    }
+    change.committed_at = absl::FromUnixMicros(statement->ColumnInt64(3));
+    changes.push_back(std::move(change));
+  }
+  // The trim may have run while we read: what we read is only whole if
+  // `from` is still available now.
+  if (from < oldest_revision_.load()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("revision ", from,
+                     " has been compacted; the oldest revision available is ",
+                     oldest_revision_.load()));
+  }
+  if (!changes.empty() && changes.front().revision != from) {
+    return absl::OutOfRangeError(
+        absl::StrCat("revision ", from,
+                     " has been compacted; the oldest revision available is ",
+                     changes.front().revision));
+  }
+  return changes;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(
+    const SqliteTaskStoreOptions& options) {
+  absl::StatusOr<std::unique_ptr<SqliteTaskStore>> store =
+      SqliteTaskStore::Open(options);
+  if (!store.ok()) return store.status();
+  return std::unique_ptr<TaskStore>(std::move(*store));
+}
+
+int SqliteSchemaVersion() { return kSchemaVersion; }
+
+}  // namespace taskd

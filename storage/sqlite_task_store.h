@@ -1,0 +1,73 @@
+// The embedded TaskStore: one SQLite database file in WAL mode.
+//
+//   SqliteTaskStoreOptions options;
+//   options.path = "taskd.db";
+//   absl::StatusOr<std::unique_ptr<TaskStore>> store =
+//       OpenSqliteTaskStore(options);
+//
+// One process owns a database file at a time: Open takes an exclusive lock
+// on "<path>.lock" and fails with FailedPrecondition while another process
+// holds it. Writes go through one connection; reads through a pool of
+// read-only connections, so that readers never wait for the writer.
+#ifndef TASKD_STORAGE_SQLITE_TASK_STORE_H_
+#define TASKD_STORAGE_SQLITE_TASK_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "base/clock.h"
+#include "storage/task_store.h"
+
+namespace taskd {
+
+struct SqliteTaskStoreOptions {
+  // The database file, created if missing. Required.
+  std::string path;
+
+  // true (default): PRAGMA synchronous=FULL, an acknowledged change survives
+  // power loss. false: synchronous=NORMAL, it survives a crash of taskd but
+  // the last commits may be lost on power loss; commits are faster.
+  bool synchronous_full = true;
+
+  // Read-only connections for Get, List and ReadChanges. Default 4.
+  int read_connections = 4;
+
+  // How long a statement waits for a lock held by another connection.
+  absl::Duration busy_timeout = absl::Seconds(5);
+
+  // History retention: the history keeps at least the last
+  // `history_max_changes` changes (0 = no count limit) and drops changes
+  // older than `history_max_age` (zero = no age limit), checked every
+  // `history_trim_interval` commits. Defaults: 1,000,000 changes, 7 days.
+  int64_t history_max_changes = 1'000'000;
+  absl::Duration history_max_age = absl::Hours(24 * 7);
+  int64_t history_trim_interval = 1024;
+
+  // Where the store reads the time (Change::committed_at, history age).
+  // Not owned; must outlive the store.
+  Clock* clock = Clock::Real();
+
+  // Called after every commit with the changes it made, in revision order,
+  // from the committing thread, before the next commit starts. Must be quick
+  // and must not call back into the store's write methods.
+  std::function<void(const std::vector<Change>&)> on_commit;
+};
+
+// Opens (creating and migrating as needed) the database at options.path.
+// FailedPrecondition if the file was written by a newer taskd (a schema
+// version this one does not know) or is in use by another process;
+// Unavailable or DataLoss if it cannot be opened or read.
+absl::StatusOr<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(
+    const SqliteTaskStoreOptions& options);
+
+// The schema version this build writes.
+int SqliteSchemaVersion();
+
+}  // namespace taskd
+
+#endif  // TASKD_STORAGE_SQLITE_TASK_STORE_H_

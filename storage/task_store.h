@@ -1,0 +1,139 @@
+// TaskStore: the one interface of taskd's storage layer.
+//
+// A TaskStore keeps tasks and the history of their changes. Every change
+// (create, update, delete) gets the next store revision: one new revision per
+// change, in commit order, starting at 1. The change is recorded in the
+// history in the same transaction as the change itself, so the history never
+// misses or invents a change, also across crashes and restarts.
+//
+// The store knows nothing of gRPC and nothing of the task life cycle: callers
+// (the service) decide what a change is; the store applies it atomically,
+// stamps `revision` and `etag`, and records it.
+//
+//   auto store = OpenSqliteTaskStore(options);      //
+//   storage/sqlite_task_store.h if (!store.ok()) return store.status();
+//   absl::StatusOr<Task> created = (*store)->Create(task, "");
+//
+// Errors are canonical absl::Status codes:
+//   NotFound            no task with that id (or uuid)
+//   AlreadyExists       a task with that id already exists
+//   Unavailable         the store is busy or the disk failed; a retry may work
+//   FailedPrecondition  the database cannot be used (newer schema, locked by
+//                       another process)
+//   others              whatever the mutation function returned, unchanged
+//
+// Thread-safety: every method may be called from any thread at any time.
+// Writes are serialised; reads see the last committed state and do not wait
+// for writers.
+#ifndef TASKD_STORAGE_TASK_STORE_H_
+#define TASKD_STORAGE_TASK_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "query/filter.h"
+#include "query/order_by.h"
+#include "tasks/v1/tasks.pb.h"
+
+namespace taskd {
+
+using tasks::v1::Task;
+
+// One recorded change.
+struct Change {
+  enum class Kind { kCreated = 1, kUpdated = 2, kDeleted = 3 };
+  int64_t revision = 0;
+  Kind kind = Kind::kCreated;
+  // The task after the change; for kDeleted, the task as it was (with the
+  // deletion's revision).
+  Task task;
+  absl::Time committed_at;
+};
+
+// A ListTasks question, already parsed.
+struct ListQuery {
+  // Null matches every task.
+  std::shared_ptr<const FilterExpr> filter;
+  // Total order; must end with id (ParseOrderBy guarantees it).
+  OrderBy order = {{TaskField::kEnqueuedAt, false}, {TaskField::kId, false}};
+  // Empty: from the start. Otherwise the order-key values of the last task
+  // already returned (CursorOf()); the page starts strictly after it.
+  std::vector<FieldValue> after;
+  // At most this many tasks, >= 1.
+  int limit = 50;
+};
+
+struct ListResult {
+  std::vector<Task> tasks;
+  // True if tasks after the last one returned matched when the page was read.
+  bool more = false;
+};
+
+class TaskStore {
+ public:
+  // Computes the new version of a task from the current one, or an error
+  // that aborts the change and is returned to the caller unchanged.
+  using Mutation = std::function<absl::StatusOr<Task>(const Task& current)>;
+  // Decides whether a task may be deleted; a non-OK status aborts.
+  using Precondition = std::function<absl::Status(const Task& current)>;
+
+  TaskStore() = default;
+  TaskStore(const TaskStore&) = delete;
+  TaskStore& operator=(const TaskStore&) = delete;
+  virtual ~TaskStore() = default;
+
+  // Inserts `task`, which must carry id, uuid, type, state and the
+  // timestamps; the store sets revision and etag. Returns the stored task.
+  //
+  // If `request_id` is not empty and a task was already created with the same
+  // (tenant_id, request_id), that task is returned as it is now and nothing
+  // is written. AlreadyExists if a task with the same id exists.
+  virtual absl::StatusOr<Task> Create(const Task& task,
+                                      absl::string_view request_id) = 0;
+
+  // The task whose id, or else whose uuid, is `id`. NotFound if none.
+  virtual absl::StatusOr<Task> Get(absl::string_view id) = 0;
+
+  // Atomically reads the task `id` (as Get), calls `mutation` on it and
+  // stores the result under a new revision. The mutation may not change id or
+  // uuid. Two concurrent calls on one task are serialised: the second sees
+  // the first's result. NotFound if the task does not exist.
+  virtual absl::StatusOr<Task> Update(absl::string_view id,
+                                      const Mutation& mutation) = 0;
+
+  // Atomically checks `precondition` and deletes the task `id`. Returns the
+  // task as it was, stamped with the deletion's revision.
+  virtual absl::StatusOr<Task> Delete(absl::string_view id,
+                                      const Precondition& precondition) = 0;
+
+  // One page of tasks in `query.order`.
+  virtual absl::StatusOr<ListResult> List(const ListQuery& query) = 0;
+
+  // Up to `limit` recorded changes with revision >= `from`, in revision order.
+  // OutOfRange if `from` is below OldestRevision() (that part of the history
+  // was trimmed).
+  virtual absl::StatusOr<std::vector<Change>> ReadChanges(int64_t from,
+                                                          int limit) = 0;
+
+  // The revision of the last committed change (0 for a new store).
+  virtual int64_t CurrentRevision() = 0;
+
+  // The lowest revision still in the history; CurrentRevision() + 1 when the
+  // history is empty.
+  virtual int64_t OldestRevision() = 0;
+
+  // A random secret created with the database and kept with it, for sealing
+  // tokens that must survive restarts (page tokens).
+  virtual std::string InstanceSecret() = 0;
+};
+
+}  // namespace taskd
+
+#endif  // TASKD_STORAGE_TASK_STORE_H_

@@ -1,0 +1,320 @@
+// The SQLite TaskStore on real temporary files.
+#include "storage/sqlite_task_store.h"
+
+#include <sqlite3.h>
+
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "query/task_fields.h"
+#include "tests/test_util.h"
+
+namespace taskd {
+namespace {
+
+using ::testing::HasSubstr;
+
+class SqliteTaskStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.path = dir_.File("tasks.db");
+    options_.clock = &clock_;
+    Reopen();
+  }
+
+  void Reopen() {
+    store_.reset();
+    absl::StatusOr<std::unique_ptr<TaskStore>> store =
+        OpenSqliteTaskStore(options_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+
+  Task NewTask(const std::string& id) {
+    Task task;
+    task.set_id(id);
+    task.set_uuid(
+        absl::StrCat("00000000-0000-4000-8000-", 100000000000 + ++n_));
+    task.set_type("backup");
+    task.set_state(Task::enqueued);
+    task.set_priority("normal");
+    *task.mutable_enqueued_at() = ToTimestamp(clock_.Now());
+    *task.mutable_updated_at() = ToTimestamp(clock_.Now());
+    clock_.Advance(absl::Milliseconds(1));
+    return task;
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
+  SqliteTaskStoreOptions options_;
+  std::unique_ptr<TaskStore> store_;
+  int n_ = 0;
+};
+
+TEST_F(SqliteTaskStoreTest, CreateGetRoundTrip) {
+  Task task = NewTask("t1");
+  task.set_policy_id("11111111-1111-4111-8111-111111111111");
+  absl::StatusOr<Task> created = store_->Create(task, "");
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->revision(), 1);
+  EXPECT_FALSE(created->etag().empty());
+  absl::StatusOr<Task> by_id = store_->Get("t1");
+  ASSERT_TRUE(by_id.ok());
+  EXPECT_EQ(by_id->SerializeAsString(), created->SerializeAsString());
+  absl::StatusOr<Task> by_uuid = store_->Get(task.uuid());
+  ASSERT_TRUE(by_uuid.ok());
+  EXPECT_EQ(by_uuid->id(), "t1");
+}
+
+TEST_F(SqliteTaskStoreTest, GetMissingIsNotFound) {
+  EXPECT_EQ(store_->Get("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SqliteTaskStoreTest, DuplicateIdIsAlreadyExists) {
+  ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
+  absl::Status status = store_->Create(NewTask("t1"), "").status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(status.message(), HasSubstr("t1"));
+  EXPECT_EQ(store_->CurrentRevision(), 1);
+}
+
+TEST_F(SqliteTaskStoreTest, RequestIdMakesCreateIdempotentPerTenant) {
+  Task first = NewTask("a");
+  first.set_tenant_id("22222222-2222-4222-8222-222222222222");
+  absl::StatusOr<Task> created = store_->Create(first, "req-1");
+  ASSERT_TRUE(created.ok());
+  absl::StatusOr<Task> retried = store_->Create(NewTask("b"), "req-1");
+  // Another tenant (here: none) does not see tenant 2222's request.
+  ASSERT_TRUE(retried.ok());
+  EXPECT_EQ(retried->id(), "b");
+  Task again = NewTask("c");
+  again.set_tenant_id(first.tenant_id());
+  absl::StatusOr<Task> same = store_->Create(again, "req-1");
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->id(), "a");
+  EXPECT_EQ(store_->CurrentRevision(), 2);
+}
+
+TEST_F(SqliteTaskStoreTest, UpdateBumpsRevisionAndRecordsChange) {
+  ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
+  absl::StatusOr<Task> updated =
+      store_->Update("t1", [](const Task& current) -> absl::StatusOr<Task> {
+        Task next = current;
+        next.set_state(Task::assigned);
+        next.set_executor_id("agent-7");
+        return next;
+      });
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->revision(), 2);
+  EXPECT_EQ(store_->Get("t1")->executor_id(), "agent-7");
+  absl::StatusOr<std::vector<Change>> changes = store_->ReadChanges(1, 10);
+  ASSERT_TRUE(changes.ok());
+  ASSERT_EQ(changes->size(), 2u);
+  EXPECT_EQ((*changes)[0].kind, Change::Kind::kCreated);
+  EXPECT_EQ((*changes)[1].kind, Change::Kind::kUpdated);
+  EXPECT_EQ((*changes)[1].task.state(), Task::assigned);
+  EXPECT_EQ((*changes)[1].revision, 2);
+}
+
+TEST_F(SqliteTaskStoreTest, FailedMutationChangesNothing) {
+  ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
+  absl::Status status =
+      store_
+          ->Update("t1",
+                   [](const Task&) -> absl::StatusOr<Task> {
+                     return absl::FailedPreconditionError("no");
+                   })
+          .status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->CurrentRevision(), 1);
+  EXPECT_EQ(store_->ReadChanges(1, 10)->size(), 1u);
+}
+
+TEST_F(SqliteTaskStoreTest, DeleteRecordsTheTaskAsItWas) {
+  ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
+  absl::StatusOr<Task> deleted =
+      store_->Delete("t1", [](const Task&) { return absl::OkStatus(); });
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(deleted->revision(), 2);
+  EXPECT_EQ(store_->Get("t1").status().code(), absl::StatusCode::kNotFound);
+  auto changes = store_->ReadChanges(2, 10);
+  ASSERT_TRUE(changes.ok());
+  ASSERT_EQ(changes->size(), 1u);
+  EXPECT_EQ((*changes)[0].kind, Change::Kind::kDeleted);
+  EXPECT_EQ((*changes)[0].task.id(), "t1");
+  EXPECT_EQ(store_->Delete("t1", nullptr).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SqliteTaskStoreTest, EverythingSurvivesReopen) {
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(store_->Create(NewTask(absl::StrCat("t", i)), "").ok());
+  }
+  std::string secret = store_->InstanceSecret();
+  Reopen();
+  EXPECT_EQ(store_->CurrentRevision(), 20);
+  EXPECT_EQ(store_->InstanceSecret(), secret);
+  ListQuery query;
+  query.limit = 100;
+  absl::StatusOr<ListResult> all = store_->List(query);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->tasks.size(), 20u);
+  absl::StatusOr<Task> next = store_->Create(NewTask("after"), "");
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->revision(), 21);
+}
+
+TEST_F(SqliteTaskStoreTest, ListPagesInOrderWithCursor) {
+  for (int i = 0; i < 25; ++i) {
+    ASSERT_TRUE(store_->Create(NewTask(absl::StrCat("t", 100 + i)), "").ok());
+  }
+  ListQuery query;
+  query.limit = 10;
+  std::vector<std::string> seen;
+  while (true) {
+    absl::StatusOr<ListResult> page = store_->List(query);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const Task& t : page->tasks) seen.push_back(t.id());
+    if (!page->more) break;
+    query.after = CursorOf(query.order, page->tasks.back());
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  for (int i = 0; i < 25; ++i) EXPECT_EQ(seen[i], absl::StrCat("t", 100 + i));
+}
+
+TEST_F(SqliteTaskStoreTest, ListDescendingAndMixedOrders) {
+  for (int i = 0; i < 12; ++i) {
+    Task task = NewTask(absl::StrCat("t", 10 + i));
+    task.set_priority(i % 2 ? "high" : "low");
+    ASSERT_TRUE(store_->Create(task, "").ok());
+  }
+  for (OrderBy order :
+       {OrderBy{{TaskField::kEnqueuedAt, true}, {TaskField::kId, true}},
+        OrderBy{{TaskField::kPriority, true}, {TaskField::kId, false}}}) {
+    ListQuery query;
+    query.order = order;
+    query.limit = 5;
+    std::vector<Task> seen;
+    while (true) {
+      absl::StatusOr<ListResult> page = store_->List(query);
+      ASSERT_TRUE(page.ok()) << page.status();
+      seen.insert(seen.end(), page->tasks.begin(), page->tasks.end());
+      if (!page->more) break;
+      query.after = CursorOf(query.order, page->tasks.back());
+    }
+    ASSERT_EQ(seen.size(), 12u);
+    for (size_t i = 1; i < seen.size(); ++i) {
+      // Each task comes strictly after the one before in the order.
+      auto before = CursorOf(order, seen[i - 1]);
+      auto after = CursorOf(order, seen[i]);
+      bool ordered = false;
+      for (size_t k = 0; k < order.size(); ++k) {
+        if (before[k] == after[k]) continue;
+        ordered =
+            order[k].descending ? after[k] < before[k] : before[k] < after[k];
+        break;
+      }
+      EXPECT_TRUE(ordered) << seen[i - 1].id() << " then " << seen[i].id();
+    }
+  }
+}
+
+TEST_F(SqliteTaskStoreTest, ConcurrentUpdatesAreSerialised) {
+  ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
+  constexpr int kThreads = 4, kEach = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) {
+        ASSERT_TRUE(
+            store_
+                ->Update("t1",
+                         [](const Task& current) -> absl::StatusOr<Task> {
+                           Task next = current;
+                           next.set_type(
+                               absl::StrCat(std::stoi(current.type() == "backup"
+                                                          ? "0"
+                                                          : current.type()) +
+                                            1));
+                           return next;
+                         })
+                .ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(store_->Get("t1")->type(), absl::StrCat(kThreads * kEach));
+  EXPECT_EQ(store_->CurrentRevision(), 1 + kThreads * kEach);
+}
+
+TEST_F(SqliteTaskStoreTest, TrimmedHistoryIsOutOfRange) {
+  options_.history_max_changes = 10;
+  options_.history_trim_interval = 1;
+  Reopen();
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(store_->Create(NewTask(absl::StrCat("t", i)), "").ok());
+  }
+  EXPECT_EQ(store_->OldestRevision(), 21);
+  absl::Status status = store_->ReadChanges(5, 10).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(status.message(), HasSubstr("21"));
+  auto kept = store_->ReadChanges(21, 100);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->size(), 10u);
+  Reopen();
+  EXPECT_EQ(store_->OldestRevision(), 21);
+}
+
+TEST_F(SqliteTaskStoreTest, HistoryAgeLimit) {
+  options_.history_max_changes = 0;
+  options_.history_max_age = absl::Hours(1);
+  options_.history_trim_interval = 1;
+  Reopen();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(store_->Create(NewTask(absl::StrCat("old", i)), "").ok());
+  }
+  clock_.Advance(absl::Hours(2));
+  ASSERT_TRUE(store_->Create(NewTask("new"), "").ok());
+  EXPECT_EQ(store_->OldestRevision(), 6);
+}
+
+TEST_F(SqliteTaskStoreTest, SecondOpenOfTheSameFileIsRefused) {
+  absl::StatusOr<std::unique_ptr<TaskStore>> second =
+      OpenSqliteTaskStore(options_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(second.status().message(), HasSubstr("in use"));
+}
+
+TEST_F(SqliteTaskStoreTest, NewerSchemaIsRefusedUntouched) {
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(options_.path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 999", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  absl::StatusOr<std::unique_ptr<TaskStore>> store =
+      OpenSqliteTaskStore(options_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(), HasSubstr("999"));
+}
+
+TEST_F(SqliteTaskStoreTest, OnCommitSeesEveryChangeInOrder) {
+  std::vector<int64_t> revisions;
+  options_.on_commit = [&](const std::vector<Change>& changes) {
+    for (const Change& c : changes) revisions.push_back(c.revision);
+  };
+  Reopen();
+  ASSERT_TRUE(store_->Create(NewTask("a"), "").ok());
+  ASSERT_TRUE(store_->Create(NewTask("b"), "").ok());
+  ASSERT_TRUE(store_->Delete("a", nullptr).ok());
+  EXPECT_EQ(revisions, (std::vector<int64_t>{1, 2, 3}));
+}
+
+}  // namespace
+}  // namespace taskd

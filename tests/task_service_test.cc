@@ -1,0 +1,474 @@
+// End to end: a real taskd server on a free port over a real SQLite file,
+// spoken to through the C++ client library.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "client/task_client.h"
+#include "client/task_format.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "server/task_server.h"
+#include "tests/test_util.h"
+
+namespace taskd {
+namespace {
+
+using tasks::v1::ListTasksRequest;
+using tasks::v1::Task;
+using ::testing::HasSubstr;
+
+constexpr char kTenant[] = "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b";
+constexpr char kPolicy[] = "7d3b1f2a-9c8e-4a5b-8c7d-6e5f4a3b2c1d";
+
+class TaskServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(); }
+  void TearDown() override {
+    client_.reset();
+    if (server_) server_->Shutdown(absl::Seconds(1));
+  }
+
+  void StartServer() {
+    TaskServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.store.path = dir_.File("taskd.db");
+    options.service.max_page_size = max_page_size_;
+    absl::StatusOr<std::unique_ptr<TaskServer>> server =
+        TaskServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    client_ = std::make_unique<TaskClient>(channel_);
+  }
+
+  void Restart() {
+    client_.reset();
+    server_->Shutdown(absl::Seconds(1));
+    server_.reset();
+    StartServer();
+  }
+
+  Task Backup(const std::string& id = "") {
+    Task task;
+    task.set_id(id);
+    task.set_type("backup");
+    task.set_tenant_id(kTenant);
+    return task;
+  }
+
+  Task MustCreate(const std::string& id = "") {
+    absl::StatusOr<Task> task = client_->Create(Backup(id));
+    EXPECT_TRUE(task.ok()) << task.status();
+    return task.ok() ? *task : Task();
+  }
+
+  std::vector<std::string> ListAllIds(int page_size) {
+    std::vector<std::string> ids;
+    ListTasksRequest request;
+    request.set_page_size(page_size);
+    while (true) {
+      absl::StatusOr<tasks::v1::ListTasksResponse> page =
+          client_->List(request);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      for (const Task& t : page->tasks()) ids.push_back(t.id());
+      if (page->next_page_token().empty()) break;
+      request.set_page_token(page->next_page_token());
+    }
+    return ids;
+  }
+
+  testing::TempDir dir_;
+  int max_page_size_ = 1000;
+  std::unique_ptr<TaskServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<TaskClient> client_;
+};
+
+void ExpectCode(const absl::Status& status, absl::StatusCode code,
+                const std::string& mentions) {
+  EXPECT_EQ(status.code(), code) << status;
+  EXPECT_THAT(status.message(), HasSubstr(mentions));
+}
+
+TEST_F(TaskServiceTest, CreateAssignsServerFields) {
+  Task request = Backup();
+  request.set_policy_id(kPolicy);
+  absl::StatusOr<Task> task = client_->Create(request);
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->state(), Task::enqueued);
+  EXPECT_EQ(task->priority(), "normal");
+  EXPECT_EQ(task->id(), task->uuid());
+  EXPECT_EQ(task->uuid().size(), 36u);
+  EXPECT_TRUE(task->has_enqueued_at());
+  EXPECT_EQ(task->enqueued_at().SerializeAsString(),
+            task->updated_at().SerializeAsString());
+  EXPECT_FALSE(task->has_started_at());
+  EXPECT_GT(task->revision(), 0);
+  EXPECT_FALSE(task->etag().empty());
+  EXPECT_EQ(task->policy_id(), kPolicy);
+
+  absl::StatusOr<Task> got = client_->Get(task->id());
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->SerializeAsString(), task->SerializeAsString());
+}
+
+TEST_F(TaskServiceTest, CreateWithOwnIdAndDuplicate) {
+  Task first = MustCreate("task-uuid-001");
+  EXPECT_EQ(first.id(), "task-uuid-001");
+  EXPECT_NE(first.uuid(), first.id());
+  ExpectCode(client_->Create(Backup("task-uuid-001")).status(),
+             absl::StatusCode::kAlreadyExists, "task-uuid-001");
+  absl::StatusOr<Task> by_uuid = client_->Get(first.uuid());
+  ASSERT_TRUE(by_uuid.ok());
+  EXPECT_EQ(by_uuid->id(), "task-uuid-001");
+}
+
+TEST_F(TaskServiceTest, CreateRejectsBadInputNamingTheField) {
+  Task no_type = Backup();
+  no_type.clear_type();
+  ExpectCode(client_->Create(no_type).status(),
+             absl::StatusCode::kInvalidArgument, "task.type");
+  Task with_state = Backup();
+  with_state.set_state(Task::started);
+  ExpectCode(client_->Create(with_state).status(),
+             absl::StatusCode::kInvalidArgument, "task.state");
+  Task bad_tenant = Backup();
+  bad_tenant.set_tenant_id("tenant-1");
+  ExpectCode(client_->Create(bad_tenant).status(),
+             absl::StatusCode::kInvalidArgument, "task.tenant_id");
+  Task bad_priority = Backup();
+  bad_priority.set_priority("urgent");
+  ExpectCode(client_->Create(bad_priority).status(),
+             absl::StatusCode::kInvalidArgument, "task.priority");
+  tasks::v1::CreateTaskRequest empty;
+  grpc::ClientContext context;
+  Task response;
+  grpc::Status status = client_->stub()->CreateTask(&context, empty, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(server_->store()->CurrentRevision(), 0);
+}
+
+TEST_F(TaskServiceTest, RetryWithSameRequestIdReturnsTheFirstTask) {
+  absl::StatusOr<Task> first = client_->Create(Backup(), "req-42");
+  ASSERT_TRUE(first.ok());
+  absl::StatusOr<Task> retry = client_->Create(Backup(), "req-42");
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->id(), first->id());
+  EXPECT_EQ(ListAllIds(50).size(), 1u);
+  absl::StatusOr<Task> other = client_->Create(Backup(), "req-43");
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(other->id(), first->id());
+}
+
+TEST_F(TaskServiceTest, GetErrors) {
+  ExpectCode(client_->Get("missing").status(), absl::StatusCode::kNotFound,
+             "missing");
+  ExpectCode(client_->Get("").status(), absl::StatusCode::kInvalidArgument,
+             "id");
+}
+
+TEST_F(TaskServiceTest, FullLifeCycle) {
+  Task task = MustCreate();
+  absl::StatusOr<Task> assigned = client_->Assign(task.id(), "agent-7");
+  ASSERT_TRUE(assigned.ok()) << assigned.status();
+  EXPECT_EQ(assigned->state(), Task::assigned);
+  EXPECT_EQ(assigned->executor_id(), "agent-7");
+  absl::StatusOr<Task> started = client_->Start(task.id());
+  ASSERT_TRUE(started.ok());
+  EXPECT_TRUE(started->has_started_at());
+  absl::StatusOr<Task> paused = client_->Pause(task.id());
+  ASSERT_TRUE(paused.ok());
+  EXPECT_EQ(paused->state(), Task::paused);
+  absl::StatusOr<Task> resumed = client_->Resume(task.id());
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ(resumed->state(), Task::started);
+  absl::StatusOr<Task> completed = client_->Complete(task.id(), Task::ok);
+  ASSERT_TRUE(completed.ok());
+  EXPECT_EQ(completed->state(), Task::completed);
+  EXPECT_EQ(completed->result_code(), Task::ok);
+  EXPECT_TRUE(completed->has_completed_at());
+  // Each move got its own revision.
+  EXPECT_LT(assigned->revision(), started->revision());
+  EXPECT_LT(started->revision(), paused->revision());
+  EXPECT_LT(resumed->revision(), completed->revision());
+  // completed is final.
+  ExpectCode(client_->Cancel(task.id()).status(),
+             absl::StatusCode::kFailedPrecondition, "completed");
+  ExpectCode(client_->Start(task.id()).status(),
+             absl::StatusCode::kFailedPrecondition, "completed");
+}
+
+TEST_F(TaskServiceTest, IllegalMovesNameStateAndMove) {
+  Task task = MustCreate();
+  ExpectCode(client_->Start(task.id()).status(),
+             absl::StatusCode::kFailedPrecondition, "enqueued");
+  ExpectCode(client_->Pause(task.id()).status(),
+             absl::StatusCode::kFailedPrecondition, "pause");
+  ExpectCode(client_->Resume(task.id()).status(),
+             absl::StatusCode::kFailedPrecondition, "resume");
+  ExpectCode(client_->Complete(task.id(), Task::ok).status(),
+             absl::StatusCode::kFailedPrecondition, "complete");
+  ExpectCode(client_->Assign(task.id(), "").status(),
+             absl::StatusCode::kInvalidArgument, "executor_id");
+  ExpectCode(client_->Complete(task.id(), Task::cancelled).status(),
+             absl::StatusCode::kInvalidArgument, "result_code");
+  ExpectCode(client_->Start("nope").status(), absl::StatusCode::kNotFound,
+             "nope");
+  absl::StatusOr<Task> cancelled = client_->Cancel(task.id());
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled->result_code(), Task::cancelled);
+}
+
+TEST_F(TaskServiceTest, RacingMovesExactlyOneWins) {
+  for (int round = 0; round < 5; ++round) {
+    Task task = MustCreate();
+    ASSERT_TRUE(client_->Assign(task.id(), "agent").ok());
+    std::atomic<int> won{0}, refused{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 8; ++i) {
+      threads.emplace_back([&, i] {
+        absl::Status status = i % 2 ? client_->Start(task.id()).status()
+                                    : client_->Cancel(task.id()).status();
+        // Start loses only to a cancel; cancel loses only to a cancel.
+        if (status.ok()) {
+          ++won;
+        } else if (status.code() == absl::StatusCode::kFailedPrecondition) {
+          ++refused;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    // Starts can win once and then cancels may still win once; what must
+    // never happen is two starts or two cancels both winning.
+    absl::StatusOr<Task> final_task = client_->Get(task.id());
+    ASSERT_TRUE(final_task.ok());
+    EXPECT_EQ(won + refused, 8);
+    EXPECT_LE(won, 2);
+    EXPECT_EQ(final_task->state(), Task::completed);
+  }
+  // The pure case: eight starts on one assigned task.
+  Task task = MustCreate();
+  ASSERT_TRUE(client_->Assign(task.id(), "agent").ok());
+  std::atomic<int> won{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      absl::Status status = client_->Start(task.id()).status();
+      if (status.ok()) ++won;
+      if (status.code() == absl::StatusCode::kFailedPrecondition) ++refused;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(won, 1);
+  EXPECT_EQ(refused, 7);
+}
+
+TEST_F(TaskServiceTest, UpdateWithMaskAndEtag) {
+  Task task = MustCreate();
+  Task patch;
+  patch.set_id(task.id());
+  patch.set_priority("high");
+  patch.set_type("ignored-not-in-mask");
+  absl::StatusOr<Task> updated =
+      client_->Update(patch, {"priority"}, task.etag());
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->priority(), "high");
+  EXPECT_EQ(updated->type(), "backup");
+  EXPECT_NE(updated->etag(), task.etag());
+  // The old etag is stale now.
+  patch.set_priority("low");
+  ExpectCode(client_->Update(patch, {"priority"}, task.etag()).status(),
+             absl::StatusCode::kAborted, "etag");
+  ExpectCode(client_->Update(patch, {"state"}).status(),
+             absl::StatusCode::kInvalidArgument, "state");
+  ExpectCode(client_->Update(patch, {"tenant_id"}).status(),
+             absl::StatusCode::kInvalidArgument, "tenant_id");
+  EXPECT_EQ(client_->Get(task.id())->priority(), "high");
+  // Moves honour etags too.
+  ExpectCode(client_->Assign(task.id(), "a", task.etag()).status(),
+             absl::StatusCode::kAborted, "etag");
+  EXPECT_TRUE(client_->Assign(task.id(), "a", updated->etag()).ok());
+}
+
+TEST_F(TaskServiceTest, DeleteWithEtag) {
+  Task task = MustCreate();
+  ExpectCode(client_->Delete(task.id(), "r999999"), absl::StatusCode::kAborted,
+             "etag");
+  EXPECT_TRUE(client_->Delete(task.id(), task.etag()).ok());
+  ExpectCode(client_->Get(task.id()).status(), absl::StatusCode::kNotFound,
+             task.id());
+  ExpectCode(client_->Delete(task.id()), absl::StatusCode::kNotFound,
+             task.id());
+}
+
+TEST_F(TaskServiceTest, ListPagesEveryTaskOnce) {
+  std::vector<std::string> created;
+  for (int i = 0; i < 23; ++i) created.push_back(MustCreate().id());
+  EXPECT_EQ(ListAllIds(5), created);  // enqueuedAt, id order = creation order
+  EXPECT_EQ(ListAllIds(0), created);
+  ListTasksRequest negative;
+  negative.set_page_size(-1);
+  ExpectCode(client_->List(negative).status(),
+             absl::StatusCode::kInvalidArgument, "page_size");
+}
+
+TEST_F(TaskServiceTest, PageSizeIsCapped) {
+  max_page_size_ = 4;
+  Restart();
+  for (int i = 0; i < 6; ++i) MustCreate();
+  ListTasksRequest request;
+  request.set_page_size(1'000'000);
+  absl::StatusOr<tasks::v1::ListTasksResponse> page = client_->List(request);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->tasks_size(), 4);
+  EXPECT_FALSE(page->next_page_token().empty());
+}
+
+TEST_F(TaskServiceTest, BadPageTokensAreInvalidArgument) {
+  for (int i = 0; i < 3; ++i) MustCreate();
+  ListTasksRequest request;
+  request.set_page_size(1);
+  absl::StatusOr<tasks::v1::ListTasksResponse> page = client_->List(request);
+  ASSERT_TRUE(page.ok());
+  std::string token = page->next_page_token();
+  ASSERT_FALSE(token.empty());
+  for (std::string bad : {std::string("garbage"),
+                          token.substr(0, token.size() / 2), token + "x"}) {
+    request.set_page_token(bad);
+    ExpectCode(client_->List(request).status(),
+               absl::StatusCode::kInvalidArgument, "page_token");
+  }
+  std::string edited = token;
+  edited[edited.size() / 2] = edited[edited.size() / 2] == 'A' ? 'B' : 'A';
+  request.set_page_token(edited);
+  ExpectCode(client_->List(request).status(),
+             absl::StatusCode::kInvalidArgument, "page_token");
+  request.set_page_token(token);
+  request.set_order_by("enqueuedAt desc");
+  ExpectCode(client_->List(request).status(),
+             absl::StatusCode::kInvalidArgument, "page_token");
+}
+
+TEST_F(TaskServiceTest, PagingUnderConcurrentInsertsNeverSkipsNorRepeats) {
+  std::vector<std::string> before;
+  for (int i = 0; i < 40; ++i) before.push_back(MustCreate().id());
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 40 && !stop; ++i) MustCreate();
+  });
+  std::vector<std::string> seen = ListAllIds(3);
+  stop = true;
+  writer.join();
+  std::set<std::string> unique(seen.begin(), seen.end());
+  EXPECT_EQ(unique.size(), seen.size()) << "a task was listed twice";
+  for (const std::string& id : before) {
+    EXPECT_EQ(unique.count(id), 1u) << id << " was skipped";
+  }
+}
+
+TEST_F(TaskServiceTest, RestartKeepsEveryTask) {
+  std::vector<Task> created;
+  for (int i = 0; i < 10; ++i) created.push_back(MustCreate());
+  ASSERT_TRUE(client_->Assign(created[0].id(), "agent-1").ok());
+  int64_t revision = server_->store()->CurrentRevision();
+  Restart();
+  EXPECT_EQ(server_->store()->CurrentRevision(), revision);
+  EXPECT_EQ(ListAllIds(4).size(), 10u);
+  absl::StatusOr<Task> first = client_->Get(created[0].id());
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->state(), Task::assigned);
+  absl::StatusOr<Task> next = client_->Create(Backup());
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->revision(), revision + 1);
+}
+
+TEST_F(TaskServiceTest, HealthReportsServing) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  for (const char* service : {"", "tasks.v1.TaskService"}) {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    ASSERT_TRUE(health->Check(&context, request, &response).ok());
+    EXPECT_EQ(response.status(),
+              grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("no.such.Service");
+  grpc::health::v1::HealthCheckResponse response;
+  EXPECT_EQ(health->Check(&context, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(TaskServiceTest, HealthWatchEndsOnShutdown) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest request;
+  auto reader = health->Watch(&context, request);
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  std::thread stopper([&] { server_->Shutdown(absl::Seconds(5)); });
+  ASSERT_TRUE(reader->Read(&response));
+  EXPECT_EQ(response.status(),
+            grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(reader->Read(&response));
+  reader->Finish();
+  stopper.join();
+}
+
+TEST_F(TaskServiceTest, TasksInEveryStateValidateAgainstTheSchema) {
+  std::vector<Task> tasks;
+  Task enqueued = MustCreate("enqueued-1");
+  tasks.push_back(enqueued);
+  Task t = MustCreate("assigned-1");
+  tasks.push_back(*client_->Assign(t.id(), "agent-1"));
+  t = MustCreate("started-1");
+  client_->Assign(t.id(), "agent-1").IgnoreError();
+  tasks.push_back(*client_->Start(t.id()));
+  t = MustCreate("paused-1");
+  client_->Assign(t.id(), "agent-1").IgnoreError();
+  client_->Start(t.id()).IgnoreError();
+  tasks.push_back(*client_->Pause(t.id()));
+  for (Task::ResultCode code : {Task::ok, Task::error, Task::warning,
+                                Task::timedout, Task::abandoned}) {
+    t = MustCreate(absl::StrCat("completed-", Task::ResultCode_Name(code)));
+    client_->Assign(t.id(), "agent-1").IgnoreError();
+    client_->Start(t.id()).IgnoreError();
+    tasks.push_back(*client_->Complete(t.id(), code));
+  }
+  t = MustCreate("cancelled-1");
+  tasks.push_back(*client_->Cancel(t.id()));
+  std::string lines;
+  std::set<std::string> states;
+  for (const Task& task : tasks) {
+    std::string json = ToJson(task, false);
+    absl::StrAppend(&lines, json, "\n");
+    states.insert(Task::State_Name(task.state()));
+  }
+  EXPECT_EQ(states.size(), 5u);
+  // The JSON spells fields and enum values exactly as the schema does.
+  EXPECT_THAT(lines, HasSubstr("\"result_code\":\"timedout\""));
+  EXPECT_THAT(lines, HasSubstr("\"state\":\"paused\""));
+  EXPECT_THAT(lines, HasSubstr("\"enqueuedAt\":\""));
+  EXPECT_THAT(lines, HasSubstr("\"tenant_id\":\""));
+  std::string out, err;
+  int rc = testing::RunCommand(
+      {"/usr/bin/python3", TASKD_SOURCE_DIR "/tests/validate_task_json.py",
+       TASKD_SOURCE_DIR "/tests/data/acronis-task-schema.json"},
+      lines, &out, &err);
+  EXPECT_EQ(rc, 0) << out << err;
+  EXPECT_THAT(out, HasSubstr("10 task(s) checked, 0 problem(s)"));
+}
+
+}  // namespace
+}  // namespace taskd

@@ -1,0 +1,166 @@
+#include "tests/test_util.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include "absl/time/clock.h"
+
+namespace taskd::testing {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern =
+      std::string(base ? base : "/tmp") + "/taskd-test-XXXXXX";
+  std::vector<char> buffer(pattern.begin(), pattern.end());
+  buffer.push_back('\0');
+  if (mkdtemp(buffer.data()) == nullptr) throw std::runtime_error("mkdtemp");
+  path_ = buffer.data();
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+Subprocess::Subprocess(const std::vector<std::string>& argv) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(fds[1], STDERR_FILENO);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, STDIN_FILENO);
+    dup2(devnull, STDOUT_FILENO);
+    // The test runner may block signals; the child must see SIGTERM.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> args;
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  stderr_fd_ = fds[0];
+}
+
+Subprocess::~Subprocess() {
+  if (!exited_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    Wait(absl::Seconds(10));
+  }
+  if (stderr_fd_ >= 0) close(stderr_fd_);
+}
+
+std::string Subprocess::WaitForLine(const std::string& needle,
+                                    absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    size_t found = output_.find(needle, scanned_);
+    if (found != std::string::npos) {
+      size_t begin = output_.rfind('\n', found);
+      begin = begin == std::string::npos ? 0 : begin + 1;
+      size_t end = output_.find('\n', found);
+      if (end != std::string::npos) {
+        scanned_ = end + 1;
+        return output_.substr(begin, end - begin);
+      }
+    }
+    absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return "";
+    pollfd pfd{stderr_fd_, POLLIN, 0};
+    int ready =
+        poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (ready <= 0) continue;
+    char buffer[4096];
+    ssize_t n = read(stderr_fd_, buffer, sizeof(buffer));
+    if (n <= 0) return "";
+    output_.append(buffer, n);
+  }
+}
+
+void Subprocess::Signal(int signal) {
+  if (!exited_) kill(pid_, signal);
+}
+
+int Subprocess::Wait(absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t done = waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) {
+      exited_ = true;
+      // Drain what is left of stderr for the test's messages.
+      char buffer[4096];
+      fcntl(stderr_fd_, F_SETFL, O_NONBLOCK);
+      ssize_t n;
+      while ((n = read(stderr_fd_, buffer, sizeof(buffer))) > 0) {
+        output_.append(buffer, n);
+      }
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return -1;
+    }
+    if (absl::Now() > deadline) return -1;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
+int RunCommand(const std::vector<std::string>& argv,
+               const std::string& stdin_text, std::string* out,
+               std::string* err) {
+  std::string in_path, out_path, err_path;
+  TempDir dir;
+  in_path = dir.File("in");
+  out_path = dir.File("out");
+  err_path = dir.File("err");
+  FILE* in = fopen(in_path.c_str(), "w");
+  fwrite(stdin_text.data(), 1, stdin_text.size(), in);
+  fclose(in);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int i = open(in_path.c_str(), O_RDONLY);
+    int o = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(i, STDIN_FILENO);
+    dup2(o, STDOUT_FILENO);
+    dup2(e, STDERR_FILENO);
+    std::vector<char*> args;
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto slurp = [](const std::string& path) {
+    std::string text;
+    FILE* f = fopen(path.c_str(), "r");
+    if (f == nullptr) return text;
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof(buffer), f)) > 0)
+      text.append(buffer, n);
+    fclose(f);
+    return text;
+  };
+  if (out != nullptr) *out = slurp(out_path);
+  if (err != nullptr) *err = slurp(err_path);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string TaskdPath() { return TASKD_BINARY; }
+std::string TaskctlPath() { return TASKCTL_BINARY; }
+
+}  // namespace taskd::testing

@@ -1,0 +1,71 @@
+// Helpers shared by the tests: temporary directories and child processes.
+#ifndef TASKD_TESTS_TEST_UTIL_H_
+#define TASKD_TESTS_TEST_UTIL_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace taskd::testing {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents on
+// destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A child process whose stderr is captured.
+class Subprocess {
+ public:
+  // Starts argv[0] (a path) with the arguments.
+  explicit Subprocess(const std::vector<std::string>& argv);
+  ~Subprocess();  // SIGKILLs the child if it still runs
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Reads stderr until a line contains `needle` or `timeout` passes; returns
+  // that line, or "" on timeout or end of output.
+  std::string WaitForLine(const std::string& needle, absl::Duration timeout);
+  void Signal(int signal);
+  // Waits for exit; returns the exit status (128 + signal if killed), or -1
+  // on timeout.
+  int Wait(absl::Duration timeout);
+  // Everything read from stderr so far.
+  const std::string& output() const { return output_; }
+
+ private:
+  pid_t pid_ = -1;
+  int stderr_fd_ = -1;
+  bool exited_ = false;
+  std::string output_;
+  size_t scanned_ = 0;
+};
+
+// Runs a command to completion and returns its exit status; stdout goes to
+// *out (if not null), stderr to *err.
+int RunCommand(const std::vector<std::string>& argv,
+               const std::string& stdin_text, std::string* out,
+               std::string* err);
+
+// The directory holding the test binary, where CMake also puts taskd and
+// taskctl paths (passed by compile definitions).
+std::string TaskdPath();
+std::string TaskctlPath();
+
+}  // namespace taskd::testing
+
+#endif  // TASKD_TESTS_TEST_UTIL_H_
