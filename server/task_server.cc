@@ -1,6 +1,5 @@
 #include "server/task_server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
@@ -12,22 +11,38 @@ namespace taskd {
 absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     const TaskServerOptions& options) {
   std::unique_ptr<TaskServer> server(new TaskServer());
+  server->watch_hub_ = std::make_unique<WatchHub>(options.watch);
+  SqliteTaskStoreOptions store_options = options.store;
+  WatchHub* hub = server->watch_hub_.get();
+  auto chained = store_options.on_commit;
+  store_options.on_commit = [hub, chained](const std::vector<Change>& changes) {
+    hub->OnCommit(changes);
+    if (chained) chained(changes);
+  };
   absl::StatusOr<std::unique_ptr<TaskStore>> store =
-      OpenSqliteTaskStore(options.store);
+      OpenSqliteTaskStore(store_options);
   if (!store.ok()) return store.status();
   server->store_ = std::move(*store);
+  hub->Attach(server->store_.get());
   server->task_service_ =
-      std::make_unique<TaskService>(server->store_.get(), options.service);
+      std::make_unique<TaskService>(server->store_.get(), hub, options.service);
   server->health_service_ = std::make_unique<HealthService>();
 
-  // Registers grpc.reflection.v1alpha; the call also makes sure the plugin
-  // is linked in.
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::vector<std::string> names = {
+      tasks::v1::TaskService::service_full_name(),
+      grpc::health::v1::Health::service_full_name(),
+      grpc::reflection::v1::ServerReflection::service_full_name(),
+      grpc::reflection::v1alpha::ServerReflection::service_full_name()};
+  server->reflection_v1_ = std::make_unique<ReflectionV1Service>(names);
+  server->reflection_v1alpha_ =
+      std::make_unique<ReflectionV1AlphaService>(names);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address,
                            grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->task_service_.get());
   builder.RegisterService(server->health_service_.get());
+  builder.RegisterService(server->reflection_v1_.get());
+  builder.RegisterService(server->reflection_v1alpha_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     server->health_service_->Shutdown();
@@ -47,14 +62,19 @@ void TaskServer::Shutdown(absl::Duration grace) {
   if (server_ != nullptr) {
     // Streams that would stay open forever must be told to end first, or
     // Shutdown waits out the whole grace period for them.
+    absl::Time deadline = absl::Now() + grace;
     health_service_->Shutdown();
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    watch_hub_->Shutdown(grace);
+    server_->Shutdown(absl::ToChronoTime(deadline));
     server_->Wait();
   }
   server_.reset();
   task_service_.reset();
   health_service_.reset();
+  reflection_v1_.reset();
+  reflection_v1alpha_.reset();
   store_.reset();
+  watch_hub_.reset();
 }
 
 }  // namespace taskd

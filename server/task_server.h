@@ -20,7 +20,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/health_service.h"
+#include "server/reflection_service.h"
 #include "server/task_service.h"
+#include "server/watch_hub.h"
 #include "storage/sqlite_task_store.h"
 
 namespace taskd {
@@ -36,6 +38,7 @@ struct TaskServerOptions {
     return o;
   }();
   TaskServiceOptions service;
+  WatchHubOptions watch;
 };
 
 class TaskServer {
@@ -53,8 +56,10 @@ class TaskServer {
   // The port actually bound.
   int port() const { return port_; }
   TaskStore* store() const { return store_.get(); }
+  WatchHub* watch_hub() const { return watch_hub_.get(); }
 
-  // Health turns NOT_SERVING, new calls are refused, calls in flight get
+  // Health turns NOT_SERVING; watch streams get a final progress response
+  // and end with UNAVAILABLE; new calls are refused, calls in flight get
   // `grace` to finish before they are cancelled; then the store is closed
   // (its WAL checkpointed). Idempotent.
   void Shutdown(absl::Duration grace);
@@ -62,9 +67,14 @@ class TaskServer {
  private:
   TaskServer() = default;
 
+  // Declared before the store: the store's on_commit feeds the hub, so the
+  // hub must outlive it.
+  std::unique_ptr<WatchHub> watch_hub_;
   std::unique_ptr<TaskStore> store_;
   std::unique_ptr<TaskService> task_service_;
   std::unique_ptr<HealthService> health_service_;
+  std::unique_ptr<ReflectionV1Service> reflection_v1_;
+  std::unique_ptr<ReflectionV1AlphaService> reflection_v1alpha_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

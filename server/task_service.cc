@@ -47,8 +47,12 @@ struct TaskService::MoveRequest {
   MoveArgs args;
 };
 
-TaskService::TaskService(TaskStore* store, const TaskServiceOptions& options)
-    : store_(store), options_(options), page_tokens_(store->InstanceSecret()) {}
+TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
+                         const TaskServiceOptions& options)
+    : store_(store),
+      watch_hub_(watch_hub),
+      options_(options),
+      page_tokens_(store->InstanceSecret()) {}
 
 absl::StatusOr<Task> TaskService::Create(
     const tasks::v1::CreateTaskRequest& request) {
@@ -269,6 +273,12 @@ grpc::ServerUnaryReactor* TaskService::CancelTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::CancelTaskRequest* request, Task* response) {
   return Reply(context, Cancel(*request), response);
+}
+
+grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>*
+TaskService::WatchTasks(grpc::CallbackServerContext* context,
+                        const tasks::v1::WatchTasksRequest* request) {
+  return watch_hub_->Watch(context, request);
 }
 
 }  // namespace taskd

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "base/clock.h"
 #include "query/page_token.h"
+#include "server/watch_hub.h"
 #include "storage/task_store.h"
 #include "tasks/v1/tasks.grpc.pb.h"
 
@@ -30,8 +31,9 @@ struct TaskServiceOptions {
 
 class TaskService final : public tasks::v1::TaskService::CallbackService {
  public:
-  // `store` is not owned and must outlive the service.
-  TaskService(TaskStore* store, const TaskServiceOptions& options);
+  // `store` and `watch_hub` are not owned and must outlive the service.
+  TaskService(TaskStore* store, WatchHub* watch_hub,
+              const TaskServiceOptions& options);
 
   // The logic of each call, without gRPC: what the RPCs below return.
   absl::StatusOr<Task> Create(const tasks::v1::CreateTaskRequest& request);
@@ -83,12 +85,16 @@ class TaskService final : public tasks::v1::TaskService::CallbackService {
   grpc::ServerUnaryReactor* CancelTask(
       grpc::CallbackServerContext* context,
       const tasks::v1::CancelTaskRequest* request, Task* response) override;
+  grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>* WatchTasks(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::WatchTasksRequest* request) override;
 
  private:
   struct MoveRequest;
   absl::StatusOr<Task> RunMove(const MoveRequest& request);
 
   TaskStore* const store_;
+  WatchHub* const watch_hub_;
   const TaskServiceOptions options_;
   const PageTokenCodec page_tokens_;
 };

@@ -172,6 +172,12 @@ absl::Status Transaction::Begin() {
   return status;
 }
 
+absl::Status Transaction::BeginRead() {
+  absl::Status status = connection_->Exec("BEGIN", "begin read");
+  if (status.ok()) open_ = true;
+  return status;
+}
+
 absl::Status Transaction::Commit() {
   absl::Status status = connection_->Exec("COMMIT", "commit");
   if (status.ok()) open_ = false;

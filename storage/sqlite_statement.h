@@ -131,6 +131,9 @@ class Transaction {
   // BEGIN IMMEDIATE: takes the write lock now, so that a read-modify-write
   // never fails half-way with BUSY.
   absl::Status Begin();
+  // BEGIN (deferred): for a read-only transaction, whose reads then all see
+  // one snapshot, taken at the first read.
+  absl::Status BeginRead();
   absl::Status Commit();
 
  private:

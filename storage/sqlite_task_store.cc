@@ -60,6 +60,7 @@ constexpr const char* kMigrations[] = {
         kind         INTEGER NOT NULL,
         task_id      TEXT NOT NULL,
         task         BLOB NOT NULL,
+        previous     BLOB,
         committed_at INTEGER NOT NULL
       );
       CREATE INDEX changes_by_time ON changes (committed_at);
@@ -218,8 +219,10 @@ class SqliteTaskStore final : public TaskStore {
                                    absl::string_view id);
 
   // Writes the change row and the revision counter for `task`, whose
-  // revision must already be the new revision.
-  absl::Status RecordChange(Change::Kind kind, const Task& task, absl::Time now)
+  // revision must already be the new revision; `previous` is the task
+  // before the change (null for a creation).
+  absl::Status RecordChange(Change::Kind kind, const Task& task,
+                            const Task* previous, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // After a successful commit: publish the revision, notify, trim.
   void Committed(std::vector<Change> changes)
@@ -391,10 +394,11 @@ absl::StatusOr<Task> SqliteTaskStore::Find(Connection* connection,
 }
 
 absl::Status SqliteTaskStore::RecordChange(Change::Kind kind, const Task& task,
+                                           const Task* previous,
                                            absl::Time now) {
   absl::StatusOr<Statement*> insert = writer_->Prepare(
-      "INSERT INTO changes (revision, kind, task_id, task, committed_at) "
-      "VALUES (?1, ?2, ?3, ?4, ?5)");
+      "INSERT INTO changes (revision, kind, task_id, task, previous, "
+      "committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
   if (!insert.ok()) return insert.status();
   {
     ScopedStatement statement(*insert);
@@ -402,7 +406,10 @@ absl::Status SqliteTaskStore::RecordChange(Change::Kind kind, const Task& task,
     statement->BindInt64(2, static_cast<int64_t>(kind));
     statement->BindText(3, task.id());
     statement->BindBlob(4, task.SerializeAsString());
-    statement->BindInt64(5, absl::ToUnixMicros(now));
+    if (previous != nullptr) {
+      statement->BindBlob(5, previous->SerializeAsString());
+    }  // else NULL
+    statement->BindInt64(6, absl::ToUnixMicros(now));
     if (absl::Status status = statement->Run(); !status.ok()) return status;
   }
   absl::StatusOr<Statement*> bump =
@@ -508,12 +515,14 @@ absl::StatusOr<Task> SqliteTaskStore::Create(const Task& task,
     }
   }
   absl::Time now = options_.clock->Now();
-  if (absl::Status status = RecordChange(Change::Kind::kCreated, stored, now);
+  if (absl::Status status =
+          RecordChange(Change::Kind::kCreated, stored, nullptr, now);
       !status.ok()) {
     return status;
   }
   if (absl::Status status = transaction.Commit(); !status.ok()) return status;
-  Committed({Change{stored.revision(), Change::Kind::kCreated, stored, now}});
+  Committed({Change{stored.revision(), Change::Kind::kCreated, stored,
+                    std::nullopt, now}});
   return stored;
 }
 
@@ -548,12 +557,14 @@ absl::StatusOr<Task> SqliteTaskStore::Update(absl::string_view id,
     if (absl::Status status = statement->Run(); !status.ok()) return status;
   }
   absl::Time now = options_.clock->Now();
-  if (absl::Status status = RecordChange(Change::Kind::kUpdated, *next, now);
+  if (absl::Status status =
+          RecordChange(Change::Kind::kUpdated, *next, &*current, now);
       !status.ok()) {
     return status;
   }
   if (absl::Status status = transaction.Commit(); !status.ok()) return status;
-  Committed({Change{next->revision(), Change::Kind::kUpdated, *next, now}});
+  Committed(
+      {Change{next->revision(), Change::Kind::kUpdated, *next, *current, now}});
   return next;
 }
 
@@ -581,12 +592,14 @@ absl::StatusOr<Task> SqliteTaskStore::Delete(absl::string_view id,
   deleted.set_revision(current_revision_.load() + 1);
   deleted.set_etag(EtagOf(deleted.revision()));
   absl::Time now = options_.clock->Now();
-  if (absl::Status status = RecordChange(Change::Kind::kDeleted, deleted, now);
+  if (absl::Status status =
+          RecordChange(Change::Kind::kDeleted, deleted, &*current, now);
       !status.ok()) {
     return status;
   }
   if (absl::Status status = transaction.Commit(); !status.ok()) return status;
-  Committed({Change{deleted.revision(), Change::Kind::kDeleted, deleted, now}});
+  Committed({Change{deleted.revision(), Change::Kind::kDeleted, deleted,
+                    *current, now}});
   return deleted;
 }
 
@@ -601,11 +614,25 @@ absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
   sqlite::SqlQuery sql =
       sqlite::BuildListQuery(query, kTaskColumns, query.limit + 1);
   Reader reader(this);
+  // One read transaction: the revision and the rows come from one snapshot.
+  Transaction transaction(reader.get());
+  if (absl::Status status = transaction.BeginRead(); !status.ok()) {
+    return status;
+  }
+  ListResult result;
+  {
+    absl::StatusOr<Statement*> prepared =
+        reader->Prepare("SELECT value FROM meta WHERE key = 'revision'");
+    if (!prepared.ok()) return prepared.status();
+    ScopedStatement statement(*prepared);
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    result.revision = *row ? statement->ColumnInt64(0) : 0;
+  }
   absl::StatusOr<Statement*> prepared = reader->Prepare(sql.sql);
   if (!prepared.ok()) return prepared.status();
   ScopedStatement statement(*prepared);
   BindValues(&*statement, sql.params);
-  ListResult result;
   while (true) {
     absl::StatusOr<bool> row = statement->Step();
     if (!row.ok()) return row.status();
@@ -616,6 +643,8 @@ absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
     }
     result.tasks.push_back(ReadTask(*statement));
   }
+  statement->Reset();
+  if (absl::Status status = transaction.Commit(); !status.ok()) return status;
   return result;
 }
 
@@ -630,7 +659,7 @@ absl::StatusOr<std::vector<Change>> SqliteTaskStore::ReadChanges(int64_t from,
   }
   Reader reader(this);
   absl::StatusOr<Statement*> prepared = reader->Prepare(
-      "SELECT revision, kind, task, committed_at FROM changes "
+      "SELECT revision, kind, task, previous, committed_at FROM changes "
       "WHERE revision >= ?1 ORDER BY revision LIMIT ?2");
   if (!prepared.ok()) return prepared.status();
   ScopedStatement statement(*prepared);
@@ -648,7 +677,15 @@ absl::StatusOr<std::vector<Change>> SqliteTaskStore::ReadChanges(int64_t from,
       return absl::DataLossError(absl::StrCat(
           "history entry at revision ", change.revision, " is unreadable"));
     }
-    change.committed_at = absl::FromUnixMicros(statement->ColumnInt64(3));
+    std::string previous = statement->ColumnBlob(3);
+    if (change.kind != Change::Kind::kCreated) {
+      change.previous.emplace();
+      if (!change.previous->ParseFromString(previous)) {
+        return absl::DataLossError(absl::StrCat(
+            "history entry at revision ", change.revision, " is unreadable"));
+      }
+    }
+    change.committed_at = absl::FromUnixMicros(statement->ColumnInt64(4));
     changes.push_back(std::move(change));
   }
   // The trim may have run while we read: what we read is only whole if

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,8 @@ struct Change {
   // The task after the change; for kDeleted, the task as it was (with the
   // deletion's revision).
   Task task;
+  // The task before the change; empty for kCreated.
+  std::optional<Task> previous;
   absl::Time committed_at;
 };
 
@@ -74,6 +77,9 @@ struct ListResult {
   std::vector<Task> tasks;
   // True if tasks after the last one returned matched when the page was read.
   bool more = false;
+  // The store revision the page reflects: the page is a consistent snapshot
+  // of the store at exactly this revision.
+  int64_t revision = 0;
 };
 
 class TaskStore {

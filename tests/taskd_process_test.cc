@@ -1,8 +1,6 @@
 // The taskd and taskctl executables as a user runs them: a real process on a
 // real port, reflection spoken through its own protocol, signals, restarts.
-//
-// This binary must not link gRPC::grpc++_reflection (it speaks the protocol
-// with its own generated stubs), so it talks to taskd only over the wire.
+
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <signal.h>
@@ -16,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
@@ -25,7 +24,6 @@ namespace {
 
 using tasks::v1::Task;
 using ::testing::HasSubstr;
-namespace reflection = grpc::reflection::v1alpha;
 
 class TaskdProcess {
  public:
@@ -79,50 +77,86 @@ class TaskdProcessTest : public ::testing::Test {
   std::unique_ptr<TaskdProcess> server_;
 };
 
-TEST_F(TaskdProcessTest, ReflectionListsAndDescribesEveryService) {
-  server_ = std::make_unique<TaskdProcess>(dir_.File("t.db"));
-  ASSERT_GT(server_->port(), 0) << server_->process().output();
-  auto channel = grpc::CreateChannel(server_->address(),
-                                     grpc::InsecureChannelCredentials());
-  auto stub = reflection::ServerReflection::NewStub(channel);
+// Lists the services through reflection `Version` and asks, on the same
+// stream and in two orders, for the file of each, as `grpcurl describe` does.
+template <typename Version>
+void DescribeEveryService(const std::string& address) {
+  auto channel =
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = Version::ServerReflection::NewStub(channel);
   grpc::ClientContext context;
   auto stream = stub->ServerReflectionInfo(&context);
 
-  reflection::ServerReflectionRequest list;
+  typename Version::ServerReflectionRequest list;
   list.set_list_services("");
   ASSERT_TRUE(stream->Write(list));
-  reflection::ServerReflectionResponse response;
+  typename Version::ServerReflectionResponse response;
   ASSERT_TRUE(stream->Read(&response));
   std::set<std::string> services;
   for (const auto& s : response.list_services_response().service()) {
     services.insert(s.name());
   }
-  EXPECT_EQ(services.count("tasks.v1.TaskService"), 1u);
-  EXPECT_EQ(services.count("grpc.health.v1.Health"), 1u);
-  EXPECT_EQ(services.count("grpc.reflection.v1alpha.ServerReflection"), 1u);
+  EXPECT_EQ(services, (std::set<std::string>{
+                          "tasks.v1.TaskService", "grpc.health.v1.Health",
+                          "grpc.reflection.v1.ServerReflection",
+                          "grpc.reflection.v1alpha.ServerReflection"}));
 
-  // `grpcurl describe` asks for the file of every listed service; each must
-  // resolve, or describe fails for the whole server.
-  for (const std::string& service : services) {
-    reflection::ServerReflectionRequest request;
+  // Every listed service must resolve, or describe fails for the whole
+  // server.
+  std::vector<std::string> order(services.begin(), services.end());
+  order.insert(order.end(), services.rbegin(), services.rend());
+  for (const std::string& service : order) {
+    typename Version::ServerReflectionRequest request;
     request.set_file_containing_symbol(service);
     ASSERT_TRUE(stream->Write(request));
     ASSERT_TRUE(stream->Read(&response));
     ASSERT_TRUE(response.has_file_descriptor_response())
         << service << ": " << response.error_response().error_message();
+    // Clients take the first file as the answer and the rest as its
+    // dependencies.
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(file.ParseFromString(
+        response.file_descriptor_response().file_descriptor_proto(0)));
     bool found = false;
-    for (const std::string& bytes :
-         response.file_descriptor_response().file_descriptor_proto()) {
-      google::protobuf::FileDescriptorProto file;
-      ASSERT_TRUE(file.ParseFromString(bytes));
-      for (const auto& s : file.service()) {
-        found |= absl::StrCat(file.package(), ".", s.name()) == service;
-      }
+    for (const auto& s : file.service()) {
+      found |= absl::StrCat(file.package(), ".", s.name()) == service;
     }
-    EXPECT_TRUE(found) << service;
+    EXPECT_TRUE(found) << service << " not in " << file.name();
   }
+  typename Version::ServerReflectionRequest unknown;
+  unknown.set_file_containing_symbol("no.such.Symbol");
+  ASSERT_TRUE(stream->Write(unknown));
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.error_response().error_code(),
+            grpc::StatusCode::NOT_FOUND);
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+struct V1 {
+  using ServerReflection = grpc::reflection::v1::ServerReflection;
+  using ServerReflectionRequest = grpc::reflection::v1::ServerReflectionRequest;
+  using ServerReflectionResponse =
+      grpc::reflection::v1::ServerReflectionResponse;
+};
+struct V1Alpha {
+  using ServerReflection = grpc::reflection::v1alpha::ServerReflection;
+  using ServerReflectionRequest =
+      grpc::reflection::v1alpha::ServerReflectionRequest;
+  using ServerReflectionResponse =
+      grpc::reflection::v1alpha::ServerReflectionResponse;
+};
+
+TEST_F(TaskdProcessTest, ReflectionV1DescribesEveryService) {
+  server_ = std::make_unique<TaskdProcess>(dir_.File("t.db"));
+  ASSERT_GT(server_->port(), 0) << server_->process().output();
+  DescribeEveryService<V1>(server_->address());
+}
+
+TEST_F(TaskdProcessTest, ReflectionV1AlphaDescribesEveryService) {
+  server_ = std::make_unique<TaskdProcess>(dir_.File("t.db"));
+  ASSERT_GT(server_->port(), 0) << server_->process().output();
+  DescribeEveryService<V1Alpha>(server_->address());
 }
 
 TEST_F(TaskdProcessTest, SigtermExitsZeroAndRestartKeepsTasks) {
