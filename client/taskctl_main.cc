@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "client/task_client.h"
 #include "client/task_format.h"
+#include "client/task_watch.h"
 
 namespace {
 
@@ -43,6 +44,9 @@ commands:
   assign ID --executor=EXECUTOR
   start ID | pause ID | resume ID | cancel ID
   complete ID --result=ok|error|warning|timedout|abandoned
+  watch [--filter=EXPR] [--since=REV] [--initial]
+                                  one line per change, until interrupted;
+                                  reconnects and resumes across restarts
 Every command that changes a task takes --etag=ETAG (change only if current).
 
 global flags:
@@ -89,7 +93,8 @@ bool Parse(int argc, char** argv, Args* args, std::string* error) {
       if (eq != std::string::npos) {
         value = name.substr(eq + 1);
         name = name.substr(0, eq);
-      } else if (name == "all" || name == "help" || name == "h") {
+      } else if (name == "all" || name == "help" || name == "h" ||
+                 name == "initial") {
         value = "true";
       } else if (i + 1 < argc) {
         value = argv[++i];
@@ -110,8 +115,12 @@ bool Parse(int argc, char** argv, Args* args, std::string* error) {
 
 class Command {
  public:
-  Command(Args* args, taskd::TaskClient* client, bool json)
-      : args_(*args), client_(*client), json_(json) {}
+  Command(Args* args, std::shared_ptr<grpc::Channel> channel,
+          taskd::TaskClient* client, bool json)
+      : args_(*args),
+        channel_(std::move(channel)),
+        client_(*client),
+        json_(json) {}
 
   int Run() {
     const std::string& c = args_.command;
@@ -128,6 +137,7 @@ class Command {
     if (c == "pause") return PrintTask(client_.Pause(Id(), Etag()));
     if (c == "resume") return PrintTask(client_.Resume(Id(), Etag()));
     if (c == "cancel") return PrintTask(client_.Cancel(Id(), Etag()));
+    if (c == "watch") return Watch();
     if (c == "complete") {
       Task::ResultCode code;
       if (!Task::ResultCode_Parse(args_.Get("result"), &code) ||
@@ -214,6 +224,55 @@ class Command {
     return 0;
   }
 
+  int Watch() {
+    tasks::v1::WatchTasksRequest request;
+    request.set_filter(args_.Get("filter"));
+    request.set_send_initial_state(args_.Has("initial"));
+    if (args_.Has("since")) {
+      int64_t since = 0;
+      if (!absl::SimpleAtoi(args_.Get("since"), &since) || since < 1) {
+        return UsageError("--since must be a revision (a positive number)");
+      }
+      request.set_start_revision(since);
+    }
+    taskd::TaskWatch watch(channel_, request);
+    taskd::TaskWatch::Callbacks callbacks;
+    bool header = false;
+    callbacks.on_event = [&](const tasks::v1::TaskEvent& event) {
+      if (json_) {
+        std::cout << taskd::ToJson(event, false) << std::endl;
+        return;
+      }
+      if (!header) {
+        std::cout << "REVISION  EVENT    ID  STATE  RESULT  EXECUTOR\n";
+        header = true;
+      }
+      const Task& task = event.task();
+      std::cout << event.revision() << "  "
+                << tasks::v1::TaskEvent::Type_Name(event.type()) << "  "
+                << task.id() << "  " << Task::State_Name(task.state()) << "  "
+                << (task.result_code()
+                        ? Task::ResultCode_Name(task.result_code())
+                        : "-")
+                << "  "
+                << (task.executor_id().empty() ? "-" : task.executor_id())
+                << std::endl;
+    };
+    callbacks.on_initial_state_complete = [&](int64_t revision) {
+      std::cerr << "(initial state complete at revision " << revision << ")\n";
+    };
+    callbacks.on_reconnect = [&](const absl::Status& why,
+                                 absl::Duration backoff) {
+      std::cerr << "taskctl: watch interrupted ("
+                << absl::StatusCodeToString(why.code()) << ": " << why.message()
+                << "); resuming after revision " << watch.last_revision()
+                << " in " << absl::FormatDuration(backoff) << "\n";
+    };
+    absl::Status status = watch.Run(callbacks);
+    if (!status.ok()) return Fail(status);
+    return 0;
+  }
+
   int List() {
     tasks::v1::ListTasksRequest request;
     request.set_filter(args_.Get("filter"));
@@ -257,6 +316,7 @@ class Command {
   }
 
   Args& args_;
+  std::shared_ptr<grpc::Channel> channel_;
   taskd::TaskClient& client_;
   const bool json_;
   bool missing_id_ = false;
@@ -287,8 +347,9 @@ int main(int argc, char** argv) {
   }
   taskd::TaskClient::Options options;
   options.deadline = timeout;
-  taskd::TaskClient client(
-      grpc::CreateChannel(server, grpc::InsecureChannelCredentials()), options);
+  auto channel =
+      grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  taskd::TaskClient client(channel, options);
   // Reject a misspelt flag before anything is sent.
   static const std::map<std::string, std::vector<std::string>> kFlags = {
       {"create",
@@ -304,6 +365,7 @@ int main(int argc, char** argv) {
       {"resume", {"etag"}},
       {"cancel", {"etag"}},
       {"complete", {"result", "etag"}},
+      {"watch", {"filter", "since", "initial"}},
   };
   auto allowed = kFlags.find(args.command);
   if (allowed == kFlags.end()) {
@@ -317,6 +379,6 @@ int main(int argc, char** argv) {
           absl::StrCat("unknown flag --", name, " for ", args.command));
     }
   }
-  Command command(&args, &client, output == "json");
+  Command command(&args, channel, &client, output == "json");
   return command.Run();
 }

@@ -54,7 +54,10 @@ class WatchHub::Watcher final
         filter_(std::move(filter)),
         progress_interval_(progress_interval),
         next_revision_(next_revision),
-        next_progress_at_(absl::Now() + progress_interval) {}
+        // The first Pump of a live watch sends a progress response at once
+        // if it has no events: it tells the client its position, so that a
+        // stream that breaks before any event can still resume exactly.
+        next_progress_at_(absl::InfinitePast()) {}
 
   // The initial state to send before any change.
   void SetInitialState(std::vector<Task> tasks, int64_t revision) {

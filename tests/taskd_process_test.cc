@@ -5,7 +5,11 @@
 #include <grpcpp/security/credentials.h>
 #include <signal.h>
 
+#include <atomic>
+#include <cstdio>
+#include <iostream>
 #include <set>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +28,20 @@ namespace {
 
 using tasks::v1::Task;
 using ::testing::HasSubstr;
+
+// Resident memory of a process, in bytes (0 if unknown).
+int64_t RssBytes(pid_t pid) {
+  std::string out, err;
+  FILE* f = fopen(absl::StrCat("/proc/", pid, "/status").c_str(), "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  int64_t kb = 0;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+  }
+  fclose(f);
+  return kb * 1024;
+}
 
 class TaskdProcess {
  public:
@@ -272,6 +290,112 @@ TEST_F(TaskdProcessTest, SchemaValidatorRejectsWrongSpelling) {
       Validate(R"({"id":"x","state":"completed","result_code":"ok"})", &report),
       0)
       << report;
+}
+
+// The memory bound of the watch issue: a stream that is never read while
+// 100,000 changes are written costs the server at most one response and a
+// cursor; the server's RSS stays within kBound of what it was before, and
+// another watcher keeps up with every change.
+TEST_F(TaskdProcessTest, StalledWatcherKeepsServerMemoryBounded) {
+  constexpr int kChanges = 100'000, kWriters = 8;
+  constexpr int64_t kBound = 24 << 20;
+  server_ = std::make_unique<TaskdProcess>(
+      dir_.File("t.db"), std::vector<std::string>{"--sync=normal"});
+  ASSERT_GT(server_->port(), 0);
+  pid_t pid = server_->process().pid();
+  auto channel = grpc::CreateChannel(server_->address(),
+                                     grpc::InsecureChannelCredentials());
+  TaskClient client(channel);
+  Task task;
+  task.set_type("backup");
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(client.Create(task).ok());
+  int64_t baseline = RssBytes(pid);
+
+  // The stalled stream: opened on its own connection, never read.
+  grpc::ChannelArguments own;
+  own.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto stalled_channel = grpc::CreateCustomChannel(
+      server_->address(), grpc::InsecureChannelCredentials(), own);
+  auto stalled_stub = tasks::v1::TaskService::NewStub(stalled_channel);
+  grpc::ClientContext stalled_context;
+  tasks::v1::WatchTasksRequest from_start;
+  from_start.set_start_revision(1);
+  auto stalled = stalled_stub->WatchTasks(&stalled_context, from_start);
+
+  // The active watcher reads everything.
+  std::atomic<int64_t> active_last{0};
+  std::atomic<bool> active_ordered{true};
+  std::thread active([&] {
+    auto stub = tasks::v1::TaskService::NewStub(channel);
+    grpc::ClientContext context;
+    auto reader = stub->WatchTasks(&context, from_start);
+    tasks::v1::WatchTasksResponse response;
+    int64_t next = 1;
+    while (next <= 1000 + kChanges && reader->Read(&response)) {
+      for (const auto& e : response.events()) {
+        if (e.revision() != next) active_ordered = false;
+        next = e.revision() + 1;
+      }
+      active_last = next - 1;
+    }
+    context.TryCancel();
+  });
+
+  std::atomic<int64_t> peak{baseline};
+  std::atomic<bool> writing{true};
+  std::thread sampler([&] {
+    while (writing) {
+      int64_t rss = RssBytes(pid);
+      int64_t seen = peak.load();
+      while (rss > seen && !peak.compare_exchange_weak(seen, rss)) {
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  });
+  absl::Time start = absl::Now();
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&] {
+      for (int i = 0; i < kChanges / kWriters; ++i) {
+        if (!client.Create(task).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  absl::Duration took = absl::Now() - start;
+  absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (active_last < 1000 + kChanges && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  writing = false;
+  sampler.join();
+  active.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(active_last, 1000 + kChanges) << "the active watcher fell behind";
+  EXPECT_TRUE(active_ordered);
+  int64_t growth = peak - baseline;
+  std::cout << "[ figures  ] " << kChanges << " changes in "
+            << absl::FormatDuration(took) << "; taskd RSS baseline "
+            << baseline / (1 << 20) << " MiB, peak " << peak / (1 << 20)
+            << " MiB, growth " << growth / (1 << 20) << " MiB (bound "
+            << kBound / (1 << 20) << " MiB)\n";
+  EXPECT_LT(growth, kBound);
+
+  // The stalled stream is intact: it delivers everything, in order, when it
+  // finally reads.
+  tasks::v1::WatchTasksResponse response;
+  int64_t next = 1;
+  bool ordered = true;
+  while (next <= 1000 + kChanges && stalled->Read(&response)) {
+    for (const auto& e : response.events()) {
+      if (e.revision() != next) ordered = false;
+      next = e.revision() + 1;
+    }
+  }
+  EXPECT_EQ(next, 1000 + kChanges + 1);
+  EXPECT_TRUE(ordered);
+  stalled_context.TryCancel();
 }
 
 }  // namespace

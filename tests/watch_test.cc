@@ -1,0 +1,526 @@
+// WatchTasks through a real server: order, gaps, resume, the initial-state
+// seam, compaction, filters, progress, fan-out, stalled readers, shutdown.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/client_callback.h>
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "client/task_client.h"
+#include "client/task_watch.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/task_server.h"
+#include "tests/test_util.h"
+
+namespace taskd {
+namespace {
+
+using tasks::v1::TaskEvent;
+using tasks::v1::WatchTasksRequest;
+using tasks::v1::WatchTasksResponse;
+using ::testing::HasSubstr;
+
+class WatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(); }
+  void TearDown() override {
+    client_.reset();
+    if (server_) server_->Shutdown(absl::Seconds(2));
+  }
+
+  void StartServer() {
+    TaskServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.store.path = dir_.File("taskd.db");
+    // Commits need not survive power loss here; the watch logic is the same.
+    options.store.synchronous_full = false;
+    options.store.history_max_changes = history_max_changes_;
+    options.store.history_trim_interval = 1;
+    options.watch.ring_capacity = ring_capacity_;
+    absl::StatusOr<std::unique_ptr<TaskServer>> server =
+        TaskServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    channel_ = NewChannel();
+    client_ = std::make_unique<TaskClient>(channel_);
+  }
+
+  void Restart() {
+    client_.reset();
+    server_->Shutdown(absl::Seconds(2));
+    server_.reset();
+    StartServer();
+  }
+
+  std::shared_ptr<grpc::Channel> NewChannel() {
+    grpc::ChannelArguments args;
+    // A connection of its own, not shared with other channels.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", server_->port()),
+        grpc::InsecureChannelCredentials(), args);
+  }
+
+  Task Create(const std::string& type = "backup") {
+    Task task;
+    task.set_type(type);
+    absl::StatusOr<Task> created = client_->Create(task);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.ok() ? *created : Task();
+  }
+
+  // Opens a watch and reads until `until(responses)` holds or the stream
+  // ends; returns the status if it ended.
+  struct Stream {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<WatchTasksResponse>> reader;
+  };
+  std::unique_ptr<Stream> Open(
+      const WatchTasksRequest& request,
+      std::shared_ptr<grpc::Channel> channel = nullptr) {
+    auto stream = std::make_unique<Stream>();
+    auto stub = tasks::v1::TaskService::NewStub(channel ? channel : channel_);
+    stream->context.set_deadline(
+        absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    stream->reader = stub->WatchTasks(&stream->context, request);
+    return stream;
+  }
+
+  // Reads events until one with revision >= `revision` arrived.
+  std::vector<TaskEvent> ReadUntil(Stream* stream, int64_t revision) {
+    std::vector<TaskEvent> events;
+    WatchTasksResponse response;
+    while (stream->reader->Read(&response)) {
+      for (const TaskEvent& e : response.events()) events.push_back(e);
+      if (response.revision() >= revision) break;
+    }
+    return events;
+  }
+
+  testing::TempDir dir_;
+  int64_t history_max_changes_ = 1'000'000;
+  int ring_capacity_ = 8192;
+  std::unique_ptr<TaskServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<TaskClient> client_;
+};
+
+void ExpectConsecutive(const std::vector<TaskEvent>& events, int64_t first) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    ASSERT_EQ(events[i].revision(), first + static_cast<int64_t>(i))
+        << "gap or repeat at event " << i;
+    EXPECT_EQ(events[i].task().revision(), events[i].revision());
+  }
+}
+
+TEST_F(WatchTest, OrderedWithoutGapsUnderConcurrentWriters) {
+  WatchTasksRequest request;
+  request.set_start_revision(1);
+  auto stream = Open(request);
+  constexpr int kWriters = 4, kEach = 60;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&] {
+      for (int i = 0; i < kEach / 3; ++i) {
+        Task t = Create();
+        ASSERT_TRUE(client_->Assign(t.id(), "agent").ok());
+        ASSERT_TRUE(client_->Cancel(t.id()).ok());
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  int64_t last = server_->store()->CurrentRevision();
+  ASSERT_EQ(last, kWriters * kEach);
+  std::vector<TaskEvent> events = ReadUntil(stream.get(), last);
+  ASSERT_EQ(static_cast<int64_t>(events.size()), last);
+  ExpectConsecutive(events, 1);
+  // Per task: CREATED, then UPDATED (assigned), then UPDATED (completed).
+  std::map<std::string, std::vector<TaskEvent::Type>> per_task;
+  for (const TaskEvent& e : events) per_task[e.task().id()].push_back(e.type());
+  for (const auto& [id, types] : per_task) {
+    EXPECT_EQ(types,
+              (std::vector<TaskEvent::Type>{
+                  TaskEvent::CREATED, TaskEvent::UPDATED, TaskEvent::UPDATED}))
+        << id;
+  }
+}
+
+TEST_F(WatchTest, FromNowStartsAfterTheCurrentRevision) {
+  Create();
+  Create();
+  WatchTasksRequest request;  // start_revision 0: from now on
+  auto stream = Open(request);
+  WatchTasksResponse first;
+  ASSERT_TRUE(stream->reader->Read(&first));
+  // The first response tells the position even with no events.
+  EXPECT_TRUE(first.progress());
+  EXPECT_EQ(first.revision(), 2);
+  Task third = Create();
+  std::vector<TaskEvent> events = ReadUntil(stream.get(), 3);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].task().id(), third.id());
+  EXPECT_EQ(events[0].type(), TaskEvent::CREATED);
+}
+
+TEST_F(WatchTest, ResumeAfterDisconnectDeliversExactlyWhatWasMissed) {
+  WatchTasksRequest request;
+  request.set_start_revision(1);
+  for (int i = 0; i < 5; ++i) Create();
+  int64_t seen;
+  {
+    auto stream = Open(request);
+    std::vector<TaskEvent> events = ReadUntil(stream.get(), 5);
+    ASSERT_EQ(events.size(), 5u);
+    seen = events.back().revision();
+    stream->context.TryCancel();
+  }
+  for (int i = 0; i < 7; ++i) Create();
+  request.set_start_revision(seen + 1);
+  auto stream = Open(request);
+  std::vector<TaskEvent> events = ReadUntil(stream.get(), 12);
+  ASSERT_EQ(events.size(), 7u);
+  ExpectConsecutive(events, 6);
+}
+
+TEST_F(WatchTest, ResumeAcrossARestart) {
+  for (int i = 0; i < 4; ++i) Create();
+  Restart();
+  for (int i = 0; i < 3; ++i) Create();
+  WatchTasksRequest request;
+  request.set_start_revision(3);
+  auto stream = Open(request);
+  std::vector<TaskEvent> events = ReadUntil(stream.get(), 7);
+  ASSERT_EQ(events.size(), 5u);
+  ExpectConsecutive(events, 3);
+}
+
+TEST_F(WatchTest, ClientWatchResumesAcrossRestartExactlyOnce) {
+  WatchTasksRequest request;
+  request.set_start_revision(1);
+  TaskWatch::Options options;
+  options.initial_backoff = absl::Milliseconds(20);
+  std::vector<TaskEvent> events;
+  absl::Mutex mu;
+  int reconnects = 0;
+  // The client keeps its channel; the server comes back on the same port.
+  auto channel = channel_;
+  int port = server_->port();
+  TaskWatch watch(channel, request, options);
+  TaskWatch::Callbacks callbacks;
+  callbacks.on_event = [&](const TaskEvent& e) {
+    absl::MutexLock lock(&mu);
+    events.push_back(e);
+  };
+  callbacks.on_reconnect = [&](const absl::Status&, absl::Duration) {
+    absl::MutexLock lock(&mu);
+    ++reconnects;
+  };
+  absl::Status result;
+  std::thread runner([&] { result = watch.Run(callbacks); });
+  for (int i = 0; i < 5; ++i) Create();
+  auto count = [&] {
+    absl::MutexLock lock(&mu);
+    return events.size();
+  };
+  while (count() < 5) absl::SleepFor(absl::Milliseconds(10));
+  // Restart on the same port.
+  client_.reset();
+  server_->Shutdown(absl::Seconds(2));
+  server_.reset();
+  TaskServerOptions options2;
+  options2.listen_address = absl::StrCat("127.0.0.1:", port);
+  options2.store.path = dir_.File("taskd.db");
+  options2.store.synchronous_full = false;
+  absl::StatusOr<std::unique_ptr<TaskServer>> restarted =
+      TaskServer::Start(options2);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  server_ = std::move(*restarted);
+  client_ = std::make_unique<TaskClient>(channel);
+  for (int i = 0; i < 5; ++i) Create();
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (count() < 10 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  watch.Stop();
+  runner.join();
+  EXPECT_TRUE(result.ok()) << result;
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(events.size(), 10u);
+  ExpectConsecutive(events, 1);
+  EXPECT_GE(reconnects, 1);
+  EXPECT_EQ(watch.last_revision(), 10);
+}
+
+TEST_F(WatchTest, InitialStateSeamUnderConcurrentWrites) {
+  for (int i = 0; i < 50; ++i) Create();
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; !stop; ++i) {
+      Task t = Create();
+      if (i % 2) client_->Assign(t.id(), "agent").IgnoreError();
+      if (i % 5 == 0) client_->Delete(t.id()).IgnoreError();
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(20));
+  WatchTasksRequest request;
+  request.set_send_initial_state(true);
+  auto stream = Open(request);
+  std::map<std::string, Task> view;
+  int64_t snapshot = -1;
+  std::vector<TaskEvent> live;
+  WatchTasksResponse response;
+  while (snapshot < 0 && stream->reader->Read(&response)) {
+    for (const TaskEvent& e : response.events()) view[e.task().id()] = e.task();
+    if (response.initial_state_complete()) snapshot = response.revision();
+  }
+  ASSERT_GE(snapshot, 50);
+  absl::SleepFor(absl::Milliseconds(100));
+  stop = true;
+  writer.join();
+  int64_t last = server_->store()->CurrentRevision();
+  if (last > snapshot) live = ReadUntil(stream.get(), last);
+  // Nothing lost or doubled at the seam: the live part starts right after
+  // the snapshot and runs without gaps.
+  ExpectConsecutive(live, snapshot + 1);
+  ASSERT_EQ(static_cast<int64_t>(live.size()), last - snapshot);
+  // The snapshot held no task changed after it.
+  for (const auto& [id, task] : view) EXPECT_LE(task.revision(), snapshot);
+  // Snapshot + live changes = the final state.
+  for (const TaskEvent& e : live) {
+    if (e.type() == TaskEvent::DELETED) {
+      EXPECT_EQ(view.erase(e.task().id()), 1u) << e.task().id();
+    } else {
+      view[e.task().id()] = e.task();
+    }
+  }
+  tasks::v1::ListTasksRequest list;
+  list.set_page_size(1000);
+  std::map<std::string, int64_t> final_state;
+  while (true) {
+    absl::StatusOr<tasks::v1::ListTasksResponse> page = client_->List(list);
+    ASSERT_TRUE(page.ok());
+    for (const Task& t : page->tasks()) final_state[t.id()] = t.revision();
+    if (page->next_page_token().empty()) break;
+    list.set_page_token(page->next_page_token());
+  }
+  std::map<std::string, int64_t> rebuilt;
+  for (const auto& [id, task] : view) rebuilt[id] = task.revision();
+  EXPECT_EQ(rebuilt, final_state);
+}
+
+TEST_F(WatchTest, CompactedRevisionIsOutOfRangeNamingTheOldest) {
+  history_max_changes_ = 10;
+  Restart();
+  for (int i = 0; i < 30; ++i) Create();
+  WatchTasksRequest request;
+  request.set_start_revision(5);
+  auto stream = Open(request);
+  WatchTasksResponse response;
+  EXPECT_FALSE(stream->reader->Read(&response));
+  grpc::Status status = stream->reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("oldest revision available is 21"));
+  // From the oldest kept revision it works.
+  request.set_start_revision(21);
+  auto ok = Open(request);
+  EXPECT_EQ(ReadUntil(ok.get(), 30).size(), 10u);
+}
+
+TEST_F(WatchTest, FilteredWatchSeesTasksEnterAndLeave) {
+  WatchTasksRequest request;
+  request.set_filter("state = \"started\"");
+  request.set_start_revision(1);
+  // Progress tells the watcher when it has seen everything up to 6.
+  request.mutable_progress_interval()->set_nanos(100'000'000);
+  auto stream = Open(request);
+  Task a = Create();
+  Task b = Create("restore");
+  ASSERT_TRUE(client_->Assign(a.id(), "x").ok());  // 3: not visible
+  ASSERT_TRUE(client_->Start(a.id()).ok());        // 4: enters
+  ASSERT_TRUE(client_->Pause(a.id()).ok());        // 5: leaves
+  ASSERT_TRUE(client_->Cancel(b.id()).ok());       // 6: never visible
+  std::vector<TaskEvent> events = ReadUntil(stream.get(), 6);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].revision(), 4);
+  EXPECT_EQ(events[0].task().state(), Task::started);
+  EXPECT_EQ(events[1].revision(), 5);
+  EXPECT_EQ(events[1].task().state(), Task::paused);
+}
+
+TEST_F(WatchTest, ProgressAdvancesAQuietWatcher) {
+  WatchTasksRequest request;
+  request.set_filter("type = \"never\"");
+  request.mutable_progress_interval()->set_nanos(100'000'000);
+  auto stream = Open(request);
+  for (int i = 0; i < 5; ++i) Create();
+  int64_t highest = 0;
+  WatchTasksResponse response;
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (highest < 5 && absl::Now() < deadline &&
+         stream->reader->Read(&response)) {
+    EXPECT_TRUE(response.progress());
+    EXPECT_EQ(response.events_size(), 0);
+    EXPECT_GE(response.revision(), highest) << "progress went backwards";
+    highest = response.revision();
+  }
+  EXPECT_EQ(highest, 5);
+}
+
+TEST_F(WatchTest, BadRequestsAreRefused) {
+  struct Case {
+    void (*set)(WatchTasksRequest*);
+    grpc::StatusCode code;
+    const char* mentions;
+  } cases[] = {
+      {[](WatchTasksRequest* r) { r->set_filter("stat = \"x\""); },
+       grpc::StatusCode::INVALID_ARGUMENT, "column"},
+      {[](WatchTasksRequest* r) { r->set_start_revision(-1); },
+       grpc::StatusCode::INVALID_ARGUMENT, "start_revision"},
+      {[](WatchTasksRequest* r) {
+         r->set_send_initial_state(true);
+         r->set_start_revision(3);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "send_initial_state"},
+      {[](WatchTasksRequest* r) {
+         r->mutable_progress_interval()->set_seconds(-1);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "progress_interval"},
+  };
+  for (const Case& c : cases) {
+    WatchTasksRequest request;
+    c.set(&request);
+    auto stream = Open(request);
+    WatchTasksResponse response;
+    EXPECT_FALSE(stream->reader->Read(&response));
+    grpc::Status status = stream->reader->Finish();
+    EXPECT_EQ(status.error_code(), c.code) << c.mentions;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.mentions));
+  }
+}
+
+TEST_F(WatchTest, ShutdownSendsFinalProgressThenUnavailable) {
+  for (int i = 0; i < 3; ++i) Create();
+  WatchTasksRequest request;
+  request.set_start_revision(1);
+  auto stream = Open(request);
+  EXPECT_EQ(ReadUntil(stream.get(), 3).size(), 3u);
+  std::thread stopper([&] { server_->Shutdown(absl::Seconds(5)); });
+  WatchTasksResponse response;
+  ASSERT_TRUE(stream->reader->Read(&response));
+  EXPECT_TRUE(response.progress());
+  EXPECT_EQ(response.revision(), 3);
+  EXPECT_FALSE(stream->reader->Read(&response));
+  grpc::Status status = stream->reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("start_revision=4"));
+  stopper.join();
+  server_.reset();
+}
+
+// A watcher on the callback API, so that a thousand of them need no thread
+// each. Counts events and checks their order.
+class CountingWatcher final
+    : public grpc::ClientReadReactor<WatchTasksResponse> {
+ public:
+  CountingWatcher(tasks::v1::TaskService::Stub* stub, int64_t start,
+                  int64_t until)
+      : until_(until), next_(start) {
+    WatchTasksRequest request;
+    request.set_start_revision(start);
+    stub->async()->WatchTasks(&context_, &request, this);
+    StartRead(&response_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    for (const TaskEvent& e : response_.events()) {
+      if (e.revision() != next_) in_order_ = false;
+      next_ = e.revision() + 1;
+      ++count_;
+    }
+    if (next_ > until_) {
+      context_.TryCancel();
+      return;
+    }
+    StartRead(&response_);
+  }
+  void OnDone(const grpc::Status&) override { done_.Notify(); }
+  void Cancel() { context_.TryCancel(); }
+  void WaitDone() { done_.WaitForNotification(); }
+  int count() const { return count_; }
+  bool in_order() const { return in_order_; }
+
+ private:
+  grpc::ClientContext context_;
+  WatchTasksResponse response_;
+  const int64_t until_;
+  int64_t next_;
+  int count_ = 0;
+  bool in_order_ = true;
+  absl::Notification done_;
+};
+
+TEST_F(WatchTest, AThousandWatchersEachReceiveEveryEvent) {
+  constexpr int kWatchers = 1000, kChannels = 8, kChanges = 50;
+  std::vector<std::unique_ptr<tasks::v1::TaskService::Stub>> stubs;
+  for (int i = 0; i < kChannels; ++i) {
+    stubs.push_back(tasks::v1::TaskService::NewStub(NewChannel()));
+  }
+  std::vector<std::unique_ptr<CountingWatcher>> watchers;
+  for (int i = 0; i < kWatchers; ++i) {
+    watchers.push_back(std::make_unique<CountingWatcher>(
+        stubs[i % kChannels].get(), 1, kChanges));
+  }
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (server_->watch_hub()->open_watchers() < kWatchers &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(server_->watch_hub()->open_watchers(), size_t{kWatchers});
+  for (int i = 0; i < kChanges; ++i) Create();
+  for (auto& w : watchers) w->WaitDone();
+  for (auto& w : watchers) {
+    EXPECT_EQ(w->count(), kChanges);
+    EXPECT_TRUE(w->in_order());
+  }
+}
+
+TEST_F(WatchTest, StalledReaderSlowsNobody) {
+  ring_capacity_ = 64;  // so that the stalled reader falls off the ring
+  Restart();
+  // Opens a stream and never reads it.
+  WatchTasksRequest request;
+  request.set_start_revision(1);
+  auto stalled = Open(request, NewChannel());
+  constexpr int kChanges = 3000;
+  auto active_stub = tasks::v1::TaskService::NewStub(NewChannel());
+  CountingWatcher active(active_stub.get(), 1, kChanges);
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 4; ++w) {
+    writers.emplace_back([&] {
+      Task task;
+      task.set_type(std::string(60, 'x'));  // fills flow-control windows sooner
+      for (int i = 0; i < kChanges / 4; ++i) {
+        absl::Status status = client_->Create(task).status();
+        ASSERT_TRUE(status.ok()) << status;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  active.WaitDone();
+  EXPECT_EQ(active.count(), kChanges);
+  EXPECT_TRUE(active.in_order());
+  // The stalled reader still gets everything, in order, once it reads.
+  std::vector<TaskEvent> events = ReadUntil(stalled.get(), kChanges);
+  ASSERT_EQ(events.size(), size_t{kChanges});
+  ExpectConsecutive(events, 1);
+}
+
+}  // namespace
+}  // namespace taskd
