@@ -320,12 +320,31 @@ bool ParseInt64(std::string_view text, int64_t* value) {
   return absl::SimpleAtoi(Absl(text), value);
 }
 
+template <typename T>
+bool CompareValues(const T& a, Comparator cmp, const T& b) {
+  switch (cmp) {
+    case Comparator::kEq:
+      return a == b;
+    case Comparator::kNe:
+      return a != b;
+    case Comparator::kLt:
+      return a < b;
+    case Comparator::kLe:
+      return a <= b;
+    case Comparator::kGt:
+      return a > b;
+    case Comparator::kGe:
+      return a >= b;
+  }
+  return false;
+}
+
 class Parser {
  public:
   explicit Parser(std::string_view text) : tokens_(Tokenize(text)) {}
 
   absl::StatusOr<std::shared_ptr<const FilterExpr>> Parse() {
-    auto expr = ParseOr(0);
+    auto expr = ParseAnd(0);
     if (!expr.ok()) return expr.status();
     const Token& token = Peek();
     switch (token.kind) {
@@ -379,26 +398,14 @@ class Parser {
     return joined;
   }
 
-  // expr := and_expr ("OR" and_expr)*
-  absl::StatusOr<FilterExpr> ParseOr(int depth) {
-    std::vector<FilterExpr> children;
-    auto first = ParseAnd(depth);
-    if (!first.ok()) return first.status();
-    children.push_back(*std::move(first));
-    while (Peek().kind == TokenKind::kOr) {
-      const Token& op = Next();
-      if (!StartsTerm(Peek().kind)) return ExpectedTermAfter(op);
-      auto next = ParseAnd(depth);
-      if (!next.ok()) return next.status();
-      children.push_back(*std::move(next));
-    }
-    return Join(FilterExpr::Kind::kOr, std::move(children));
-  }
-
-  // and_expr := unary (("AND")? unary)*
+  // AIP-160 precedence, loosest first: AND (explicit or by juxtaposition),
+  // then OR, then NOT / '-'. So "a AND b OR c" is "a AND (b OR c)", and
+  // "a b OR c" is "a AND (b OR c)" too.
+  //
+  // expr := or_expr (("AND")? or_expr)*
   absl::StatusOr<FilterExpr> ParseAnd(int depth) {
     std::vector<FilterExpr> children;
-    auto first = ParseUnary(depth);
+    auto first = ParseOr(depth);
     if (!first.ok()) return first.status();
     children.push_back(*std::move(first));
     while (true) {
@@ -408,11 +415,27 @@ class Parser {
       } else if (!StartsTerm(Peek().kind)) {
         break;
       }
-      auto next = ParseUnary(depth);
+      auto next = ParseOr(depth);
       if (!next.ok()) return next.status();
       children.push_back(*std::move(next));
     }
     return Join(FilterExpr::Kind::kAnd, std::move(children));
+  }
+
+  // or_expr := unary ("OR" unary)*
+  absl::StatusOr<FilterExpr> ParseOr(int depth) {
+    std::vector<FilterExpr> children;
+    auto first = ParseUnary(depth);
+    if (!first.ok()) return first.status();
+    children.push_back(*std::move(first));
+    while (Peek().kind == TokenKind::kOr) {
+      const Token& op = Next();
+      if (!StartsTerm(Peek().kind)) return ExpectedTermAfter(op);
+      auto next = ParseUnary(depth);
+      if (!next.ok()) return next.status();
+      children.push_back(*std::move(next));
+    }
+    return Join(FilterExpr::Kind::kOr, std::move(children));
   }
 
   // unary := ("NOT" | "-") unary | primary
@@ -442,7 +465,7 @@ class Parser {
         return ErrorAt(open, "empty parentheses");
       }
       if (!StartsTerm(Peek().kind)) return ExpectedTermAfter(open);
-      auto inner = ParseOr(depth + 1);
+      auto inner = ParseAnd(depth + 1);
       if (!inner.ok()) return inner.status();
       const Token& close = Peek();
       if (close.kind == TokenKind::kRParen) {
@@ -530,7 +553,42 @@ class Parser {
     auto converted = Convert(*info, literal, value_offset);
     if (!converted.ok()) return converted.status();
     expr.value = *std::move(converted);
-    return expr;
+    return RequireSet(std::move(expr));
+  }
+
+  // For the fields whose zero value means "unset" (state, result_code,
+  // priority, timestamps), a comparison other than != holds only for tasks
+  // where the field is set: `completedAt < X` means
+  // `completedAt:* AND completedAt < X`, not "also every task that never
+  // completed". The rewrite happens here, in the tree, so that the SQL store
+  // and Matches() get it from the same place and cannot disagree. It is made
+  // only where it changes the result, i.e. where the bare comparison would
+  // accept the zero value, so `completedAt >= X` (X after the epoch) and
+  // `state = started` stay a single comparison that an index can serve.
+  static FilterExpr RequireSet(FilterExpr compare) {
+    switch (InfoOf(compare.field).kind) {
+      case FieldKind::kState:
+      case FieldKind::kResultCode:
+      case FieldKind::kPriority:
+      case FieldKind::kTimestamp:
+        break;
+      case FieldKind::kString:
+      case FieldKind::kInt64:
+        return compare;
+    }
+    const auto* value = std::get_if<int64_t>(&compare.value);
+    if (compare.cmp == Comparator::kNe || value == nullptr ||
+        !CompareValues(int64_t{0}, compare.cmp, *value)) {
+      return compare;
+    }
+    FilterExpr present;
+    present.kind = FilterExpr::Kind::kPresent;
+    present.field = compare.field;
+    FilterExpr guarded;
+    guarded.kind = FilterExpr::Kind::kAnd;
+    guarded.children.push_back(std::move(present));
+    guarded.children.push_back(std::move(compare));
+    return guarded;
   }
 
   absl::StatusOr<FieldValue> Convert(const FieldInfo& info,
@@ -632,25 +690,6 @@ class Parser {
   size_t pos_ = 0;
   int conditions_ = 0;
 };
-
-template <typename T>
-bool CompareValues(const T& a, Comparator cmp, const T& b) {
-  switch (cmp) {
-    case Comparator::kEq:
-      return a == b;
-    case Comparator::kNe:
-      return a != b;
-    case Comparator::kLt:
-      return a < b;
-    case Comparator::kLe:
-      return a <= b;
-    case Comparator::kGt:
-      return a > b;
-    case Comparator::kGe:
-      return a >= b;
-  }
-  return false;
-}
 
 bool IsZero(const FieldValue& value) {
   if (const auto* number = std::get_if<int64_t>(&value)) return *number == 0;

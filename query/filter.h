@@ -8,15 +8,46 @@
 //
 // Fields are named by their proto or JSON name (query/task_fields.h).
 // Comparisons: = != < <= > >= ; `field:*` means "is set" (non-empty string,
-// non-zero enum, priority or timestamp). AND binds tighter than OR; NOT and
-// `-` negate the next term; juxtaposition (`a = "x" b = "y"`) means AND.
-// Literals: double-quoted strings with \" and \\ escapes; enum values and
-// priorities by their schema spelling; timestamps in RFC 3339; revision as an
-// integer (quoted or not).
+// non-zero enum, priority or timestamp).
+//
+// Precedence, as in AIP-160, from loosest to tightest: AND, then OR, then
+// NOT / `-`. So `a AND b OR c` means `a AND (b OR c)`, and `NOT a OR b` means
+// `(NOT a) OR b`. Juxtaposition (`a = "x" b = "y"`) is AND, with AND's
+// precedence: `a b OR c` means `a AND (b OR c)`. Use parentheses for anything
+// else.
+//
+// Literals: double-quoted strings with \" and \\ escapes, or bare words;
+// enum values and priorities by their schema spelling (`started`, `error`,
+// `aboveNormal`); timestamps in RFC 3339 with a zone
+// ("2026-11-01T00:00:00Z", "...+02:00"), within 0001-01-01..9999-12-31,
+// compared at microsecond precision; revision as an integer (quoted or not).
+//
+// Unset values. state, result_code, priority and the timestamps have no value
+// when unset (a task that never completed has no completedAt). A comparison
+// on such a field with = < <= > >= holds only for tasks where the field is
+// set: `completedAt < "2026-01-01T00:00:00Z"` never matches a task that has
+// not completed, and `state < "started"` never matches a task without a
+// state. `!=` is the exception: it holds for every task whose value differs,
+// so `completedAt != X` and `result_code != "ok"` do match tasks where the
+// field is unset. So does a negation: `NOT completedAt < X` matches unset
+// ones. Write `completedAt:* AND completedAt != X` to exclude them. ParseFilter
+// makes the rule explicit in the tree (a comparison that would otherwise
+// accept the unset value becomes `field:* AND comparison`), so every consumer
+// of the tree follows it. Strings have no "unset": the empty string is an
+// ordinary value and compares as bytes (`executor_id < "a"` matches tasks
+// with no executor). An unset timestamp is stored as the instant
+// 1970-01-01T00:00:00Z, so that one instant cannot be told from "unset".
+//
+// Limits, each an InvalidArgument naming the column where it was exceeded:
+// at most 8 KiB (8192 bytes) of text; at most 64 levels of nesting
+// (parentheses and NOT / `-` each count one level); at most 256 conditions
+// (comparisons and `:*`). Columns in error messages are 1-based and count
+// bytes, not characters.
 //
 // A Filter is a tree of FilterExpr. The SQL store compiles it to a
-// parameterised WHERE clause (storage/sqlite/sql_filter.h); Matches() evaluates
-// it in memory. Both compare FieldValueOf() values, so they agree.
+// parameterised WHERE clause (storage/sqlite_query.h); Matches() evaluates it
+// in memory. Both compare FieldValueOf() values and take the same tree, so
+// they agree (tests/query_differential_test.cc checks this).
 #ifndef TASKD_QUERY_FILTER_H_
 #define TASKD_QUERY_FILTER_H_
 

@@ -232,8 +232,8 @@ TEST(ParseFilterTest, Timestamps) {
   EXPECT_TRUE(Eval(R"(enqueuedAt < "2026-11-01T10:00:00.000001Z")", task));
   EXPECT_FALSE(Eval(R"(enqueuedAt > "2026-11-01T10:00:00Z")", task));
   EXPECT_TRUE(Eval(R"(enqueuedAt > "2026-11-01T09:59:59.999999Z")", task));
-  EXPECT_TRUE(Eval(R"(completedAt < "1970-01-01T00:00:01Z")", task))
-      << "an unset timestamp is 0";
+  EXPECT_FALSE(Eval(R"(completedAt < "1970-01-01T00:00:01Z")", task))
+      << "an unset timestamp compares as nothing";
   EXPECT_FALSE(Eval("completedAt:*", task));
   EXPECT_TRUE(Eval("startedAt:*", task));
 
@@ -244,6 +244,109 @@ TEST(ParseFilterTest, Timestamps) {
   filter = MustParse(R"(updatedAt < "1969-12-31T23:59:59Z")");
   ASSERT_NE(filter, nullptr);
   EXPECT_EQ(std::get<int64_t>(filter->value), -1'000'000);
+}
+
+TEST(ParseFilterTest, UnsetTimestampsMatchOnlyNotEqual) {
+  Task unset = SampleTask();
+  unset.clear_completed_at();
+  Task before_epoch = SampleTask();
+  *before_epoch.mutable_completed_at() =
+      ToTimestamp(At("1969-07-20T20:17:40Z"));
+  for (const char* x :
+       {"1970-01-01T00:00:00Z", "1970-01-01T00:00:01Z", "2026-11-01T00:00:00Z",
+        "1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z"}) {
+    for (const char* op : {"<", "<=", ">", ">=", "="}) {
+      const std::string text = absl::StrCat("completedAt ", op, " \"", x, "\"");
+      EXPECT_FALSE(Eval(text, unset)) << text;
+      // NOT of the comparison is its exact complement, unset included.
+      EXPECT_TRUE(Eval("NOT " + text, unset)) << text;
+    }
+    const std::string ne = absl::StrCat("completedAt != \"", x, "\"");
+    EXPECT_FALSE(Eval("completedAt:* AND " + ne, unset)) << ne;
+    // The epoch itself is how "unset" is stored, so it is the one instant
+    // that an unset timestamp does not differ from.
+    if (std::string(x) == "1970-01-01T00:00:00Z") continue;
+    EXPECT_TRUE(Eval(ne, unset)) << ne;
+  }
+  // Set values, also before the epoch (negative micros), still compare.
+  EXPECT_TRUE(Eval(R"(completedAt < "1970-01-01T00:00:00Z")", before_epoch));
+  EXPECT_TRUE(Eval(R"(completedAt <= "1969-07-20T20:17:40Z")", before_epoch));
+  EXPECT_TRUE(Eval(R"(completedAt = "1969-07-20T20:17:40Z")", before_epoch));
+  EXPECT_FALSE(Eval(R"(completedAt > "1970-01-01T00:00:00Z")", before_epoch));
+}
+
+TEST(ParseFilterTest, UnsetEnumsAndPriorityMatchOnlyNotEqual) {
+  Task unset;  // no state, no result code, no priority
+  unset.set_id("t");
+  EXPECT_FALSE(Eval("state < started", unset));
+  EXPECT_FALSE(Eval("state <= enqueued", unset));
+  EXPECT_FALSE(Eval("state = enqueued", unset));
+  EXPECT_FALSE(Eval("state > enqueued", unset));
+  EXPECT_TRUE(Eval("state != started", unset));
+  EXPECT_FALSE(Eval("result_code < warning", unset));
+  EXPECT_FALSE(Eval("result_code <= ok", unset));
+  EXPECT_TRUE(Eval("result_code != ok", unset));
+  EXPECT_TRUE(Eval("NOT result_code < warning", unset));
+  EXPECT_FALSE(Eval("priority < normal", unset));
+  EXPECT_FALSE(Eval("priority <= low", unset));
+  EXPECT_TRUE(Eval("priority != low", unset));
+
+  Task task = SampleTask();  // started, no result code, aboveNormal
+  EXPECT_TRUE(Eval("state < paused", task));
+  EXPECT_FALSE(Eval("result_code <= timedout", task));
+  task.set_result_code(Task::ok);
+  EXPECT_TRUE(Eval("result_code <= timedout", task));
+  EXPECT_TRUE(Eval("priority < high", task));
+}
+
+TEST(ParseFilterTest, UnsetGuardIsInTheTreeOnlyWhereNeeded) {
+  // Needed: the bare comparison would accept the unset value 0.
+  for (const char* text :
+       {R"(completedAt < "2026-01-01T00:00:00Z")",
+        R"(completed_at <= "2026-01-01T00:00:00Z")",
+        R"(startedAt >= "1969-01-01T00:00:00Z")",
+        R"(updatedAt = "1970-01-01T00:00:00Z")", "state < started",
+        "result_code <= error", "priority < normal"}) {
+    auto filter = MustParse(text);
+    ASSERT_NE(filter, nullptr) << text;
+    ASSERT_EQ(filter->kind, FilterExpr::Kind::kAnd) << text;
+    ASSERT_EQ(filter->children.size(), 2u) << text;
+    EXPECT_EQ(filter->children[0].kind, FilterExpr::Kind::kPresent) << text;
+    EXPECT_EQ(filter->children[1].kind, FilterExpr::Kind::kCompare) << text;
+    EXPECT_EQ(filter->children[0].field, filter->children[1].field) << text;
+  }
+  // Not needed: the comparison already rejects 0, or it is != (which keeps
+  // matching unset values), or the field has no "unset" (strings, revision).
+  for (const char* text :
+       {R"(completedAt >= "2026-01-01T00:00:00Z")",
+        R"(completedAt > "1970-01-01T00:00:00Z")",
+        R"(completedAt = "2026-01-01T00:00:00Z")",
+        R"(completedAt != "2026-01-01T00:00:00Z")",
+        R"(completedAt < "1969-01-01T00:00:00Z")", "state = started",
+        "state >= enqueued", "result_code = ok", "priority > low",
+        "priority != normal", R"(executor_id < "a")", "revision < 5",
+        "revision = 0"}) {
+    auto filter = MustParse(text);
+    ASSERT_NE(filter, nullptr) << text;
+    EXPECT_EQ(filter->kind, FilterExpr::Kind::kCompare) << text;
+  }
+  // Guarded conditions splice into an enclosing conjunction and do not count
+  // against the condition limit.
+  auto filter = MustParse("type = a AND state < started");
+  ASSERT_NE(filter, nullptr);
+  EXPECT_EQ(filter->kind, FilterExpr::Kind::kAnd);
+  EXPECT_EQ(filter->children.size(), 3u);
+  std::string many;
+  for (int i = 0; i < 256; ++i) many += "state < paused ";
+  EXPECT_TRUE(ParseFilter(many).ok());
+}
+
+TEST(ParseFilterTest, EmptyStringIsAnOrdinaryValue) {
+  Task task = SampleTask();
+  task.set_executor_id("");
+  EXPECT_TRUE(Eval(R"(executor_id < "a")", task));
+  EXPECT_TRUE(Eval(R"(executor_id = "")", task));
+  EXPECT_FALSE(Eval("executor_id:*", task));
 }
 
 TEST(ParseFilterTest, ProtoAndJsonNames) {
@@ -277,22 +380,57 @@ TEST(ParseFilterTest, PresenceOfEveryKind) {
   EXPECT_FALSE(Eval("priority:*", zero_priority));
 }
 
-TEST(ParseFilterTest, AndBindsTighterThanOr) {
-  auto filter = MustParse("type = a OR type = b AND state = started");
+TEST(ParseFilterTest, OrBindsTighterThanAnd) {
+  // AIP-160: "a AND b OR c" is "a AND (b OR c)".
+  auto filter = MustParse("type = a AND type = b OR state = started");
   ASSERT_NE(filter, nullptr);
-  ASSERT_EQ(filter->kind, FilterExpr::Kind::kOr);
+  ASSERT_EQ(filter->kind, FilterExpr::Kind::kAnd);
   ASSERT_EQ(filter->children.size(), 2u);
   EXPECT_EQ(filter->children[0].kind, FilterExpr::Kind::kCompare);
-  EXPECT_EQ(filter->children[1].kind, FilterExpr::Kind::kAnd);
+  EXPECT_EQ(filter->children[1].kind, FilterExpr::Kind::kOr);
+  filter = MustParse("type = a OR type = b AND state = started");
+  ASSERT_NE(filter, nullptr);
+  ASSERT_EQ(filter->kind, FilterExpr::Kind::kAnd);
+  ASSERT_EQ(filter->children.size(), 2u);
+  EXPECT_EQ(filter->children[0].kind, FilterExpr::Kind::kOr);
+  EXPECT_EQ(filter->children[1].kind, FilterExpr::Kind::kCompare);
 
   Task task = SampleTask();
   task.set_type("a");
   task.set_state(Task::paused);
+  // (a OR b) AND started: false, although "a" alone holds.
+  EXPECT_FALSE(Eval("type = a OR type = b AND state = started", task));
   // a OR (b AND started): true through the left side alone.
-  EXPECT_TRUE(Eval("type = a OR type = b AND state = started", task));
-  // (a OR b) AND started: false.
-  EXPECT_FALSE(Eval("(type = a OR type = b) AND state = started", task));
+  EXPECT_TRUE(Eval("type = a OR (type = b AND state = started)", task));
+  // started AND (b OR a): false.
+  EXPECT_FALSE(Eval("state = started AND type = b OR type = a", task));
+  task.set_state(Task::started);
   EXPECT_TRUE(Eval("state = started AND type = b OR type = a", task));
+  // A chain of ORs between ANDs: (x OR a) AND (started OR y).
+  EXPECT_TRUE(
+      Eval("type = x OR type = a AND state = started OR type = y", task));
+  task.set_state(Task::paused);
+  EXPECT_FALSE(
+      Eval("type = x OR type = a AND state = started OR type = y", task));
+  // ...which is not (x) OR (a AND started) OR (y).
+  task.set_type("y");
+  EXPECT_FALSE(
+      Eval("type = x OR type = a AND state = started OR type = y", task));
+  EXPECT_TRUE(
+      Eval("type = x OR (type = a AND state = started) OR type = y", task));
+}
+
+TEST(ParseFilterTest, NotBindsTighterThanOr) {
+  const Task task = SampleTask();  // started, type backup
+  // (NOT started) OR backup: true.
+  EXPECT_TRUE(Eval("NOT state = started OR type = backup", task));
+  EXPECT_TRUE(Eval("-state = started OR type = backup", task));
+  // NOT (started OR backup): false.
+  EXPECT_FALSE(Eval("NOT (state = started OR type = backup)", task));
+  auto filter = MustParse("NOT state = started OR type = backup");
+  ASSERT_NE(filter, nullptr);
+  ASSERT_EQ(filter->kind, FilterExpr::Kind::kOr);
+  EXPECT_EQ(filter->children[0].kind, FilterExpr::Kind::kNot);
 }
 
 TEST(ParseFilterTest, JuxtapositionMeansAnd) {
@@ -303,9 +441,20 @@ TEST(ParseFilterTest, JuxtapositionMeansAnd) {
   ASSERT_NE(filter, nullptr);
   EXPECT_EQ(filter->kind, FilterExpr::Kind::kAnd);
   EXPECT_EQ(filter->children.size(), 3u);
-  // Juxtaposition binds like AND, tighter than OR.
-  EXPECT_TRUE(Eval("type = x state = paused OR revision = 42", task));
-  EXPECT_FALSE(Eval("type = x (state = paused OR revision = 42)", task));
+  // Juxtaposition binds like AND, looser than OR: x AND (paused OR 42).
+  EXPECT_FALSE(Eval("type = x state = paused OR revision = 42", task));
+  EXPECT_TRUE(Eval("type = backup state = paused OR revision = 42", task));
+  EXPECT_TRUE(Eval("(type = x state = paused) OR revision = 42", task));
+  filter = MustParse("type = x state = paused OR revision = 42");
+  ASSERT_NE(filter, nullptr);
+  ASSERT_EQ(filter->kind, FilterExpr::Kind::kAnd);
+  ASSERT_EQ(filter->children.size(), 2u);
+  EXPECT_EQ(filter->children[1].kind, FilterExpr::Kind::kOr);
+  // Juxtaposition and AND mix into one conjunction.
+  filter = MustParse("type = a executor_id = b AND revision = 1 id = d");
+  ASSERT_NE(filter, nullptr);
+  EXPECT_EQ(filter->kind, FilterExpr::Kind::kAnd);
+  EXPECT_EQ(filter->children.size(), 4u);
 }
 
 TEST(ParseFilterTest, NotAndMinus) {

@@ -1,6 +1,7 @@
 #include "server/task_lifecycle.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/error_details.h"
 #include "query/task_fields.h"
 
 namespace taskd {
@@ -69,7 +70,11 @@ absl::string_view MoveName(Move move) {
 absl::StatusOr<Task> ApplyMove(const Task& current, Move move,
                                const MoveArgs& args, absl::Time now) {
   if (move == Move::kAssign && args.executor_id.empty()) {
-    return absl::InvalidArgumentError("executor_id is required to assign");
+    return WithFieldViolation(
+        WithReason(absl::InvalidArgumentError(
+                       "executor_id: is required to assign"),
+                   "INVALID_FIELD", {{"field", "executor_id"}}),
+        "executor_id", "is required to assign");
   }
   if (move == Move::kComplete) {
     switch (args.result_code) {
@@ -80,19 +85,30 @@ absl::StatusOr<Task> ApplyMove(const Task& current, Move move,
       case Task::abandoned:
         break;
       case Task::cancelled:
-        return absl::InvalidArgumentError(
-            "result_code: use CancelTask to cancel a task");
+        return WithFieldViolation(
+            WithReason(absl::InvalidArgumentError(
+                           "result_code: use CancelTask to cancel a task"),
+                       "INVALID_FIELD", {{"field", "result_code"}}),
+            "result_code", "cancelled is CancelTask's");
       default:
-        return absl::InvalidArgumentError(
-            "result_code is required: one of ok, error, warning, timedout, "
-            "abandoned");
+        return WithFieldViolation(
+            WithReason(absl::InvalidArgumentError(
+                           "result_code: is required: one of ok, error, "
+                           "warning, timedout, abandoned"),
+                       "INVALID_FIELD", {{"field", "result_code"}}),
+            "result_code", "is required");
     }
   }
   if (!Allowed(move, current.state())) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot ", MoveName(move), " task \"", current.id(),
-                     "\": it is ", Task::State_Name(current.state()), "; ",
-                     MoveName(move), " is allowed from ", AllowedFrom(move)));
+    return WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            "cannot ", MoveName(move), " task \"", current.id(), "\": it is ",
+            Task::State_Name(current.state()), "; ", MoveName(move),
+            " is allowed from ", AllowedFrom(move))),
+        "INVALID_TRANSITION",
+        {{"task_id", current.id()},
+         {"state", Task::State_Name(current.state())},
+         {"move", MoveName(move)}});
   }
   Task next = current;
   google::protobuf::Timestamp stamp = ToTimestamp(now);

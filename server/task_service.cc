@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/error_details.h"
 #include "server/grpc_status.h"
 #include "server/task_lifecycle.h"
 #include "server/task_validation.h"
@@ -26,10 +27,28 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
 // AIP-154: a non-empty etag must match the task's current one.
 absl::Status CheckEtag(const Task& current, absl::string_view etag) {
   if (etag.empty() || etag == current.etag()) return absl::OkStatus();
-  return absl::AbortedError(
-      absl::StrCat("etag \"", etag, "\" does not match task \"", current.id(),
-                   "\" (now at etag \"", current.etag(),
-                   "\"); read the task again and retry"));
+  return WithReason(
+      absl::AbortedError(absl::StrCat(
+          "etag \"", etag, "\" does not match task \"", current.id(),
+          "\" (now at etag \"", current.etag(),
+          "\"); read the task again and retry")),
+      "ETAG_MISMATCH", {{"task_id", current.id()}, {"etag", current.etag()}});
+}
+
+absl::Status InvalidRequest(absl::string_view field, absl::string_view what,
+                            absl::string_view reason) {
+  return WithFieldViolation(
+      WithReason(absl::InvalidArgumentError(absl::StrCat(field, ": ", what)),
+                 reason, {{"field", field}}),
+      field, what);
+}
+
+// An error from the query layer ("filter: column 7: ..."), given its reason
+// and the request field it concerns.
+absl::Status AsFieldError(const absl::Status& status, absl::string_view field,
+                          absl::string_view reason) {
+  return WithFieldViolation(WithReason(status, reason, {{"field", field}}),
+                            field, status.message());
 }
 
 // The query a page token is bound to. The filter is bound by its text as
@@ -57,7 +76,7 @@ TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
 absl::StatusOr<Task> TaskService::Create(
     const tasks::v1::CreateTaskRequest& request) {
   if (!request.has_task()) {
-    return absl::InvalidArgumentError("task: is required");
+    return InvalidRequest("task", "is required", "INVALID_FIELD");
   }
   if (absl::Status s = ValidateRequestId(request.request_id()); !s.ok()) {
     return s;
@@ -82,8 +101,10 @@ absl::StatusOr<Task> TaskService::Get(
 absl::StatusOr<ListTasksResponse> TaskService::List(
     const tasks::v1::ListTasksRequest& request) {
   if (request.page_size() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "page_size: must not be negative (got ", request.page_size(), ")"));
+    return InvalidRequest(
+        "page_size",
+        absl::StrCat("must not be negative (got ", request.page_size(), ")"),
+        "INVALID_FIELD");
   }
   ListQuery query;
   query.limit = request.page_size() == 0
@@ -91,20 +112,26 @@ absl::StatusOr<ListTasksResponse> TaskService::List(
                     : std::min(request.page_size(), options_.max_page_size);
   absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
       ParseFilter(request.filter());
-  if (!filter.ok()) return filter.status();
+  if (!filter.ok()) {
+    return AsFieldError(filter.status(), "filter", "INVALID_FILTER");
+  }
   query.filter = std::move(*filter);
   absl::StatusOr<OrderBy> order = ParseOrderBy(request.order_by());
-  if (!order.ok()) return order.status();
+  if (!order.ok()) {
+    return AsFieldError(order.status(), "order_by", "INVALID_ORDER_BY");
+  }
   query.order = std::move(*order);
 
   std::string binding = QueryBinding(request.filter(), query.order);
   if (!request.page_token().empty()) {
     absl::StatusOr<std::vector<FieldValue>> after =
         page_tokens_.Decode(request.page_token(), binding);
-    if (!after.ok()) return after.status();
+    if (!after.ok()) {
+      return AsFieldError(after.status(), "page_token", "INVALID_PAGE_TOKEN");
+    }
     if (after->size() != query.order.size()) {
-      return absl::InvalidArgumentError(
-          "page_token: does not match the order_by");
+      return InvalidRequest("page_token", "does not match the order_by",
+                            "INVALID_PAGE_TOKEN");
     }
     query.after = std::move(*after);
   }
@@ -194,9 +221,11 @@ absl::StatusOr<Task> TaskService::Complete(
   MoveArgs args;
   args.result_code = request.result_code();
   if (!Task::ResultCode_IsValid(args.result_code)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("result_code: ", static_cast<int>(request.result_code()),
-                     " is not a known result code"));
+    return InvalidRequest(
+        "result_code",
+        absl::StrCat(static_cast<int>(request.result_code()),
+                     " is not a known result code"),
+        "INVALID_FIELD");
   }
   return RunMove({request.id(), request.etag(), Move::kComplete, args});
 }

@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/error_details.h"
 #include "query/task_fields.h"
 
 namespace taskd {
@@ -13,7 +14,10 @@ namespace {
 using tasks::v1::Task;
 
 absl::Status Invalid(absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+  return WithFieldViolation(
+      WithReason(absl::InvalidArgumentError(absl::StrCat(field, ": ", what)),
+                 "INVALID_FIELD", {{"field", field}}),
+      field, what);
 }
 
 // Printable text: no control characters (the proto layer already enforces

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/error_details.h"
 #include "base/log.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/grpc_status.h"
@@ -105,11 +106,13 @@ class WatchHub::Watcher final
           action = Action::kWrite;
         } else {
           action = Action::kFinish;
-          finish_status =
-              grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                           absl::StrCat("taskd is shutting down; resume with "
-                                        "start_revision=",
-                                        next_revision_));
+          finish_status = ToGrpcStatus(WithReason(
+              absl::UnavailableError(
+                  absl::StrCat("taskd is shutting down; resume with "
+                               "start_revision=",
+                               next_revision_)),
+              "SHUTTING_DOWN",
+              {{"resume_revision", absl::StrCat(next_revision_)}}));
         }
       } else if (in_initial_) {
         FillInitialLocked();
@@ -320,7 +323,8 @@ grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
   {
     absl::MutexLock lock(&watchers_mu_);
     if (shutting_down_) {
-      return fail(absl::UnavailableError("taskd is shutting down"));
+      return fail(WithReason(absl::UnavailableError("taskd is shutting down"),
+                             "SHUTTING_DOWN"));
     }
   }
 
@@ -344,11 +348,12 @@ grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
   } else if (next_revision == 0) {
     next_revision = store_->CurrentRevision() + 1;
   } else if (next_revision < store_->OldestRevision()) {
-    return fail(absl::OutOfRangeError(absl::StrCat(
+    return fail(WithReason(absl::OutOfRangeError(absl::StrCat(
         "start_revision: revision ", next_revision,
         " has been compacted; the oldest revision available is ",
         store_->OldestRevision(),
-        ". List the tasks again and watch from the list's revision + 1")));
+        ". List the tasks again and watch from the list's revision + 1")),
+        "REVISION_COMPACTED"));
   }
   auto* watcher = new Watcher(this, *filter, next_revision, interval);
   if (snapshot.has_value()) {

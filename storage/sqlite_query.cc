@@ -62,9 +62,22 @@ std::string Compile(const FilterExpr& expr, std::vector<FieldValue>* params) {
   return "1";
 }
 
-// Rows strictly after `after` in `order`. When every key runs the same way a
-// row-value comparison lets SQLite seek the matching index; otherwise the
-// expanded form (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ...
+// Rows strictly after `after` in `order`, in a form SQLite can seek an index
+// with, so that a deep page starts at the cursor instead of reading every
+// earlier row again:
+//   - all keys one way: the row value (k1, k2, ...) > (v1, v2, ...);
+//   - mixed directions (say k1 asc, k2 desc): k1 >= v1 AND ((k1 > v1) OR
+//     (k1 = v1 AND k2 < v2)). SQLite does not seek on an OR; it does on the
+//     bound k1 >= v1, which the alternatives imply.
+// The seek term is wrapped in likelihood(): a filter often bounds k1 too
+// (`updatedAt >= X` ordered by updatedAt), and without the hint SQLite seeks
+// on whichever bound it sees first, which may be the filter's, then walks
+// from X to the cursor on every page. The cursor's bound is never the looser
+// one (the cursor row matched the filter), and the hint makes SQLite prefer
+// it. (BuildListQuery also puts it first, which is what SQLite picks among
+// equally good terms.)
+constexpr char kSeekLikelihood[] = "0.05";
+
 std::string AfterClause(const OrderBy& order,
                         const std::vector<FieldValue>& after,
                         std::vector<FieldValue>* params) {
@@ -78,11 +91,16 @@ std::string AfterClause(const OrderBy& order,
       columns.push_back(ColumnOf(order[i].field));
       values.push_back(Param(after[i], params));
     }
-    return absl::StrCat("(", absl::StrJoin(columns, ", "), ") ",
+    return absl::StrCat("likelihood((", absl::StrJoin(columns, ", "), ") ",
                         order.front().descending ? "<" : ">", " (",
-                        absl::StrJoin(values, ", "), ")");
+                        absl::StrJoin(values, ", "), "), ", kSeekLikelihood,
+                        ")");
   }
   std::vector<std::string> alternatives;
+  const std::string bound = absl::StrCat(
+      "likelihood(", ColumnOf(order.front().field),
+      order.front().descending ? " <= " : " >= ", Param(after.front(), params),
+      ", ", kSeekLikelihood, ")");
   for (size_t i = 0; i < order.size(); ++i) {
     std::vector<std::string> terms;
     for (size_t j = 0; j < i; ++j) {
@@ -95,7 +113,8 @@ std::string AfterClause(const OrderBy& order,
     alternatives.push_back(
         absl::StrCat("(", absl::StrJoin(terms, " AND "), ")"));
   }
-  return absl::StrCat("(", absl::StrJoin(alternatives, " OR "), ")");
+  return absl::StrCat("(", bound, " AND (", absl::StrJoin(alternatives, " OR "),
+                      "))");
 }
 
 }  // namespace
@@ -146,11 +165,12 @@ SqlQuery BuildListQuery(const ListQuery& query, const char* columns,
                         int limit) {
   SqlQuery result;
   std::vector<std::string> conditions;
-  if (query.filter != nullptr) {
-    conditions.push_back(Compile(*query.filter, &result.params));
-  }
+  // The cursor first: see AfterClause.
   if (!query.after.empty()) {
     conditions.push_back(AfterClause(query.order, query.after, &result.params));
+  }
+  if (query.filter != nullptr) {
+    conditions.push_back(Compile(*query.filter, &result.params));
   }
   std::vector<std::string> keys;
   for (const OrderKey& key : query.order) {

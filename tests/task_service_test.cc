@@ -4,6 +4,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include <atomic>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -12,6 +13,8 @@
 #include "client/task_format.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "server/task_server.h"
 #include "tests/test_util.h"
@@ -468,6 +471,88 @@ TEST_F(TaskServiceTest, TasksInEveryStateValidateAgainstTheSchema) {
       lines, &out, &err);
   EXPECT_EQ(rc, 0) << out << err;
   EXPECT_THAT(out, HasSubstr("10 task(s) checked, 0 problem(s)"));
+}
+
+// The google.rpc.Status details of a failed call.
+struct Details {
+  std::string reason;
+  std::map<std::string, std::string> metadata;
+  std::vector<std::string> bad_fields;
+};
+Details DetailsOf(const grpc::Status& status) {
+  Details details;
+  google::rpc::Status rpc_status;
+  EXPECT_TRUE(rpc_status.ParseFromString(status.error_details()));
+  EXPECT_EQ(rpc_status.code(), static_cast<int>(status.error_code()));
+  for (const google::protobuf::Any& any : rpc_status.details()) {
+    google::rpc::ErrorInfo info;
+    google::rpc::BadRequest bad_request;
+    if (any.UnpackTo(&info)) {
+      details.reason = info.reason();
+      EXPECT_EQ(info.domain(), "taskd");
+      details.metadata.insert(info.metadata().begin(), info.metadata().end());
+    } else if (any.UnpackTo(&bad_request)) {
+      for (const auto& v : bad_request.field_violations()) {
+        details.bad_fields.push_back(v.field());
+      }
+    }
+  }
+  return details;
+}
+
+TEST_F(TaskServiceTest, ErrorsCarryReasonsAndFieldViolations) {
+  auto stub = tasks::v1::TaskService::NewStub(channel_);
+  Task task = MustCreate("t-1");
+  {
+    grpc::ClientContext context;
+    tasks::v1::StartTaskRequest request;
+    request.set_id("t-1");
+    Task response;
+    grpc::Status status = stub->StartTask(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    Details details = DetailsOf(status);
+    EXPECT_EQ(details.reason, "INVALID_TRANSITION");
+    EXPECT_EQ(details.metadata["state"], "enqueued");
+    EXPECT_EQ(details.metadata["move"], "start");
+  }
+  {
+    grpc::ClientContext context;
+    tasks::v1::AssignTaskRequest request;
+    request.set_id("t-1");
+    request.set_executor_id("a");
+    request.set_etag("r12345");
+    Task response;
+    Details details = DetailsOf(stub->AssignTask(&context, request, &response));
+    EXPECT_EQ(details.reason, "ETAG_MISMATCH");
+    EXPECT_EQ(details.metadata["etag"], task.etag());
+  }
+  {
+    grpc::ClientContext context;
+    tasks::v1::CreateTaskRequest request;
+    request.mutable_task()->set_type("backup");
+    request.mutable_task()->set_policy_id("nope");
+    Task response;
+    Details details = DetailsOf(stub->CreateTask(&context, request, &response));
+    EXPECT_EQ(details.reason, "INVALID_FIELD");
+    EXPECT_EQ(details.bad_fields, std::vector<std::string>{"task.policy_id"});
+  }
+  {
+    grpc::ClientContext context;
+    tasks::v1::ListTasksRequest request;
+    request.set_filter("state = \"begun\"");
+    tasks::v1::ListTasksResponse response;
+    Details details = DetailsOf(stub->ListTasks(&context, request, &response));
+    EXPECT_EQ(details.reason, "INVALID_FILTER");
+    EXPECT_EQ(details.bad_fields, std::vector<std::string>{"filter"});
+  }
+  {
+    grpc::ClientContext context;
+    tasks::v1::GetTaskRequest request;
+    request.set_id("missing");
+    Task response;
+    Details details = DetailsOf(stub->GetTask(&context, request, &response));
+    EXPECT_EQ(details.reason, "TASK_NOT_FOUND");
+  }
 }
 
 }  // namespace
