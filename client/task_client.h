@@ -34,6 +34,8 @@ class TaskClient {
   struct Options {
     // Deadline of each call. Default 10 s.
     absl::Duration deadline = absl::Seconds(10);
+    // Sent as "authorization: Bearer TOKEN" when not empty.
+    std::string bearer_token;
   };
 
   explicit TaskClient(std::shared_ptr<grpc::Channel> channel)

@@ -84,6 +84,9 @@ absl::Status TaskWatch::RunOnce(const Callbacks& callbacks,
   // is in backoff: a restarting server is then picked up as soon as it
   // listens.
   context.set_wait_for_ready(true);
+  if (!options_.bearer_token.empty()) {
+    context.AddMetadata("authorization", "Bearer " + options_.bearer_token);
+  }
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) return absl::OkStatus();

@@ -46,6 +46,8 @@ class TaskWatch {
     // max_backoff, each wait drawn at random from [wait/2, wait].
     absl::Duration initial_backoff = absl::Milliseconds(100);
     absl::Duration max_backoff = absl::Seconds(10);
+    // Sent as "authorization: Bearer TOKEN" when not empty.
+    std::string bearer_token;
   };
 
   struct Callbacks {

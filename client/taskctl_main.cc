@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,10 @@ global flags:
   --server   taskd address (default 127.0.0.1:50051, or $TASKD_SERVER)
   -o         output: table (default) or json (the task schema's JSON)
   --timeout  deadline of each call (default 10s)
+  --token    bearer token (default $TASKD_TOKEN)
+  --tls-ca   PEM CA bundle: speak TLS and trust this CA
+  --tls-cert, --tls-key
+             PEM client certificate and key, for servers that require them
 )";
 
 struct Args {
@@ -116,11 +122,12 @@ bool Parse(int argc, char** argv, Args* args, std::string* error) {
 class Command {
  public:
   Command(Args* args, std::shared_ptr<grpc::Channel> channel,
-          taskd::TaskClient* client, bool json)
+          taskd::TaskClient* client, bool json, std::string bearer_token)
       : args_(*args),
         channel_(std::move(channel)),
         client_(*client),
-        json_(json) {}
+        json_(json),
+        bearer_token_(std::move(bearer_token)) {}
 
   int Run() {
     const std::string& c = args_.command;
@@ -235,7 +242,9 @@ class Command {
       }
       request.set_start_revision(since);
     }
-    taskd::TaskWatch watch(channel_, request);
+    taskd::TaskWatch::Options watch_options;
+    watch_options.bearer_token = bearer_token_;
+    taskd::TaskWatch watch(channel_, request, watch_options);
     taskd::TaskWatch::Callbacks callbacks;
     bool header = false;
     callbacks.on_event = [&](const tasks::v1::TaskEvent& event) {
@@ -319,6 +328,7 @@ class Command {
   std::shared_ptr<grpc::Channel> channel_;
   taskd::TaskClient& client_;
   const bool json_;
+  const std::string bearer_token_;
   bool missing_id_ = false;
 };
 
@@ -372,13 +382,18 @@ int main(int argc, char** argv) {
     return UsageError(absl::StrCat("unknown command \"", args.command, "\""));
   }
   for (const auto& [name, value] : args.flags) {
-    if (name == "server" || name == "o" || name == "timeout") continue;
+    if (name == "server" || name == "o" || name == "timeout" ||
+        name == "token" || name == "tls-ca" || name == "tls-cert" ||
+        name == "tls-key") {
+      continue;
+    }
     if (std::find(allowed->second.begin(), allowed->second.end(), name) ==
         allowed->second.end()) {
       return UsageError(
           absl::StrCat("unknown flag --", name, " for ", args.command));
     }
   }
-  Command command(&args, channel, &client, output == "json");
+  Command command(&args, channel, &client, output == "json",
+                  options.bearer_token);
   return command.Run();
 }

@@ -71,9 +71,9 @@ absl::StatusOr<Task> ApplyMove(const Task& current, Move move,
                                const MoveArgs& args, absl::Time now) {
   if (move == Move::kAssign && args.executor_id.empty()) {
     return WithFieldViolation(
-        WithReason(absl::InvalidArgumentError(
-                       "executor_id: is required to assign"),
-                   "INVALID_FIELD", {{"field", "executor_id"}}),
+        WithReason(
+            absl::InvalidArgumentError("executor_id: is required to assign"),
+            "INVALID_FIELD", {{"field", "executor_id"}}),
         "executor_id", "is required to assign");
   }
   if (move == Move::kComplete) {

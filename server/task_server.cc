@@ -24,8 +24,16 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   if (!store.ok()) return store.status();
   server->store_ = std::move(*store);
   hub->Attach(server->store_.get());
-  server->task_service_ =
-      std::make_unique<TaskService>(server->store_.get(), hub, options.service);
+  if (options.auth_tokens_path.empty()) {
+    server->authorizer_ = std::make_unique<Authorizer>();
+  } else {
+    absl::StatusOr<std::unique_ptr<Authorizer>> authorizer =
+        Authorizer::FromFile(options.auth_tokens_path);
+    if (!authorizer.ok()) return authorizer.status();
+    server->authorizer_ = std::move(*authorizer);
+  }
+  server->task_service_ = std::make_unique<TaskService>(
+      server->store_.get(), hub, server->authorizer_.get(), options.service);
   server->health_service_ = std::make_unique<HealthService>();
 
   std::vector<std::string> names = {
@@ -38,7 +46,23 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
       std::make_unique<ReflectionV1AlphaService>(names);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address,
-                           grpc::InsecureServerCredentials(), &server->port_);
+                           options.credentials != nullptr
+                               ? options.credentials
+                               : grpc::InsecureServerCredentials(),
+                           &server->port_);
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      static_cast<int>(
+          absl::ToInt64Milliseconds(options.min_client_ping_interval)));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(server->task_service_.get());
   builder.RegisterService(server->health_service_.get());
   builder.RegisterService(server->reflection_v1_.get());
@@ -75,6 +99,7 @@ void TaskServer::Shutdown(absl::Duration grace) {
   reflection_v1alpha_.reset();
   store_.reset();
   watch_hub_.reset();
+  authorizer_.reset();
 }
 
 }  // namespace taskd

@@ -12,6 +12,7 @@
 #ifndef TASKD_SERVER_TASK_SERVER_H_
 #define TASKD_SERVER_TASK_SERVER_H_
 
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 
 #include <memory>
@@ -19,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/auth.h"
 #include "server/health_service.h"
 #include "server/reflection_service.h"
 #include "server/task_service.h"
@@ -39,6 +41,23 @@ struct TaskServerOptions {
   }();
   TaskServiceOptions service;
   WatchHubOptions watch;
+
+  // Transport security. Default: plaintext (grpc::InsecureServerCredentials).
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // The token file (server/auth.h); empty: open mode, no authentication.
+  std::string auth_tokens_path;
+  // Largest request accepted; bigger ones fail with RESOURCE_EXHAUSTED.
+  // Default 1 MiB (requests are small; the largest legal one is a few KiB).
+  int max_receive_message_bytes = 1 << 20;
+  // HTTP/2 keepalive. The server pings an idle connection every
+  // keepalive_time and drops it when no answer comes within
+  // keepalive_timeout, so dead watchers do not linger. It accepts client
+  // pings as often as every min_client_ping_interval, with or without calls
+  // in flight, so that clients behind NATs and proxies can keep an idle
+  // watch alive (they should ping every 20-60 s).
+  absl::Duration keepalive_time = absl::Seconds(60);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  absl::Duration min_client_ping_interval = absl::Seconds(10);
 };
 
 class TaskServer {
@@ -58,6 +77,10 @@ class TaskServer {
   TaskStore* store() const { return store_.get(); }
   WatchHub* watch_hub() const { return watch_hub_.get(); }
 
+  // Reads the token file again (SIGHUP). On error the old tokens stay.
+  absl::Status ReloadAuth() { return authorizer_->Reload(); }
+  bool auth_open() const { return authorizer_->open(); }
+
   // Health turns NOT_SERVING; watch streams get a final progress response
   // and end with UNAVAILABLE; new calls are refused, calls in flight get
   // `grace` to finish before they are cancelled; then the store is closed
@@ -71,6 +94,7 @@ class TaskServer {
   // hub must outlive it.
   std::unique_ptr<WatchHub> watch_hub_;
   std::unique_ptr<TaskStore> store_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<TaskService> task_service_;
   std::unique_ptr<HealthService> health_service_;
   std::unique_ptr<ReflectionV1Service> reflection_v1_;

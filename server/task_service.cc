@@ -27,12 +27,12 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
 // AIP-154: a non-empty etag must match the task's current one.
 absl::Status CheckEtag(const Task& current, absl::string_view etag) {
   if (etag.empty() || etag == current.etag()) return absl::OkStatus();
-  return WithReason(
-      absl::AbortedError(absl::StrCat(
-          "etag \"", etag, "\" does not match task \"", current.id(),
-          "\" (now at etag \"", current.etag(),
-          "\"); read the task again and retry")),
-      "ETAG_MISMATCH", {{"task_id", current.id()}, {"etag", current.etag()}});
+  return WithReason(absl::AbortedError(absl::StrCat(
+                        "etag \"", etag, "\" does not match task \"",
+                        current.id(), "\" (now at etag \"", current.etag(),
+                        "\"); read the task again and retry")),
+                    "ETAG_MISMATCH",
+                    {{"task_id", current.id()}, {"etag", current.etag()}});
 }
 
 absl::Status InvalidRequest(absl::string_view field, absl::string_view what,
@@ -53,8 +53,22 @@ absl::Status AsFieldError(const absl::Status& status, absl::string_view field,
 
 // The query a page token is bound to. The filter is bound by its text as
 // given and the order by its canonical form.
-std::string QueryBinding(absl::string_view filter, const OrderBy& order) {
-  return absl::StrCat("filter=", filter, "\norder=", OrderByToString(order));
+std::string QueryBinding(absl::string_view filter, const OrderBy& order,
+                         absl::string_view scope) {
+  return absl::StrCat("filter=", filter, "\norder=", OrderByToString(order),
+                      "\nscope=", scope);
+}
+
+// Another tenant's task looks exactly like a missing one, so that a caller
+// cannot learn which ids exist elsewhere.
+absl::Status CheckTenant(const Task& task, absl::string_view id,
+                         const Caller& caller) {
+  if (!caller.scoped() || task.tenant_id() == caller.tenant) {
+    return absl::OkStatus();
+  }
+  return WithReason(
+      absl::NotFoundError(absl::StrCat("task \"", id, "\" not found")),
+      "TASK_NOT_FOUND");
 }
 
 }  // namespace
@@ -67,14 +81,16 @@ struct TaskService::MoveRequest {
 };
 
 TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
+                         Authorizer* authorizer,
                          const TaskServiceOptions& options)
     : store_(store),
       watch_hub_(watch_hub),
+      authorizer_(authorizer),
       options_(options),
       page_tokens_(store->InstanceSecret()) {}
 
 absl::StatusOr<Task> TaskService::Create(
-    const tasks::v1::CreateTaskRequest& request) {
+    const tasks::v1::CreateTaskRequest& request, const Caller& caller) {
   if (!request.has_task()) {
     return InvalidRequest("task", "is required", "INVALID_FIELD");
   }
@@ -83,6 +99,17 @@ absl::StatusOr<Task> TaskService::Create(
   }
   absl::StatusOr<Task> task = ValidateNewTask(request.task());
   if (!task.ok()) return task.status();
+  if (caller.scoped()) {
+    if (task->tenant_id().empty()) {
+      task->set_tenant_id(caller.tenant);
+    } else if (task->tenant_id() != caller.tenant) {
+      return WithReason(
+          absl::PermissionDeniedError(absl::StrCat(
+              "task.tenant_id: this caller may create tasks of tenant ",
+              caller.tenant, " only")),
+          "TENANT_MISMATCH", {{"tenant_id", caller.tenant}});
+    }
+  }
   task->set_uuid(NewUuid());
   if (task->id().empty()) task->set_id(task->uuid());
   task->set_state(Task::enqueued);
@@ -92,14 +119,20 @@ absl::StatusOr<Task> TaskService::Create(
   return store_->Create(*task, request.request_id());
 }
 
-absl::StatusOr<Task> TaskService::Get(
-    const tasks::v1::GetTaskRequest& request) {
+absl::StatusOr<Task> TaskService::Get(const tasks::v1::GetTaskRequest& request,
+                                      const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.id(), "id"); !s.ok()) return s;
-  return store_->Get(request.id());
+  absl::StatusOr<Task> task = store_->Get(request.id());
+  if (task.ok()) {
+    if (absl::Status s = CheckTenant(*task, request.id(), caller); !s.ok()) {
+      return s;
+    }
+  }
+  return task;
 }
 
 absl::StatusOr<ListTasksResponse> TaskService::List(
-    const tasks::v1::ListTasksRequest& request) {
+    const tasks::v1::ListTasksRequest& request, const Caller& caller) {
   if (request.page_size() < 0) {
     return InvalidRequest(
         "page_size",
@@ -115,14 +148,20 @@ absl::StatusOr<ListTasksResponse> TaskService::List(
   if (!filter.ok()) {
     return AsFieldError(filter.status(), "filter", "INVALID_FILTER");
   }
-  query.filter = std::move(*filter);
+  // A scoped caller's filter is the intersection of its own and its tenant.
+  query.filter =
+      caller.scoped()
+          ? AndFilters(std::move(*filter),
+                       EqualsFilter(TaskField::kTenantId, caller.tenant))
+          : std::move(*filter);
   absl::StatusOr<OrderBy> order = ParseOrderBy(request.order_by());
   if (!order.ok()) {
     return AsFieldError(order.status(), "order_by", "INVALID_ORDER_BY");
   }
   query.order = std::move(*order);
 
-  std::string binding = QueryBinding(request.filter(), query.order);
+  std::string binding =
+      QueryBinding(request.filter(), query.order, caller.tenant);
   if (!request.page_token().empty()) {
     absl::StatusOr<std::vector<FieldValue>> after =
         page_tokens_.Decode(request.page_token(), binding);
@@ -148,7 +187,7 @@ absl::StatusOr<ListTasksResponse> TaskService::List(
 }
 
 absl::StatusOr<Task> TaskService::Update(
-    const tasks::v1::UpdateTaskRequest& request) {
+    const tasks::v1::UpdateTaskRequest& request, const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.task().id(), "task.id");
       !s.ok()) {
     return s;
@@ -156,6 +195,10 @@ absl::StatusOr<Task> TaskService::Update(
   if (absl::Status s = ValidateEtag(request.etag()); !s.ok()) return s;
   return store_->Update(
       request.task().id(), [&](const Task& current) -> absl::StatusOr<Task> {
+        if (absl::Status s = CheckTenant(current, request.task().id(), caller);
+            !s.ok()) {
+          return s;
+        }
         if (absl::Status s = CheckEtag(current, request.etag()); !s.ok()) {
           return s;
         }
@@ -167,22 +210,33 @@ absl::StatusOr<Task> TaskService::Update(
       });
 }
 
-absl::Status TaskService::Delete(const tasks::v1::DeleteTaskRequest& request) {
+absl::Status TaskService::Delete(const tasks::v1::DeleteTaskRequest& request,
+                                 const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.id(), "id"); !s.ok()) return s;
   if (absl::Status s = ValidateEtag(request.etag()); !s.ok()) return s;
   return store_
-      ->Delete(request.id(),
-               [&](const Task& current) {
-                 return CheckEtag(current, request.etag());
-               })
+      ->Delete(
+          request.id(),
+          [&](const Task& current) {
+            if (absl::Status s = CheckTenant(current, request.id(), caller);
+                !s.ok()) {
+              return s;
+            }
+            return CheckEtag(current, request.etag());
+          })
       .status();
 }
 
-absl::StatusOr<Task> TaskService::RunMove(const MoveRequest& request) {
+absl::StatusOr<Task> TaskService::RunMove(const MoveRequest& request,
+                                          const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.id, "id"); !s.ok()) return s;
   if (absl::Status s = ValidateEtag(request.etag); !s.ok()) return s;
   return store_->Update(
       request.id, [&](const Task& current) -> absl::StatusOr<Task> {
+        if (absl::Status s = CheckTenant(current, request.id, caller);
+            !s.ok()) {
+          return s;
+        }
         if (absl::Status s = CheckEtag(current, request.etag); !s.ok()) {
           return s;
         }
@@ -192,122 +246,153 @@ absl::StatusOr<Task> TaskService::RunMove(const MoveRequest& request) {
 }
 
 absl::StatusOr<Task> TaskService::Assign(
-    const tasks::v1::AssignTaskRequest& request) {
+    const tasks::v1::AssignTaskRequest& request, const Caller& caller) {
   if (absl::Status s = ValidateExecutorId(request.executor_id()); !s.ok()) {
     return s;
   }
   MoveArgs args;
   args.executor_id = request.executor_id();
-  return RunMove({request.id(), request.etag(), Move::kAssign, args});
+  return RunMove({request.id(), request.etag(), Move::kAssign, args}, caller);
 }
 
 absl::StatusOr<Task> TaskService::Start(
-    const tasks::v1::StartTaskRequest& request) {
-  return RunMove({request.id(), request.etag(), Move::kStart, {}});
+    const tasks::v1::StartTaskRequest& request, const Caller& caller) {
+  return RunMove({request.id(), request.etag(), Move::kStart, {}}, caller);
 }
 
 absl::StatusOr<Task> TaskService::Pause(
-    const tasks::v1::PauseTaskRequest& request) {
-  return RunMove({request.id(), request.etag(), Move::kPause, {}});
+    const tasks::v1::PauseTaskRequest& request, const Caller& caller) {
+  return RunMove({request.id(), request.etag(), Move::kPause, {}}, caller);
 }
 
 absl::StatusOr<Task> TaskService::Resume(
-    const tasks::v1::ResumeTaskRequest& request) {
-  return RunMove({request.id(), request.etag(), Move::kResume, {}});
+    const tasks::v1::ResumeTaskRequest& request, const Caller& caller) {
+  return RunMove({request.id(), request.etag(), Move::kResume, {}}, caller);
 }
 
 absl::StatusOr<Task> TaskService::Complete(
-    const tasks::v1::CompleteTaskRequest& request) {
+    const tasks::v1::CompleteTaskRequest& request, const Caller& caller) {
   MoveArgs args;
   args.result_code = request.result_code();
   if (!Task::ResultCode_IsValid(args.result_code)) {
-    return InvalidRequest(
-        "result_code",
-        absl::StrCat(static_cast<int>(request.result_code()),
-                     " is not a known result code"),
-        "INVALID_FIELD");
+    return InvalidRequest("result_code",
+                          absl::StrCat(static_cast<int>(request.result_code()),
+                                       " is not a known result code"),
+                          "INVALID_FIELD");
   }
-  return RunMove({request.id(), request.etag(), Move::kComplete, args});
+  return RunMove({request.id(), request.etag(), Move::kComplete, args}, caller);
 }
 
 absl::StatusOr<Task> TaskService::Cancel(
-    const tasks::v1::CancelTaskRequest& request) {
-  return RunMove({request.id(), request.etag(), Move::kCancel, {}});
+    const tasks::v1::CancelTaskRequest& request, const Caller& caller) {
+  return RunMove({request.id(), request.etag(), Move::kCancel, {}}, caller);
+}
+
+template <typename Response, typename Logic>
+grpc::ServerUnaryReactor* TaskService::Serve(
+    grpc::CallbackServerContext* context, Method method, Response* response,
+    Logic logic) {
+  absl::StatusOr<Caller> caller = authorizer_->Authorize(*context, method);
+  if (!caller.ok()) {
+    return Reply(context, absl::StatusOr<Response>(caller.status()), response);
+  }
+  return Reply(context, absl::StatusOr<Response>(logic(*caller)), response);
 }
 
 grpc::ServerUnaryReactor* TaskService::CreateTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::CreateTaskRequest* request, Task* response) {
-  return Reply(context, Create(*request), response);
+  return Serve(context, Method::kCreate, response,
+               [&](const Caller& caller) { return Create(*request, caller); });
 }
 
 grpc::ServerUnaryReactor* TaskService::GetTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::GetTaskRequest* request, Task* response) {
-  return Reply(context, Get(*request), response);
+  return Serve(context, Method::kGet, response,
+               [&](const Caller& caller) { return Get(*request, caller); });
 }
 
 grpc::ServerUnaryReactor* TaskService::ListTasks(
     grpc::CallbackServerContext* context,
     const tasks::v1::ListTasksRequest* request, ListTasksResponse* response) {
-  return Reply(context, List(*request), response);
+  return Serve(context, Method::kList, response,
+               [&](const Caller& caller) { return List(*request, caller); });
 }
 
 grpc::ServerUnaryReactor* TaskService::UpdateTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::UpdateTaskRequest* request, Task* response) {
-  return Reply(context, Update(*request), response);
+  return Serve(context, Method::kUpdate, response,
+               [&](const Caller& caller) { return Update(*request, caller); });
 }
 
 grpc::ServerUnaryReactor* TaskService::DeleteTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::DeleteTaskRequest* request,
     google::protobuf::Empty* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(Delete(*request)));
-  return reactor;
+  return Serve(
+      context, Method::kDelete, response,
+      [&](const Caller& caller) -> absl::StatusOr<google::protobuf::Empty> {
+        absl::Status status = Delete(*request, caller);
+        if (!status.ok()) return status;
+        return google::protobuf::Empty();
+      });
 }
 
 grpc::ServerUnaryReactor* TaskService::AssignTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::AssignTaskRequest* request, Task* response) {
-  return Reply(context, Assign(*request), response);
+  return Serve(context, Method::kAssign, response,
+               [&](const Caller& caller) { return Assign(*request, caller); });
 }
 
 grpc::ServerUnaryReactor* TaskService::StartTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::StartTaskRequest* request, Task* response) {
-  return Reply(context, Start(*request), response);
+  return Serve(context, Method::kStart, response,
+               [&](const Caller& caller) { return Start(*request, caller); });
 }
 
 grpc::ServerUnaryReactor* TaskService::PauseTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::PauseTaskRequest* request, Task* response) {
-  return Reply(context, Pause(*request), response);
+  return Serve(context, Method::kPause, response,
+               [&](const Caller& caller) { return Pause(*request, caller); });
 }
 
 grpc::ServerUnaryReactor* TaskService::ResumeTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::ResumeTaskRequest* request, Task* response) {
-  return Reply(context, Resume(*request), response);
+  return Serve(context, Method::kResume, response,
+               [&](const Caller& caller) { return Resume(*request, caller); });
 }
 
 grpc::ServerUnaryReactor* TaskService::CompleteTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::CompleteTaskRequest* request, Task* response) {
-  return Reply(context, Complete(*request), response);
+  return Serve(context, Method::kComplete, response, [&](const Caller& caller) {
+    return Complete(*request, caller);
+  });
 }
 
 grpc::ServerUnaryReactor* TaskService::CancelTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::CancelTaskRequest* request, Task* response) {
-  return Reply(context, Cancel(*request), response);
+  return Serve(context, Method::kCancel, response,
+               [&](const Caller& caller) { return Cancel(*request, caller); });
 }
 
 grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>*
 TaskService::WatchTasks(grpc::CallbackServerContext* context,
                         const tasks::v1::WatchTasksRequest* request) {
-  return watch_hub_->Watch(context, request);
+  absl::StatusOr<Caller> caller =
+      authorizer_->Authorize(*context, Method::kWatch);
+  if (!caller.ok()) return watch_hub_->Refuse(caller.status());
+  std::shared_ptr<const FilterExpr> scope;
+  if (caller->scoped())
+    scope = EqualsFilter(TaskField::kTenantId, caller->tenant);
+  return watch_hub_->Watch(context, request, scope, caller->tenant);
 }
 
 }  // namespace taskd

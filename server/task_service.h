@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "base/clock.h"
 #include "query/page_token.h"
+#include "server/auth.h"
 #include "server/watch_hub.h"
 #include "storage/task_store.h"
 #include "tasks/v1/tasks.grpc.pb.h"
@@ -31,23 +32,35 @@ struct TaskServiceOptions {
 
 class TaskService final : public tasks::v1::TaskService::CallbackService {
  public:
-  // `store` and `watch_hub` are not owned and must outlive the service.
-  TaskService(TaskStore* store, WatchHub* watch_hub,
+  // `store`, `watch_hub` and `authorizer` are not owned and must outlive
+  // the service.
+  TaskService(TaskStore* store, WatchHub* watch_hub, Authorizer* authorizer,
               const TaskServiceOptions& options);
 
-  // The logic of each call, without gRPC: what the RPCs below return.
-  absl::StatusOr<Task> Create(const tasks::v1::CreateTaskRequest& request);
-  absl::StatusOr<Task> Get(const tasks::v1::GetTaskRequest& request);
+  // The logic of each call, without gRPC: what the RPCs below return, for
+  // an already authorised `caller` (whose tenant scopes what it sees).
+  absl::StatusOr<Task> Create(const tasks::v1::CreateTaskRequest& request,
+                              const Caller& caller);
+  absl::StatusOr<Task> Get(const tasks::v1::GetTaskRequest& request,
+                           const Caller& caller);
   absl::StatusOr<tasks::v1::ListTasksResponse> List(
-      const tasks::v1::ListTasksRequest& request);
-  absl::StatusOr<Task> Update(const tasks::v1::UpdateTaskRequest& request);
-  absl::Status Delete(const tasks::v1::DeleteTaskRequest& request);
-  absl::StatusOr<Task> Assign(const tasks::v1::AssignTaskRequest& request);
-  absl::StatusOr<Task> Start(const tasks::v1::StartTaskRequest& request);
-  absl::StatusOr<Task> Pause(const tasks::v1::PauseTaskRequest& request);
-  absl::StatusOr<Task> Resume(const tasks::v1::ResumeTaskRequest& request);
-  absl::StatusOr<Task> Complete(const tasks::v1::CompleteTaskRequest& request);
-  absl::StatusOr<Task> Cancel(const tasks::v1::CancelTaskRequest& request);
+      const tasks::v1::ListTasksRequest& request, const Caller& caller);
+  absl::StatusOr<Task> Update(const tasks::v1::UpdateTaskRequest& request,
+                              const Caller& caller);
+  absl::Status Delete(const tasks::v1::DeleteTaskRequest& request,
+                      const Caller& caller);
+  absl::StatusOr<Task> Assign(const tasks::v1::AssignTaskRequest& request,
+                              const Caller& caller);
+  absl::StatusOr<Task> Start(const tasks::v1::StartTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Task> Pause(const tasks::v1::PauseTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Task> Resume(const tasks::v1::ResumeTaskRequest& request,
+                              const Caller& caller);
+  absl::StatusOr<Task> Complete(const tasks::v1::CompleteTaskRequest& request,
+                                const Caller& caller);
+  absl::StatusOr<Task> Cancel(const tasks::v1::CancelTaskRequest& request,
+                              const Caller& caller);
 
   // tasks::v1::TaskService::CallbackService
   grpc::ServerUnaryReactor* CreateTask(
@@ -91,10 +104,16 @@ class TaskService final : public tasks::v1::TaskService::CallbackService {
 
  private:
   struct MoveRequest;
-  absl::StatusOr<Task> RunMove(const MoveRequest& request);
+  absl::StatusOr<Task> RunMove(const MoveRequest& request,
+                               const Caller& caller);
+  template <typename Response, typename Logic>
+  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context,
+                                  Method method, Response* response,
+                                  Logic logic);
 
   TaskStore* const store_;
   WatchHub* const watch_hub_;
+  Authorizer* const authorizer_;
   const TaskServiceOptions options_;
   const PageTokenCodec page_tokens_;
 };

@@ -5,16 +5,20 @@
 // SIGINT or SIGTERM: stop accepting calls, let calls in flight finish within
 // --shutdown_grace, close the database cleanly, exit 0. A second signal
 // exits at once; SQLite's journal keeps the database consistent.
+#include <grpcpp/security/server_credentials.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
@@ -34,8 +38,70 @@ ABSL_FLAG(int64_t, history_max_changes, 1'000'000,
 ABSL_FLAG(absl::Duration, history_max_age, absl::Hours(24 * 7),
           "Drop history older than this (0: no limit).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: serve TLS (with --tls_key).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: also require client certificates signed by it "
+          "(mutual TLS).");
+ABSL_FLAG(bool, insecure, false,
+          "Allow plaintext on a non-loopback address. Without TLS taskd "
+          "listens only on loopback unless this is set.");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "Token file: one 'SHA256_HEX TENANT_UUID_OR_* ROLE' line per "
+          "token; re-read on SIGHUP. Empty: no authentication (open).");
+ABSL_FLAG(int32_t, max_receive_bytes, 1 << 20,
+          "Largest request accepted; larger is RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int32_t, max_page_size, 1000,
+          "ListTasks page size cap; larger requests are lowered to it.");
+ABSL_FLAG(int32_t, max_watchers, 20000,
+          "Open WatchTasks streams, all tenants (0: no cap).");
+ABSL_FLAG(int32_t, max_watchers_per_tenant, 2000,
+          "Open WatchTasks streams per tenant (0: no cap).");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(60),
+          "Ping idle connections this often.");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
+          "Drop a connection whose ping is not answered within this.");
+ABSL_FLAG(absl::Duration, min_client_ping_interval, absl::Seconds(10),
+          "Accept client keepalive pings this often (clients should ping "
+          "every 20-60 s).");
 
 namespace {
+
+std::string ReadFileOrDie(const std::string& flag, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    std::cerr << "taskd: --" << flag << ": cannot read " << path << "\n";
+    std::exit(2);
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// True for addresses only this machine can reach.
+bool IsLoopback(const std::string& address) {
+  if (absl::StartsWith(address, "unix:")) return true;
+  std::string host = address;
+  size_t colon = address.rfind(':');
+  if (colon != std::string::npos) host = address.substr(0, colon);
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+// Accepts --flag-name as a spelling of --flag_name, so that both the
+// documented dashed forms and Abseil's underscores work.
+void NormaliseFlagNames(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* arg = argv[i];
+    if (arg[0] != '-' || arg[1] != '-') continue;
+    for (char* c = arg + 2; *c != '\0' && *c != '='; ++c) {
+      if (*c == '-') *c = '_';
+    }
+  }
+}
 
 // Blocks the shutdown signals in every thread (gRPC's included, which inherit
 // the mask), so that only the waiting thread below receives them.
@@ -44,6 +110,7 @@ sigset_t BlockShutdownSignals() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   return signals;
 }
@@ -56,6 +123,7 @@ int main(int argc, char** argv) {
       "  taskd [--listen=127.0.0.1:50051] [--db=./taskd.db]\n\n"
       "Serves tasks.v1.TaskService, grpc.health.v1.Health and server "
       "reflection.");
+  NormaliseFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
   sigset_t signals = BlockShutdownSignals();
 
@@ -77,6 +145,58 @@ int main(int argc, char** argv) {
   options.store.synchronous_full = sync == "full";
   options.store.history_max_changes = absl::GetFlag(FLAGS_history_max_changes);
   options.store.history_max_age = absl::GetFlag(FLAGS_history_max_age);
+  options.auth_tokens_path = absl::GetFlag(FLAGS_auth_tokens);
+  options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_bytes);
+  options.service.max_page_size = absl::GetFlag(FLAGS_max_page_size);
+  options.watch.max_watchers = absl::GetFlag(FLAGS_max_watchers);
+  options.watch.max_watchers_per_tenant =
+      absl::GetFlag(FLAGS_max_watchers_per_tenant);
+  options.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  options.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  options.min_client_ping_interval =
+      absl::GetFlag(FLAGS_min_client_ping_interval);
+  if (options.service.max_page_size < 1 ||
+      options.max_receive_message_bytes < 1024) {
+    std::cerr << "taskd: --max_page_size must be >= 1 and "
+                 "--max_receive_bytes >= 1024\n";
+    return 2;
+  }
+
+  std::string tls = "off";
+  std::string cert = absl::GetFlag(FLAGS_tls_cert);
+  std::string key = absl::GetFlag(FLAGS_tls_key);
+  std::string client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (cert.empty() != key.empty()) {
+    std::cerr << "taskd: --tls_cert and --tls_key go together\n";
+    return 2;
+  }
+  if (!cert.empty()) {
+    grpc::SslServerCredentialsOptions ssl(
+        client_ca.empty()
+            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_key_cert_pairs.push_back(
+        {ReadFileOrDie("tls_key", key), ReadFileOrDie("tls_cert", cert)});
+    if (!client_ca.empty()) {
+      ssl.pem_root_certs = ReadFileOrDie("tls_client_ca", client_ca);
+    }
+    options.credentials = grpc::SslServerCredentials(ssl);
+    tls = client_ca.empty() ? "on" : "mutual";
+  } else if (!client_ca.empty()) {
+    std::cerr << "taskd: --tls_client_ca needs --tls_cert and --tls_key\n";
+    return 2;
+  } else if (!IsLoopback(options.listen_address)) {
+    if (!absl::GetFlag(FLAGS_insecure)) {
+      std::cerr << "taskd: refusing to serve plaintext on "
+                << options.listen_address
+                << ", which is not a loopback address: give --tls_cert and "
+                   "--tls_key, or --insecure to allow it\n";
+      return 2;
+    }
+    taskd::Log(taskd::LogLevel::kWarning,
+               "serving PLAINTEXT on non-loopback address %s (--insecure)",
+               options.listen_address);
+  }
 
   absl::StatusOr<std::unique_ptr<taskd::TaskServer>> server =
       taskd::TaskServer::Start(options);
@@ -85,20 +205,43 @@ int main(int argc, char** argv) {
                server.status().ToString());
     return 1;
   }
+  if ((*server)->auth_open()) {
+    taskd::LogLine(taskd::LogLevel::kWarning,
+                   "no --auth_tokens: every caller may do everything in "
+                   "every tenant");
+  }
   taskd::Log(taskd::LogLevel::kInfo,
              "taskd serving address=%s port=%d db=%s sync=%s revision=%d "
-             "tls=off auth=off",
+             "tls=%s auth=%s max_receive_bytes=%d max_page_size=%d "
+             "max_watchers=%d max_watchers_per_tenant=%d",
              options.listen_address, (*server)->port(), options.store.path,
-             sync, (*server)->store()->CurrentRevision());
+             sync, (*server)->store()->CurrentRevision(), tls,
+             (*server)->auth_open() ? "off" : "tokens",
+             options.max_receive_message_bytes, options.service.max_page_size,
+             options.watch.max_watchers, options.watch.max_watchers_per_tenant);
 
   absl::Notification stop;
-  std::thread waiter([&] {
+  taskd::TaskServer* running = server->get();
+  std::thread waiter([&signals, &stop, running] {
     int received = 0;
-    sigwait(&signals, &received);
+    while (true) {
+      sigwait(&signals, &received);
+      if (received != SIGHUP) break;
+      absl::Status reloaded = running->ReloadAuth();
+      if (reloaded.ok()) {
+        taskd::LogLine(taskd::LogLevel::kInfo, "SIGHUP: token file reloaded");
+      } else {
+        taskd::Log(taskd::LogLevel::kError,
+                   "SIGHUP: token file not reloaded, old tokens stay: %s",
+                   reloaded.ToString());
+      }
+    }
     taskd::Log(taskd::LogLevel::kInfo,
                "taskd received signal %d; shutting down", received);
     stop.Notify();
-    sigwait(&signals, &received);
+    do {
+      sigwait(&signals, &received);
+    } while (received == SIGHUP);
     taskd::LogLine(taskd::LogLevel::kWarning, "second signal: exiting at once");
     _exit(1);
   });

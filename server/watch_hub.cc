@@ -68,6 +68,10 @@ class WatchHub::Watcher final
     in_initial_ = true;
   }
 
+  // Whose stream this is; set once at registration.
+  void set_tenant(const std::string& tenant) { tenant_ = tenant; }
+  const std::string& tenant() const { return tenant_; }
+
   void Ref() { refs_.fetch_add(1); }
   void Unref() {
     if (refs_.fetch_sub(1) == 1) delete this;
@@ -106,13 +110,13 @@ class WatchHub::Watcher final
           action = Action::kWrite;
         } else {
           action = Action::kFinish;
-          finish_status = ToGrpcStatus(WithReason(
-              absl::UnavailableError(
-                  absl::StrCat("taskd is shutting down; resume with "
-                               "start_revision=",
-                               next_revision_)),
-              "SHUTTING_DOWN",
-              {{"resume_revision", absl::StrCat(next_revision_)}}));
+          finish_status = ToGrpcStatus(
+              WithReason(absl::UnavailableError(
+                             absl::StrCat("taskd is shutting down; resume with "
+                                          "start_revision=",
+                                          next_revision_)),
+                         "SHUTTING_DOWN",
+                         {{"resume_revision", absl::StrCat(next_revision_)}}));
         }
       } else if (in_initial_) {
         FillInitialLocked();
@@ -200,6 +204,7 @@ class WatchHub::Watcher final
   const std::shared_ptr<const FilterExpr> filter_;
   const absl::Duration progress_interval_;
   std::atomic<int> refs_{2};  // gRPC's and the hub's
+  std::string tenant_;
 
   absl::Mutex mu_;
   int64_t next_revision_ ABSL_GUARDED_BY(mu_);
@@ -287,19 +292,23 @@ absl::Status WatchHub::Collect(const FilterExpr* filter, int64_t* next_revision,
   return absl::OkStatus();
 }
 
+grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Refuse(
+    const absl::Status& status) {
+  auto* watcher = new Watcher(this, nullptr, 0, absl::InfiniteDuration());
+  watcher->Unref();  // the hub never holds this one
+  watcher->FinishNow(ToGrpcStatus(status));
+  return watcher;
+}
+
 grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
-    grpc::CallbackServerContext* context, const WatchTasksRequest* request) {
+    grpc::CallbackServerContext* context, const WatchTasksRequest* request,
+    std::shared_ptr<const FilterExpr> scope, const std::string& tenant) {
   absl::Duration interval = options_.default_progress_interval;
   if (request->has_progress_interval()) {
     interval = absl::Seconds(request->progress_interval().seconds()) +
                absl::Nanoseconds(request->progress_interval().nanos());
   }
-  auto fail = [this](const absl::Status& status) {
-    auto* watcher = new Watcher(this, nullptr, 0, absl::InfiniteDuration());
-    watcher->Unref();  // the hub never holds this one
-    watcher->FinishNow(ToGrpcStatus(status));
-    return watcher;
-  };
+  auto fail = [this](const absl::Status& status) { return Refuse(status); };
   // Checks, in the order a caller fixes them.
   if (request->start_revision() < 0) {
     return fail(absl::InvalidArgumentError(
@@ -319,20 +328,29 @@ grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
                         options_.max_progress_interval);
   absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
       ParseFilter(request->filter());
-  if (!filter.ok()) return fail(filter.status());
+  if (!filter.ok()) {
+    return fail(WithFieldViolation(
+        WithReason(filter.status(), "INVALID_FILTER", {{"field", "filter"}}),
+        "filter", filter.status().message()));
+  }
+  std::shared_ptr<const FilterExpr> effective =
+      AndFilters(std::move(*filter), std::move(scope));
   {
     absl::MutexLock lock(&watchers_mu_);
     if (shutting_down_) {
       return fail(WithReason(absl::UnavailableError("taskd is shutting down"),
                              "SHUTTING_DOWN"));
     }
+    // The caps are checked again at registration; this early check only
+    // spares the initial-state read of a call that would be refused.
+    if (absl::Status s = CheckCapsLocked(tenant); !s.ok()) return fail(s);
   }
 
   int64_t next_revision = request->start_revision();
   std::optional<ListResult> snapshot;
   if (request->send_initial_state()) {
     ListQuery query;
-    query.filter = *filter;
+    query.filter = effective;
     query.limit = options_.max_initial_state;
     absl::StatusOr<ListResult> listed = store_->List(query);
     if (!listed.ok()) return fail(listed.status());
@@ -348,14 +366,15 @@ grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
   } else if (next_revision == 0) {
     next_revision = store_->CurrentRevision() + 1;
   } else if (next_revision < store_->OldestRevision()) {
-    return fail(WithReason(absl::OutOfRangeError(absl::StrCat(
-        "start_revision: revision ", next_revision,
-        " has been compacted; the oldest revision available is ",
-        store_->OldestRevision(),
-        ". List the tasks again and watch from the list's revision + 1")),
+    return fail(WithReason(
+        absl::OutOfRangeError(absl::StrCat(
+            "start_revision: revision ", next_revision,
+            " has been compacted; the oldest revision available is ",
+            store_->OldestRevision(),
+            ". List the tasks again and watch from the list's revision + 1")),
         "REVISION_COMPACTED"));
   }
-  auto* watcher = new Watcher(this, *filter, next_revision, interval);
+  auto* watcher = new Watcher(this, effective, next_revision, interval);
   if (snapshot.has_value()) {
     watcher->SetInitialState(std::move(snapshot->tasks), snapshot->revision);
   }
@@ -363,6 +382,13 @@ grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
     absl::MutexLock lock(&watchers_mu_);
     // Shutdown may have begun since the check above.
     if (shutting_down_) watcher->RequestShutdown();
+    if (absl::Status s = CheckCapsLocked(tenant); !s.ok()) {
+      watcher->Unref();  // the hub's reference: it is not registered
+      watcher->FinishNow(ToGrpcStatus(s));
+      return watcher;
+    }
+    watcher->set_tenant(tenant);
+    ++watchers_by_tenant_[tenant];
     watchers_.insert(watcher);
     watcher->Ref();  // for the Pump below, which runs outside the lock
   }
@@ -371,11 +397,36 @@ grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
   return watcher;
 }
 
+absl::Status WatchHub::CheckCapsLocked(const std::string& tenant) {
+  if (options_.max_watchers > 0 &&
+      static_cast<int>(watchers_.size()) >= options_.max_watchers) {
+    return WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                          "too many watch streams open (limit ",
+                          options_.max_watchers, "); retry later")),
+                      "WATCH_LIMIT_EXCEEDED");
+  }
+  auto it = watchers_by_tenant_.find(tenant);
+  if (options_.max_watchers_per_tenant > 0 && it != watchers_by_tenant_.end() &&
+      it->second >= options_.max_watchers_per_tenant) {
+    return WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                          "too many watch streams open for this tenant (limit ",
+                          options_.max_watchers_per_tenant, ")")),
+                      "WATCH_LIMIT_EXCEEDED", {{"tenant_id", tenant}});
+  }
+  return absl::OkStatus();
+}
+
 void WatchHub::Unregister(Watcher* watcher) {
   bool erased = false;
   {
     absl::MutexLock lock(&watchers_mu_);
     erased = watchers_.erase(watcher) > 0;
+    if (erased) {
+      auto it = watchers_by_tenant_.find(watcher->tenant());
+      if (it != watchers_by_tenant_.end() && --it->second == 0) {
+        watchers_by_tenant_.erase(it);
+      }
+    }
   }
   if (erased) watcher->Unref();
 }

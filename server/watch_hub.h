@@ -27,7 +27,10 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <memory>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -58,6 +61,11 @@ struct WatchHubOptions {
   absl::Duration max_progress_interval = absl::Hours(1);
   // How often the dispatcher checks for due progress responses.
   absl::Duration tick = absl::Milliseconds(50);
+  // Caps on open streams, all tenants together and per tenant (callers of
+  // no tenant count as one tenant). 0 means no cap. Defaults 20,000 and
+  // 2,000.
+  int max_watchers = 20'000;
+  int max_watchers_per_tenant = 2'000;
 };
 
 class WatchHub {
@@ -78,9 +86,19 @@ class WatchHub {
   // The reactor for one WatchTasks call. Request errors (bad filter,
   // negative start_revision, start_revision below the history kept, ...)
   // end the call at once with the matching status.
+  //
+  // `scope`, if not null, is ANDed with the request's filter (the caller's
+  // tenant); `tenant` names whose stream this is, for the per-tenant cap.
+  // Beyond max_watchers or max_watchers_per_tenant: RESOURCE_EXHAUSTED.
   grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>* Watch(
       grpc::CallbackServerContext* context,
-      const tasks::v1::WatchTasksRequest* request);
+      const tasks::v1::WatchTasksRequest* request,
+      std::shared_ptr<const FilterExpr> scope = nullptr,
+      const std::string& tenant = "");
+
+  // A reactor that ends the call at once with `status`.
+  grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>* Refuse(
+      const absl::Status& status);
 
   // Every open stream gets a final progress response and then ends with
   // UNAVAILABLE, so that clients resume from their revision after the
@@ -103,6 +121,8 @@ class WatchHub {
   absl::Status Collect(const FilterExpr* filter, int64_t* next_revision,
                        tasks::v1::WatchTasksResponse* response);
   void Unregister(Watcher* watcher);
+  absl::Status CheckCapsLocked(const std::string& tenant)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(watchers_mu_);
   void DispatchLoop();
   void Wake();
 
@@ -114,6 +134,7 @@ class WatchHub {
 
   absl::Mutex watchers_mu_;
   std::set<Watcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  std::map<std::string, int> watchers_by_tenant_ ABSL_GUARDED_BY(watchers_mu_);
   bool shutting_down_ ABSL_GUARDED_BY(watchers_mu_) = false;
 
   absl::Mutex dispatch_mu_;
