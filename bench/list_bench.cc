@@ -409,6 +409,13 @@ std::vector<Query> TypicalQueries() {
       {"enqueued_by_priority", "state = \"enqueued\"",
        "priority desc, enqueuedAt"},
       {"started", "state = started", ""},
+      {"backups_week_newest",
+       absl::StrCat("type = \"backup\" AND completedAt >= \"", week_ago, "\""),
+       "completedAt desc"},
+      {"completed_state_last_day",
+       absl::StrCat("state = \"completed\" AND completedAt >= \"", day_ago,
+                    "\""),
+       "completedAt desc"},
       {"completed_last_day", absl::StrCat("completedAt >= \"", day_ago, "\""),
        "completedAt desc"},
       {"updated_since", absl::StrCat("updatedAt >= \"", day_ago, "\""),
@@ -485,25 +492,49 @@ struct Prepared {
 TaskServer* g_server = nullptr;
 std::unique_ptr<TaskClient> g_client;
 
-// Walks the pages once (not timed) to find the deep page's cursor and token,
-// and counts the matches.
-Prepared Prepare(const Query& q) {
+// Counts the matches with SELECT count(*), on a connection of our own.
+int64_t CountMatches(sqlite3* db, const ListQuery& query) {
+  std::vector<FieldValue> params;
+  const std::string sql =
+      absl::StrCat("SELECT count(*) FROM tasks",
+                   sqlite::WhereClause(query.filter.get(), &params));
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    Die(absl::StrCat(sql, ": ", sqlite3_errmsg(db)));
+  }
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int index = static_cast<int>(i) + 1;
+    if (const auto* number = std::get_if<int64_t>(&params[i])) {
+      sqlite3_bind_int64(stmt, index, *number);
+    } else {
+      const std::string& text = std::get<std::string>(params[i]);
+      sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()),
+                        SQLITE_TRANSIENT);
+    }
+  }
+  int64_t count = -1;
+  if (sqlite3_step(stmt) == SQLITE_ROW) count = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  return count;
+}
+
+// Walks the first pages once (not timed) to find the deep page's cursor and
+// token.
+Prepared Prepare(sqlite3* db, const Query& q) {
   Prepared p;
   p.query = q;
   p.first = ToListQuery(q, kPageSize);
+  p.matches = CountMatches(db, p.first);
   p.deep = p.first;
   p.deep_page = 1;
   ListQuery walk = p.first;
-  for (int page = 1;; ++page) {
+  for (int page = 1; page < kDeepPage; ++page) {
     absl::StatusOr<ListResult> result = g_server->store()->List(walk);
     if (!result.ok()) Die(result.status().ToString());
-    if (page <= kDeepPage) {
-      p.deep = walk;
-      p.deep_page = page;
-    }
-    p.matches += static_cast<int64_t>(result->tasks.size());
     if (!result->more) break;
     walk.after = CursorOf(walk.order, result->tasks.back());
+    p.deep = walk;
+    p.deep_page = page + 1;
   }
   // The same page through the service, to get its token.
   ListTasksRequest request;
@@ -685,7 +716,7 @@ int main(int argc, char** argv) {
   std::printf("EXPLAIN QUERY PLAN (%lld tasks, no ANALYZE statistics)\n",
               static_cast<long long>(tasks));
   for (const Query& q : TypicalQueries()) {
-    auto p = std::make_unique<Prepared>(Prepare(q));
+    auto p = std::make_unique<Prepared>(Prepare(db, q));
     std::printf(
         "\n%s: filter '%s', order_by '%s': %lld matches, %lld pages\n", q.name,
         q.filter.c_str(), q.order_by.c_str(),

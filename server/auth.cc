@@ -105,6 +105,12 @@ bool RoleAllows(Role role, Method method) {
   return false;
 }
 
+std::string Authorizer::TenantOf(absl::string_view authorization) {
+  absl::StatusOr<Caller> caller = AuthorizeHeader(authorization, Method::kGet);
+  if (!caller.ok()) return "";
+  return caller->scoped() ? caller->tenant : "*";
+}
+
 std::string Authorizer::HashToken(absl::string_view token) {
   return absl::BytesToHexString(Sha256(token));
 }

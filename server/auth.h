@@ -90,6 +90,10 @@ class Authorizer {
   absl::StatusOr<Caller> AuthorizeHeader(absl::string_view authorization,
                                          Method method);
 
+  // The tenant of the token in an `authorization` header value, "*" for
+  // every tenant, "" if there is no known token. For logs; grants nothing.
+  std::string TenantOf(absl::string_view authorization);
+
   // The hex SHA-256 of a token, as the token file wants it.
   static std::string HashToken(absl::string_view token);
 

@@ -12,11 +12,22 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     const TaskServerOptions& options) {
   std::unique_ptr<TaskServer> server(new TaskServer());
   server->watch_hub_ = std::make_unique<WatchHub>(options.watch);
+  server->metrics_ = std::make_unique<Metrics>();
   SqliteTaskStoreOptions store_options = options.store;
+  Metrics* metrics = server->metrics_.get();
+  auto observe = store_options.observe_commit;
+  store_options.observe_commit = [metrics, observe](absl::Duration took,
+                                                    size_t batch) {
+    metrics->ObserveCommit(took, batch);
+    if (observe) observe(took, batch);
+  };
   WatchHub* hub = server->watch_hub_.get();
   auto chained = store_options.on_commit;
-  store_options.on_commit = [hub, chained](const std::vector<Change>& changes) {
+  TaskServer* self = server.get();
+  store_options.on_commit = [hub, chained,
+                             self](const std::vector<Change>& changes) {
     hub->OnCommit(changes);
+    self->CountStates(changes);
     if (chained) chained(changes);
   };
   absl::StatusOr<std::unique_ptr<TaskStore>> store =
@@ -44,7 +55,23 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   server->reflection_v1_ = std::make_unique<ReflectionV1Service>(names);
   server->reflection_v1alpha_ =
       std::make_unique<ReflectionV1AlphaService>(names);
+  if (!options.metrics_listen.empty()) {
+    try {
+      server->exposer_ =
+          std::make_unique<prometheus::Exposer>(options.metrics_listen);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot serve metrics on ", options.metrics_listen, ": ", e.what()));
+    }
+    server->exposer_->RegisterCollectable(server->metrics_->registry());
+  }
   grpc::ServerBuilder builder;
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<CallObserverFactory>(
+      server->metrics_.get(), server->authorizer_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.AddListeningPort(options.listen_address,
                            options.credentials != nullptr
                                ? options.credentials
@@ -74,7 +101,51 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
         absl::StrCat("cannot listen on ", options.listen_address,
                      " (address in use or not valid?)"));
   }
+  // Tasks by state: counted once here, then kept up to date by
+  // CountStates() from every commit.
+  absl::StatusOr<std::map<Task::State, int64_t>> counts =
+      server->store_->CountByState();
+  if (!counts.ok()) return counts.status();
+  for (const auto& [state, count] : *counts) {
+    if (state >= 0 && state < kStates) server->tasks_by_state_[state] += count;
+  }
+  server->metrics_thread_ = std::thread([self] {
+    int64_t delivered = 0;
+    while (true) {
+      self->metrics_->SetOpenWatchStreams(self->watch_hub_->open_watchers());
+      int64_t now = self->watch_hub_->events_delivered();
+      self->metrics_->AddEventsDelivered(now - delivered);
+      delivered = now;
+      self->metrics_->SetRevision(self->store_->CurrentRevision());
+      std::map<std::string, int64_t> by_name;
+      for (int s = Task::enqueued; s <= Task::completed; ++s) {
+        by_name[Task::State_Name(static_cast<Task::State>(s))] =
+            self->tasks_by_state_[s].load();
+      }
+      self->metrics_->SetTasksByState(by_name);
+      if (self->stop_metrics_.WaitForNotificationWithTimeout(
+              absl::Seconds(1))) {
+        return;
+      }
+    }
+  });
   return server;
+}
+
+void TaskServer::CountStates(const std::vector<Change>& changes) {
+  auto add = [this](Task::State state, int64_t delta) {
+    if (state >= 0 && state < kStates) tasks_by_state_[state] += delta;
+  };
+  for (const Change& change : changes) {
+    if (change.previous.has_value()) add(change.previous->state(), -1);
+    if (change.kind != Change::Kind::kDeleted) add(change.task.state(), +1);
+  }
+}
+
+int TaskServer::metrics_port() const {
+  if (exposer_ == nullptr) return 0;
+  std::vector<int> ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
 }
 
 TaskServer::~TaskServer() { Shutdown(absl::ZeroDuration()); }
@@ -82,6 +153,10 @@ TaskServer::~TaskServer() { Shutdown(absl::ZeroDuration()); }
 void TaskServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  if (metrics_thread_.joinable()) {
+    stop_metrics_.Notify();
+    metrics_thread_.join();
+  }
   if (health_service_ != nullptr) health_service_->SetServing(false);
   if (server_ != nullptr) {
     // Streams that would stay open forever must be told to end first, or
@@ -99,7 +174,9 @@ void TaskServer::Shutdown(absl::Duration grace) {
   reflection_v1alpha_.reset();
   store_.reset();
   watch_hub_.reset();
+  exposer_.reset();
   authorizer_.reset();
+  metrics_.reset();
 }
 
 }  // namespace taskd

@@ -14,14 +14,19 @@
 
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
+#include <prometheus/exposer.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/auth.h"
 #include "server/health_service.h"
+#include "server/metrics.h"
 #include "server/reflection_service.h"
 #include "server/task_service.h"
 #include "server/watch_hub.h"
@@ -58,6 +63,8 @@ struct TaskServerOptions {
   absl::Duration keepalive_time = absl::Seconds(60);
   absl::Duration keepalive_timeout = absl::Seconds(20);
   absl::Duration min_client_ping_interval = absl::Seconds(10);
+  // host:port for Prometheus text on /metrics; empty: not served.
+  std::string metrics_listen;
 };
 
 class TaskServer {
@@ -76,6 +83,8 @@ class TaskServer {
   int port() const { return port_; }
   TaskStore* store() const { return store_.get(); }
   WatchHub* watch_hub() const { return watch_hub_.get(); }
+  // The port /metrics is served on, 0 if it is not.
+  int metrics_port() const;
 
   // Reads the token file again (SIGHUP). On error the old tokens stay.
   absl::Status ReloadAuth() { return authorizer_->Reload(); }
@@ -95,6 +104,14 @@ class TaskServer {
   std::unique_ptr<WatchHub> watch_hub_;
   std::unique_ptr<TaskStore> store_;
   std::unique_ptr<Authorizer> authorizer_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  // Copies gauges (open streams, revision, tasks by state) into metrics_.
+  std::thread metrics_thread_;
+  void CountStates(const std::vector<Change>& changes);
+  static constexpr int kStates = Task::State_ARRAYSIZE;
+  std::atomic<int64_t> tasks_by_state_[kStates] = {};
+  absl::Notification stop_metrics_;
   std::unique_ptr<TaskService> task_service_;
   std::unique_ptr<HealthService> health_service_;
   std::unique_ptr<ReflectionV1Service> reflection_v1_;

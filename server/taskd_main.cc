@@ -58,6 +58,8 @@ ABSL_FLAG(int32_t, max_watchers, 20000,
           "Open WatchTasks streams, all tenants (0: no cap).");
 ABSL_FLAG(int32_t, max_watchers_per_tenant, 2000,
           "Open WatchTasks streams per tenant (0: no cap).");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port to serve Prometheus metrics on (/metrics); empty: off.");
 ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(60),
           "Ping idle connections this often.");
 ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
@@ -146,6 +148,7 @@ int main(int argc, char** argv) {
   options.store.history_max_changes = absl::GetFlag(FLAGS_history_max_changes);
   options.store.history_max_age = absl::GetFlag(FLAGS_history_max_age);
   options.auth_tokens_path = absl::GetFlag(FLAGS_auth_tokens);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_bytes);
   options.service.max_page_size = absl::GetFlag(FLAGS_max_page_size);
   options.watch.max_watchers = absl::GetFlag(FLAGS_max_watchers);
@@ -213,12 +216,17 @@ int main(int argc, char** argv) {
   taskd::Log(taskd::LogLevel::kInfo,
              "taskd serving address=%s port=%d db=%s sync=%s revision=%d "
              "tls=%s auth=%s max_receive_bytes=%d max_page_size=%d "
-             "max_watchers=%d max_watchers_per_tenant=%d",
+             "max_watchers=%d max_watchers_per_tenant=%d metrics=%s",
              options.listen_address, (*server)->port(), options.store.path,
              sync, (*server)->store()->CurrentRevision(), tls,
              (*server)->auth_open() ? "off" : "tokens",
              options.max_receive_message_bytes, options.service.max_page_size,
-             options.watch.max_watchers, options.watch.max_watchers_per_tenant);
+             options.watch.max_watchers, options.watch.max_watchers_per_tenant,
+             options.metrics_listen.empty()
+                 ? std::string("off")
+                 : absl::StrCat(options.metrics_listen.substr(
+                                    0, options.metrics_listen.rfind(':')),
+                                ":", (*server)->metrics_port()));
 
   absl::Notification stop;
   taskd::TaskServer* running = server->get();

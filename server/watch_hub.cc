@@ -128,6 +128,7 @@ class WatchHub::Watcher final
           action = Action::kFinish;
           finish_status = ToGrpcStatus(status);
         } else if (response_.events_size() > 0) {
+          hub_->events_delivered_.fetch_add(response_.events_size());
           response_.set_revision(next_revision_ - 1);
           action = Action::kWrite;
         } else if (now >= next_progress_at_) {

@@ -109,6 +109,8 @@ class WatchHub {
 
   // Streams open now.
   size_t open_watchers();
+  // Events written to streams since the hub started.
+  int64_t events_delivered() const { return events_delivered_.load(); }
 
  private:
   class Watcher;
@@ -141,6 +143,7 @@ class WatchHub {
   bool dirty_ ABSL_GUARDED_BY(dispatch_mu_) = false;
   bool stop_ ABSL_GUARDED_BY(dispatch_mu_) = false;
   std::thread dispatcher_;
+  std::atomic<int64_t> events_delivered_{0};
 };
 
 }  // namespace taskd

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "base/error_details.h"
 #include "storage/sqlite_query.h"
 #include "storage/sqlite_statement.h"
@@ -229,6 +230,7 @@ class SqliteTaskStore final : public TaskStore {
   int64_t CurrentRevision() override { return current_revision_.load(); }
   int64_t OldestRevision() override { return oldest_revision_.load(); }
   std::string InstanceSecret() override { return secret_; }
+  absl::StatusOr<std::map<Task::State, int64_t>> CountByState() override;
 
  private:
   // A read connection borrowed from the pool for one call.
@@ -282,6 +284,7 @@ class SqliteTaskStore final : public TaskStore {
   absl::Mutex write_mu_;
   std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(write_mu_);
   int64_t commits_since_trim_ ABSL_GUARDED_BY(write_mu_) = 0;
+  absl::Time txn_start_ ABSL_GUARDED_BY(write_mu_);
 
   std::atomic<int64_t> current_revision_{0};
   std::atomic<int64_t> oldest_revision_{1};
@@ -467,6 +470,9 @@ absl::Status SqliteTaskStore::RecordChange(Change::Kind kind, const Task& task,
 }
 
 void SqliteTaskStore::Committed(std::vector<Change> changes) {
+  if (options_.observe_commit) {
+    options_.observe_commit(absl::Now() - txn_start_, changes.size());
+  }
   current_revision_ = changes.back().revision;
   if (oldest_revision_.load() > changes.front().revision) {
     oldest_revision_ = changes.front().revision;
@@ -513,6 +519,7 @@ absl::StatusOr<Task> SqliteTaskStore::Create(const Task& task,
                                              absl::string_view request_id) {
   absl::MutexLock lock(&write_mu_);
   Transaction transaction(writer_.get());
+  txn_start_ = absl::Now();
   if (absl::Status status = transaction.Begin(); !status.ok()) return status;
 
   if (!request_id.empty()) {
@@ -581,6 +588,7 @@ absl::StatusOr<Task> SqliteTaskStore::Update(absl::string_view id,
                                              const Mutation& mutation) {
   absl::MutexLock lock(&write_mu_);
   Transaction transaction(writer_.get());
+  txn_start_ = absl::Now();
   if (absl::Status status = transaction.Begin(); !status.ok()) return status;
   absl::StatusOr<Task> current = Find(writer_.get(), id);
   if (!current.ok()) return current.status();
@@ -618,6 +626,7 @@ absl::StatusOr<Task> SqliteTaskStore::Delete(absl::string_view id,
                                              const Precondition& precondition) {
   absl::MutexLock lock(&write_mu_);
   Transaction transaction(writer_.get());
+  txn_start_ = absl::Now();
   if (absl::Status status = transaction.Begin(); !status.ok()) return status;
   absl::StatusOr<Task> current = Find(writer_.get(), id);
   if (!current.ok()) return current.status();
@@ -692,6 +701,24 @@ absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
   statement->Reset();
   if (absl::Status status = transaction.Commit(); !status.ok()) return status;
   return result;
+}
+
+absl::StatusOr<std::map<Task::State, int64_t>>
+SqliteTaskStore::CountByState() {
+  Reader reader(this);
+  absl::StatusOr<Statement*> prepared = reader->Prepare(
+      "SELECT state, COUNT(*) FROM tasks GROUP BY state");
+  if (!prepared.ok()) return prepared.status();
+  ScopedStatement statement(*prepared);
+  std::map<Task::State, int64_t> counts;
+  while (true) {
+    absl::StatusOr<bool> row = statement->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    counts[static_cast<Task::State>(statement->ColumnInt64(0))] =
+        statement->ColumnInt64(1);
+  }
+  return counts;
 }
 
 absl::StatusOr<std::vector<Change>> SqliteTaskStore::ReadChanges(int64_t from,

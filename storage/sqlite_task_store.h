@@ -55,7 +55,11 @@ struct SqliteTaskStoreOptions {
   // Called after every commit with the changes it made, in revision order,
   // from the committing thread, before the next commit starts. Must be quick
   // and must not call back into the store's write methods.
-  std::function<void(const std::vector<Change>&)> on_commit;
+    std::function<void(const std::vector<Change>&)> on_commit;
+
+  // Called after every commit with its duration (begin to durable commit)
+  // and the number of changes it held. For metrics; must be quick.
+  std::function<void(absl::Duration, size_t)> observe_commit;
 };
 
 // Opens (creating and migrating as needed) the database at options.path.

@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -134,6 +135,9 @@ class TaskStore {
   // The lowest revision still in the history; CurrentRevision() + 1 when the
   // history is empty.
   virtual int64_t OldestRevision() = 0;
+
+    // How many tasks are in each state (states with none are left out).
+  virtual absl::StatusOr<std::map<Task::State, int64_t>> CountByState() = 0;
 
   // A random secret created with the database and kept with it, for sealing
   // tokens that must survive restarts (page tokens).

@@ -1,9 +1,13 @@
 // The taskd and taskctl executables as a user runs them: a real process on a
 // real port, reflection spoken through its own protocol, signals, restarts.
 
+#include <arpa/inet.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -14,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "client/task_client.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.pb.h"
@@ -396,6 +401,121 @@ TEST_F(TaskdProcessTest, StalledWatcherKeepsServerMemoryBounded) {
   EXPECT_EQ(next, 1000 + kChanges + 1);
   EXPECT_TRUE(ordered);
   stalled_context.TryCancel();
+}
+
+// An HTTP GET on 127.0.0.1:port, returning the body ("" on failure).
+std::string HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) !=
+      0) {
+    close(fd);
+    return "";
+  }
+  std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  if (write(fd, request.data(), request.size()) < 0) {
+    close(fd);
+    return "";
+  }
+  std::string response;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
+  close(fd);
+  size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+TEST_F(TaskdProcessTest, MetricsAreServedInPrometheusText) {
+  server_ = std::make_unique<TaskdProcess>(
+      dir_.File("t.db"),
+      std::vector<std::string>{"--metrics-listen=127.0.0.1:0"});
+  ASSERT_GT(server_->port(), 0);
+  std::string started = server_->process().output();
+  size_t at = started.find("metrics=127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << started;
+  int metrics_port =
+      std::atoi(started.c_str() + at + strlen("metrics=127.0.0.1:"));
+  ASSERT_GT(metrics_port, 0);
+  TaskClient client(grpc::CreateChannel(server_->address(),
+                                        grpc::InsecureChannelCredentials()));
+  Task task;
+  task.set_type("backup");
+  absl::StatusOr<Task> created = client.Create(task);
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(client.Assign(created->id(), "agent").ok());
+  EXPECT_FALSE(client.Get("missing").ok());
+  absl::SleepFor(absl::Milliseconds(1500));  // gauges refresh every second
+  std::string text = HttpGet(metrics_port, "/metrics");
+  EXPECT_THAT(text, HasSubstr("taskd_calls_total{code=\"OK\",method=\"/"
+                              "tasks.v1.TaskService/CreateTask\"} 1"));
+  EXPECT_THAT(text, HasSubstr("taskd_calls_total{code=\"NOT_FOUND\",method=\"/"
+                              "tasks.v1.TaskService/GetTask\"} 1"));
+  EXPECT_THAT(text, HasSubstr("taskd_call_duration_seconds_count{method=\"/"
+                              "tasks.v1.TaskService/AssignTask\"} 1"));
+  EXPECT_THAT(text, HasSubstr("taskd_store_revision 2"));
+  EXPECT_THAT(text, HasSubstr("taskd_store_commit_batch_size_count 2"));
+  EXPECT_THAT(text, HasSubstr("taskd_tasks{state=\"assigned\"} 1"));
+  EXPECT_THAT(text, HasSubstr("taskd_watch_streams_open 0"));
+}
+
+// SIGTERM while writers write and a watcher watches: every acknowledged
+// create survives, the stream ends with a final progress and UNAVAILABLE,
+// and taskd exits 0.
+TEST_F(TaskdProcessTest, SigtermWithCallsAndStreamsOpen) {
+  std::string db = dir_.File("t.db");
+  server_ = std::make_unique<TaskdProcess>(db);
+  ASSERT_GT(server_->port(), 0);
+  auto channel = grpc::CreateChannel(server_->address(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = tasks::v1::TaskService::NewStub(channel);
+  grpc::ClientContext watch_context;
+  tasks::v1::WatchTasksRequest from_start;
+  from_start.set_start_revision(1);
+  auto stream = stub->WatchTasks(&watch_context, from_start);
+
+  std::atomic<bool> stop{false};
+  absl::Mutex mu;
+  std::vector<std::string> acknowledged;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 4; ++w) {
+    writers.emplace_back([&] {
+      TaskClient client(channel);
+      Task task;
+      task.set_type("backup");
+      while (!stop) {
+        absl::StatusOr<Task> created = client.Create(task);
+        if (created.ok()) {
+          absl::MutexLock lock(&mu);
+          acknowledged.push_back(created->id());
+        }
+      }
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(300));
+  server_->process().Signal(SIGTERM);
+  tasks::v1::WatchTasksResponse response, last;
+  while (stream->Read(&response)) last = response;
+  grpc::Status end = stream->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << end.error_message();
+  EXPECT_TRUE(last.progress());
+  EXPECT_EQ(server_->process().Wait(absl::Seconds(20)), 0)
+      << server_->process().output();
+  stop = true;
+  for (auto& t : writers) t.join();
+  ASSERT_FALSE(acknowledged.empty());
+
+  server_ = std::make_unique<TaskdProcess>(db);
+  ASSERT_GT(server_->port(), 0);
+  TaskClient client(grpc::CreateChannel(server_->address(),
+                                        grpc::InsecureChannelCredentials()));
+  for (const std::string& id : acknowledged) {
+    EXPECT_TRUE(client.Get(id).ok()) << "acknowledged " << id << " was lost";
+  }
 }
 
 }  // namespace
