@@ -65,14 +65,9 @@ struct Args {
   std::string command;
   std::vector<std::string> positional;
   std::map<std::string, std::string> flags;
-  std::map<std::string, bool> used;
-
-  bool Has(const std::string& name) {
-    used[name] = true;
-    return flags.count(name) > 0;
-  }
-  std::string Get(const std::string& name, const std::string& fallback = "") {
-    used[name] = true;
+  bool Has(const std::string& name) const { return flags.count(name) > 0; }
+  std::string Get(const std::string& name,
+                  const std::string& fallback = "") const {
     auto it = flags.find(name);
     return it == flags.end() ? fallback : it->second;
   }
