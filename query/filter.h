@@ -33,9 +33,10 @@
 // ones. Write `completedAt:* AND completedAt != X` to exclude them. ParseFilter
 // makes the rule explicit in the tree (a comparison that would otherwise
 // accept the unset value becomes `field:* AND comparison`), so every consumer
-// of the tree follows it. Strings have no "unset": the empty string is an
-// ordinary value and compares as bytes (`executor_id < "a"` matches tasks
-// with no executor). An unset timestamp is stored as the instant
+// of the tree follows it. The rule is not applied to strings and revision:
+// in a comparison an empty string is an ordinary value that sorts first
+// (`executor_id < "a"` matches tasks with no executor), although `:*` calls
+// it unset. An unset timestamp is stored as the instant
 // 1970-01-01T00:00:00Z, so that one instant cannot be told from "unset".
 //
 // Limits, each an InvalidArgument naming the column where it was exceeded:

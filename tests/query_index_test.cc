@@ -138,10 +138,10 @@ class Database {
 
 const std::vector<std::string>& Version2Indexes() {
   static const auto* names = new std::vector<std::string>{
-      "tasks_by_tenant",   "tasks_by_tenant_state", "tasks_by_state",
-      "tasks_by_type",     "tasks_by_policy",       "tasks_by_resource",
-      "tasks_by_executor", "tasks_by_result",       "tasks_by_completed",
-      "tasks_by_started",  "tasks_by_updated"};
+      "tasks_by_tenant",         "tasks_by_tenant_state", "tasks_by_state",
+      "tasks_by_state_priority", "tasks_by_type",         "tasks_by_policy",
+      "tasks_by_resource",       "tasks_by_executor",     "tasks_by_result",
+      "tasks_by_completed",      "tasks_by_started",      "tasks_by_updated"};
   return *names;
 }
 
@@ -317,6 +317,10 @@ TEST_F(QueryIndexTest, TypicalQueriesSeekAnIndex) {
        "tasks_by_tenant_state"},
       {"state = enqueued", "", "tasks_by_state"},
       {"state = enqueued AND priority >= high", "enqueuedAt", "tasks_by_state"},
+      {"state = enqueued", "priority desc, enqueuedAt",
+       "tasks_by_state_priority"},
+      {"state = enqueued AND tenant_id = " + t, "priority desc, enqueuedAt",
+       "tasks_by_tenant_state", /*full_sort_allowed=*/true},
       {"type = backup", "", "tasks_by_type"},
       {"type = backup AND result_code = error", "", "tasks_by_type"},
       {"executor_id = \"agent-7\"", "", "tasks_by_executor"},
@@ -381,6 +385,9 @@ TEST_F(QueryIndexTest, DeepPagesSeekTheCursor) {
       {{"", "enqueuedAt desc", "tasks_by_enqueued"}, "enqueued_at<?"},
       {{"completedAt >= " + x, "completedAt desc", "tasks_by_completed"},
        "completed_at>? AND completed_at<?"},
+      {{"state = enqueued", "priority desc, enqueuedAt",
+        "tasks_by_state_priority"},
+       "state=? AND priority<?"},
   };
   for (const Case& c : cases) {
     const std::string plan = PlanOf(db, c.query, CursorFor(c.query.order_by));
