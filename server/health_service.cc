@@ -1,5 +1,9 @@
 #include "server/health_service.h"
 
+#include <atomic>
+#include <utility>
+#include <vector>
+
 namespace taskd {
 
 using grpc::health::v1::HealthCheckRequest;
@@ -7,69 +11,83 @@ using grpc::health::v1::HealthCheckResponse;
 
 // One Watch stream. Sends the current status, then every change. Only the
 // latest status matters, so at most one write is in flight and a change that
-// arrives meanwhile is sent when it completes. Deletes itself in OnDone.
+// arrives meanwhile is sent when it completes.
+//
+// gRPC may run a reaction on the thread that starts an operation, so no
+// operation is started with a lock held: Step() decides under mu_ and acts
+// after. References: gRPC's (dropped in OnDone) and the service's (dropped
+// when it forgets the watcher); callers that notify outside the service's
+// lock hold one more.
 class HealthService::Watcher final
     : public grpc::ServerWriteReactor<HealthCheckResponse> {
  public:
   Watcher(HealthService* service, std::string name)
       : service_(service), name_(std::move(name)) {}
 
-  // Called with service_->mu_ held (lock order: service, then watcher).
+  const std::string& name() const { return name_; }
+  void Ref() { refs_.fetch_add(1); }
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+
   void Notify(ServingStatus status, bool finish) {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    latest_ = status;
-    finish_requested_ |= finish;
-    MaybeWriteLocked();
+    {
+      absl::MutexLock lock(&mu_);
+      latest_ = status;
+      finish_requested_ |= finish;
+    }
+    Step();
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status::OK);
-      return;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) finish_requested_ = true;
     }
-    MaybeWriteLocked();
+    Step();
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status::CANCELLED);
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Finish(grpc::Status::CANCELLED);
   }
 
   void OnDone() override {
-    {
-      absl::MutexLock lock(&service_->mu_);
-      service_->watchers_.erase(this);
-    }
-    delete this;
+    service_->Forget(this);
+    Unref();
   }
 
  private:
-  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finished_) return;
-    if (latest_ != sent_) {
-      sent_ = latest_;
-      response_.set_status(latest_);
-      writing_ = true;
-      StartWrite(&response_);
-    } else if (finish_requested_) {
-      FinishLocked(grpc::Status::OK);
+  void Step() {
+    enum { kNothing, kWrite, kFinish } action = kNothing;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || finished_) return;
+      if (latest_ != sent_) {
+        sent_ = latest_;
+        response_.set_status(latest_);
+        writing_ = true;
+        action = kWrite;
+      } else if (finish_requested_) {
+        finished_ = true;
+        action = kFinish;
+      }
     }
-  }
-
-  void FinishLocked(const grpc::Status& status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    finished_ = true;
-    Finish(status);
+    if (action == kWrite) StartWrite(&response_);
+    if (action == kFinish) Finish(grpc::Status::OK);
   }
 
   HealthService* const service_;
   const std::string name_;
+  std::atomic<int> refs_{2};
   absl::Mutex mu_;
-  HealthCheckResponse response_ ABSL_GUARDED_BY(mu_);
+  // Owned by the write in flight while writing_.
+  HealthCheckResponse response_;
   ServingStatus latest_ ABSL_GUARDED_BY(mu_) = HealthCheckResponse::UNKNOWN;
   // UNKNOWN is never a status we report, so the first Notify always writes.
   ServingStatus sent_ ABSL_GUARDED_BY(mu_) = HealthCheckResponse::UNKNOWN;
@@ -77,6 +95,30 @@ class HealthService::Watcher final
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+void HealthService::Forget(Watcher* watcher) {
+  bool known = false;
+  {
+    absl::MutexLock lock(&mu_);
+    known = watchers_.erase(watcher) > 0;
+  }
+  if (known) watcher->Unref();
+}
+
+void HealthService::NotifyAll(bool finish) {
+  std::vector<std::pair<Watcher*, ServingStatus>> targets;
+  {
+    absl::MutexLock lock(&mu_);
+    for (Watcher* watcher : watchers_) {
+      watcher->Ref();
+      targets.emplace_back(watcher, StatusOf(watcher->name()));
+    }
+  }
+  for (auto& [watcher, status] : targets) {
+    watcher->Notify(status, finish);
+    watcher->Unref();
+  }
+}
 
 HealthService::~HealthService() { Shutdown(); }
 
@@ -90,23 +132,20 @@ HealthService::ServingStatus HealthService::StatusOf(
 }
 
 void HealthService::SetServing(bool serving) {
-  absl::MutexLock lock(&mu_);
-  serving_ = serving;
-  for (Watcher* watcher : watchers_) {
-    // Each watcher asked about one name; all known names share the status.
-    watcher->Notify(serving ? HealthCheckResponse::SERVING
-                            : HealthCheckResponse::NOT_SERVING,
-                    false);
+  {
+    absl::MutexLock lock(&mu_);
+    serving_ = serving;
   }
+  NotifyAll(false);
 }
 
 void HealthService::Shutdown() {
-  absl::MutexLock lock(&mu_);
-  shut_down_ = true;
-  serving_ = false;
-  for (Watcher* watcher : watchers_) {
-    watcher->Notify(HealthCheckResponse::NOT_SERVING, true);
+  {
+    absl::MutexLock lock(&mu_);
+    shut_down_ = true;
+    serving_ = false;
   }
+  NotifyAll(true);
 }
 
 grpc::ServerUnaryReactor* HealthService::Check(
@@ -129,9 +168,17 @@ grpc::ServerUnaryReactor* HealthService::Check(
 grpc::ServerWriteReactor<HealthCheckResponse>* HealthService::Watch(
     grpc::CallbackServerContext* context, const HealthCheckRequest* request) {
   auto* watcher = new Watcher(this, request->service());
-  absl::MutexLock lock(&mu_);
-  watchers_.insert(watcher);
-  watcher->Notify(StatusOf(request->service()), shut_down_);
+  ServingStatus status;
+  bool finish;
+  {
+    absl::MutexLock lock(&mu_);
+    watchers_.insert(watcher);
+    watcher->Ref();  // for the Notify below, outside the lock
+    status = StatusOf(request->service());
+    finish = shut_down_;
+  }
+  watcher->Notify(status, finish);
+  watcher->Unref();
   return watcher;
 }
 

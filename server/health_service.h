@@ -44,6 +44,10 @@ class HealthService final : public grpc::health::v1::Health::CallbackService {
   using ServingStatus = grpc::health::v1::HealthCheckResponse::ServingStatus;
   ServingStatus StatusOf(const std::string& service)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells every open Watch stream its status (and, with `finish`, to end).
+  void NotifyAll(bool finish);
+  // Called by a watcher when its call is done.
+  void Forget(Watcher* watcher);
 
   absl::Mutex mu_;
   bool serving_ ABSL_GUARDED_BY(mu_) = true;

@@ -24,6 +24,10 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// Moves a write's result into the RPC's response.
+void SetResponse(Task task, Task* response) { *response = std::move(task); }
+void SetResponse(Task, google::protobuf::Empty*) {}
+
 // AIP-154: a non-empty etag must match the task's current one.
 absl::Status CheckEtag(const Task& current, absl::string_view etag) {
   if (etag.empty() || etag == current.etag()) return absl::OkStatus();
@@ -80,6 +84,19 @@ struct TaskService::MoveRequest {
   MoveArgs args;
 };
 
+// A write the service has checked, ready for the store. Its mutation or
+// precondition holds copies of what it needs: it runs later, on the store's
+// writer thread, possibly after the RPC handler has returned.
+struct TaskService::Write {
+  enum class Kind { kCreate, kUpdate, kDelete };
+  Kind kind = Kind::kCreate;
+  Task task;                             // kCreate
+  std::string request_id;                // kCreate
+  std::string id;                        // kUpdate, kDelete
+  TaskStore::Mutation mutation;          // kUpdate
+  TaskStore::Precondition precondition;  // kDelete
+};
+
 TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
                          Authorizer* authorizer,
                          const TaskServiceOptions& options)
@@ -89,7 +106,38 @@ TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
       options_(options),
       page_tokens_(store->InstanceSecret()) {}
 
+absl::StatusOr<Task> TaskService::Commit(Write write) {
+  switch (write.kind) {
+    case Write::Kind::kCreate:
+      return store_->Create(write.task, write.request_id);
+    case Write::Kind::kUpdate:
+      return store_->Update(write.id, write.mutation);
+    case Write::Kind::kDelete:
+      return store_->Delete(write.id, write.precondition);
+  }
+  return absl::InternalError("unknown write");
+}
+
+void TaskService::CommitAsync(Write write, TaskStore::WriteDone done) {
+  switch (write.kind) {
+    case Write::Kind::kCreate:
+      return store_->CreateAsync(std::move(write.task),
+                                 std::move(write.request_id), std::move(done));
+    case Write::Kind::kUpdate:
+      return store_->UpdateAsync(std::move(write.id), std::move(write.mutation),
+                                 std::move(done));
+    case Write::Kind::kDelete:
+      return store_->DeleteAsync(
+          std::move(write.id), std::move(write.precondition), std::move(done));
+  }
+}
+
 absl::StatusOr<Task> TaskService::Create(
+    const tasks::v1::CreateTaskRequest& request, const Caller& caller) {
+  return RunSync(request, caller);
+}
+
+absl::StatusOr<TaskService::Write> TaskService::Plan(
     const tasks::v1::CreateTaskRequest& request, const Caller& caller) {
   if (!request.has_task()) {
     return InvalidRequest("task", "is required", "INVALID_FIELD");
@@ -116,7 +164,11 @@ absl::StatusOr<Task> TaskService::Create(
   google::protobuf::Timestamp now = ToTimestamp(options_.clock->Now());
   *task->mutable_enqueued_at() = now;
   *task->mutable_updated_at() = now;
-  return store_->Create(*task, request.request_id());
+  Write write;
+  write.kind = Write::Kind::kCreate;
+  write.task = *std::move(task);
+  write.request_id = request.request_id();
+  return write;
 }
 
 absl::StatusOr<Task> TaskService::Get(const tasks::v1::GetTaskRequest& request,
@@ -188,89 +240,128 @@ absl::StatusOr<ListTasksResponse> TaskService::List(
 
 absl::StatusOr<Task> TaskService::Update(
     const tasks::v1::UpdateTaskRequest& request, const Caller& caller) {
+  return RunSync(request, caller);
+}
+
+absl::StatusOr<TaskService::Write> TaskService::Plan(
+    const tasks::v1::UpdateTaskRequest& request, const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.task().id(), "task.id");
       !s.ok()) {
     return s;
   }
   if (absl::Status s = ValidateEtag(request.etag()); !s.ok()) return s;
-  return store_->Update(
-      request.task().id(), [&](const Task& current) -> absl::StatusOr<Task> {
-        if (absl::Status s = CheckTenant(current, request.task().id(), caller);
-            !s.ok()) {
-          return s;
-        }
-        if (absl::Status s = CheckEtag(current, request.etag()); !s.ok()) {
-          return s;
-        }
-        absl::StatusOr<Task> next =
-            ApplyUpdate(current, request.task(), request.update_mask());
-        if (!next.ok()) return next.status();
-        *next->mutable_updated_at() = ToTimestamp(options_.clock->Now());
-        return next;
-      });
+  Write write;
+  write.kind = Write::Kind::kUpdate;
+  write.id = request.task().id();
+  write.mutation = [this, id = request.task().id(), etag = request.etag(),
+                    patch = request.task(), mask = request.update_mask(),
+                    caller](const Task& current) -> absl::StatusOr<Task> {
+    if (absl::Status s = CheckTenant(current, id, caller); !s.ok()) return s;
+    if (absl::Status s = CheckEtag(current, etag); !s.ok()) return s;
+    absl::StatusOr<Task> next = ApplyUpdate(current, patch, mask);
+    if (!next.ok()) return next.status();
+    *next->mutable_updated_at() = ToTimestamp(options_.clock->Now());
+    return next;
+  };
+  return write;
 }
 
 absl::Status TaskService::Delete(const tasks::v1::DeleteTaskRequest& request,
                                  const Caller& caller) {
-  if (absl::Status s = ValidateTaskRef(request.id(), "id"); !s.ok()) return s;
-  if (absl::Status s = ValidateEtag(request.etag()); !s.ok()) return s;
-  return store_
-      ->Delete(
-          request.id(),
-          [&](const Task& current) {
-            if (absl::Status s = CheckTenant(current, request.id(), caller);
-                !s.ok()) {
-              return s;
-            }
-            return CheckEtag(current, request.etag());
-          })
-      .status();
+  return RunSync(request, caller).status();
 }
 
-absl::StatusOr<Task> TaskService::RunMove(const MoveRequest& request,
+absl::StatusOr<TaskService::Write> TaskService::Plan(
+    const tasks::v1::DeleteTaskRequest& request, const Caller& caller) {
+  if (absl::Status s = ValidateTaskRef(request.id(), "id"); !s.ok()) return s;
+  if (absl::Status s = ValidateEtag(request.etag()); !s.ok()) return s;
+  Write write;
+  write.kind = Write::Kind::kDelete;
+  write.id = request.id();
+  write.precondition = [id = request.id(), etag = request.etag(),
+                        caller](const Task& current) {
+    if (absl::Status s = CheckTenant(current, id, caller); !s.ok()) return s;
+    return CheckEtag(current, etag);
+  };
+  return write;
+}
+
+template <typename Request>
+absl::StatusOr<Task> TaskService::RunSync(const Request& request,
                                           const Caller& caller) {
+  absl::StatusOr<Write> write = Plan(request, caller);
+  if (!write.ok()) return write.status();
+  return Commit(*std::move(write));
+}
+
+absl::StatusOr<TaskService::Write> TaskService::PlanMove(
+    const MoveRequest& request, const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.id, "id"); !s.ok()) return s;
   if (absl::Status s = ValidateEtag(request.etag); !s.ok()) return s;
-  return store_->Update(
-      request.id, [&](const Task& current) -> absl::StatusOr<Task> {
-        if (absl::Status s = CheckTenant(current, request.id, caller);
-            !s.ok()) {
-          return s;
-        }
-        if (absl::Status s = CheckEtag(current, request.etag); !s.ok()) {
-          return s;
-        }
-        return ApplyMove(current, request.move, request.args,
-                         options_.clock->Now());
-      });
+  Write write;
+  write.kind = Write::Kind::kUpdate;
+  write.id = request.id;
+  write.mutation = [this, id = request.id, etag = request.etag,
+                    move = request.move, args = request.args,
+                    caller](const Task& current) -> absl::StatusOr<Task> {
+    if (absl::Status s = CheckTenant(current, id, caller); !s.ok()) return s;
+    if (absl::Status s = CheckEtag(current, etag); !s.ok()) return s;
+    return ApplyMove(current, move, args, options_.clock->Now());
+  };
+  return write;
 }
 
 absl::StatusOr<Task> TaskService::Assign(
+    const tasks::v1::AssignTaskRequest& request, const Caller& caller) {
+  return RunSync(request, caller);
+}
+
+absl::StatusOr<TaskService::Write> TaskService::Plan(
     const tasks::v1::AssignTaskRequest& request, const Caller& caller) {
   if (absl::Status s = ValidateExecutorId(request.executor_id()); !s.ok()) {
     return s;
   }
   MoveArgs args;
   args.executor_id = request.executor_id();
-  return RunMove({request.id(), request.etag(), Move::kAssign, args}, caller);
+  return PlanMove({request.id(), request.etag(), Move::kAssign, args}, caller);
 }
 
 absl::StatusOr<Task> TaskService::Start(
     const tasks::v1::StartTaskRequest& request, const Caller& caller) {
-  return RunMove({request.id(), request.etag(), Move::kStart, {}}, caller);
+  return RunSync(request, caller);
+}
+
+absl::StatusOr<TaskService::Write> TaskService::Plan(
+    const tasks::v1::StartTaskRequest& request, const Caller& caller) {
+  return PlanMove({request.id(), request.etag(), Move::kStart, {}}, caller);
 }
 
 absl::StatusOr<Task> TaskService::Pause(
     const tasks::v1::PauseTaskRequest& request, const Caller& caller) {
-  return RunMove({request.id(), request.etag(), Move::kPause, {}}, caller);
+  return RunSync(request, caller);
+}
+
+absl::StatusOr<TaskService::Write> TaskService::Plan(
+    const tasks::v1::PauseTaskRequest& request, const Caller& caller) {
+  return PlanMove({request.id(), request.etag(), Move::kPause, {}}, caller);
 }
 
 absl::StatusOr<Task> TaskService::Resume(
     const tasks::v1::ResumeTaskRequest& request, const Caller& caller) {
-  return RunMove({request.id(), request.etag(), Move::kResume, {}}, caller);
+  return RunSync(request, caller);
+}
+
+absl::StatusOr<TaskService::Write> TaskService::Plan(
+    const tasks::v1::ResumeTaskRequest& request, const Caller& caller) {
+  return PlanMove({request.id(), request.etag(), Move::kResume, {}}, caller);
 }
 
 absl::StatusOr<Task> TaskService::Complete(
+    const tasks::v1::CompleteTaskRequest& request, const Caller& caller) {
+  return RunSync(request, caller);
+}
+
+absl::StatusOr<TaskService::Write> TaskService::Plan(
     const tasks::v1::CompleteTaskRequest& request, const Caller& caller) {
   MoveArgs args;
   args.result_code = request.result_code();
@@ -280,12 +371,42 @@ absl::StatusOr<Task> TaskService::Complete(
                                        " is not a known result code"),
                           "INVALID_FIELD");
   }
-  return RunMove({request.id(), request.etag(), Move::kComplete, args}, caller);
+  return PlanMove({request.id(), request.etag(), Move::kComplete, args},
+                  caller);
 }
 
 absl::StatusOr<Task> TaskService::Cancel(
     const tasks::v1::CancelTaskRequest& request, const Caller& caller) {
-  return RunMove({request.id(), request.etag(), Move::kCancel, {}}, caller);
+  return RunSync(request, caller);
+}
+
+absl::StatusOr<TaskService::Write> TaskService::Plan(
+    const tasks::v1::CancelTaskRequest& request, const Caller& caller) {
+  return PlanMove({request.id(), request.etag(), Move::kCancel, {}}, caller);
+}
+
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* TaskService::ServeWrite(
+    grpc::CallbackServerContext* context, Method method, const Request& request,
+    Response* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Caller> caller = authorizer_->Authorize(*context, method);
+  absl::StatusOr<Write> write = caller.ok()
+                                    ? Plan(request, *caller)
+                                    : absl::StatusOr<Write>(caller.status());
+  if (!write.ok()) {
+    reactor->Finish(ToGrpcStatus(write.status()));
+    return reactor;
+  }
+  // The handler's thread does not wait for the commit: the store's writer
+  // thread finishes the call once the write's batch has committed (or
+  // failed). `request` and `response` live until Finish.
+  CommitAsync(*std::move(write),
+              [reactor, response](absl::StatusOr<Task> result) {
+                if (result.ok()) SetResponse(*std::move(result), response);
+                reactor->Finish(ToGrpcStatus(result.status()));
+              });
+  return reactor;
 }
 
 template <typename Response, typename Logic>
@@ -302,8 +423,7 @@ grpc::ServerUnaryReactor* TaskService::Serve(
 grpc::ServerUnaryReactor* TaskService::CreateTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::CreateTaskRequest* request, Task* response) {
-  return Serve(context, Method::kCreate, response,
-               [&](const Caller& caller) { return Create(*request, caller); });
+  return ServeWrite(context, Method::kCreate, *request, response);
 }
 
 grpc::ServerUnaryReactor* TaskService::GetTask(
@@ -323,64 +443,50 @@ grpc::ServerUnaryReactor* TaskService::ListTasks(
 grpc::ServerUnaryReactor* TaskService::UpdateTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::UpdateTaskRequest* request, Task* response) {
-  return Serve(context, Method::kUpdate, response,
-               [&](const Caller& caller) { return Update(*request, caller); });
+  return ServeWrite(context, Method::kUpdate, *request, response);
 }
 
 grpc::ServerUnaryReactor* TaskService::DeleteTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::DeleteTaskRequest* request,
     google::protobuf::Empty* response) {
-  return Serve(
-      context, Method::kDelete, response,
-      [&](const Caller& caller) -> absl::StatusOr<google::protobuf::Empty> {
-        absl::Status status = Delete(*request, caller);
-        if (!status.ok()) return status;
-        return google::protobuf::Empty();
-      });
+  return ServeWrite(context, Method::kDelete, *request, response);
 }
 
 grpc::ServerUnaryReactor* TaskService::AssignTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::AssignTaskRequest* request, Task* response) {
-  return Serve(context, Method::kAssign, response,
-               [&](const Caller& caller) { return Assign(*request, caller); });
+  return ServeWrite(context, Method::kAssign, *request, response);
 }
 
 grpc::ServerUnaryReactor* TaskService::StartTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::StartTaskRequest* request, Task* response) {
-  return Serve(context, Method::kStart, response,
-               [&](const Caller& caller) { return Start(*request, caller); });
+  return ServeWrite(context, Method::kStart, *request, response);
 }
 
 grpc::ServerUnaryReactor* TaskService::PauseTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::PauseTaskRequest* request, Task* response) {
-  return Serve(context, Method::kPause, response,
-               [&](const Caller& caller) { return Pause(*request, caller); });
+  return ServeWrite(context, Method::kPause, *request, response);
 }
 
 grpc::ServerUnaryReactor* TaskService::ResumeTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::ResumeTaskRequest* request, Task* response) {
-  return Serve(context, Method::kResume, response,
-               [&](const Caller& caller) { return Resume(*request, caller); });
+  return ServeWrite(context, Method::kResume, *request, response);
 }
 
 grpc::ServerUnaryReactor* TaskService::CompleteTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::CompleteTaskRequest* request, Task* response) {
-  return Serve(context, Method::kComplete, response, [&](const Caller& caller) {
-    return Complete(*request, caller);
-  });
+  return ServeWrite(context, Method::kComplete, *request, response);
 }
 
 grpc::ServerUnaryReactor* TaskService::CancelTask(
     grpc::CallbackServerContext* context,
     const tasks::v1::CancelTaskRequest* request, Task* response) {
-  return Serve(context, Method::kCancel, response,
-               [&](const Caller& caller) { return Cancel(*request, caller); });
+  return ServeWrite(context, Method::kCancel, *request, response);
 }
 
 grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>*

@@ -4,7 +4,11 @@
 // (server/task_lifecycle.h) inside the store's atomic read-modify-write,
 // and converts absl::Status to grpc::Status at the edge (grpc_status.h).
 //
-// Runs on gRPC's callback API. Thread-safe.
+// Runs on gRPC's callback API. Reads run on the handler's thread; writes
+// are handed to the store asynchronously (TaskStore::CreateAsync, ...), and
+// the store's writer thread finishes the RPC after the group commit that
+// holds the write, so a handler thread never waits for a disk sync.
+// Thread-safe.
 #ifndef TASKD_SERVER_TASK_SERVICE_H_
 #define TASKD_SERVER_TASK_SERVICE_H_
 
@@ -104,12 +108,48 @@ class TaskService final : public tasks::v1::TaskService::CallbackService {
 
  private:
   struct MoveRequest;
-  absl::StatusOr<Task> RunMove(const MoveRequest& request,
-                               const Caller& caller);
+  // A checked write, ready for the store (task_service.cc).
+  struct Write;
+
+  // Checks a write request and prepares its write; the error to return if
+  // the request is refused.
+  absl::StatusOr<Write> Plan(const tasks::v1::CreateTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Write> Plan(const tasks::v1::UpdateTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Write> Plan(const tasks::v1::DeleteTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Write> Plan(const tasks::v1::AssignTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Write> Plan(const tasks::v1::StartTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Write> Plan(const tasks::v1::PauseTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Write> Plan(const tasks::v1::ResumeTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Write> Plan(const tasks::v1::CompleteTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Write> Plan(const tasks::v1::CancelTaskRequest& request,
+                             const Caller& caller);
+  absl::StatusOr<Write> PlanMove(const MoveRequest& request,
+                                 const Caller& caller);
+  // Hands a planned write to the store: blocking (for the logic methods
+  // above) or asynchronously (for the RPCs: `done` then runs on the store's
+  // writer thread after the commit).
+  absl::StatusOr<Task> Commit(Write write);
+  void CommitAsync(Write write, TaskStore::WriteDone done);
+  template <typename Request>
+  absl::StatusOr<Task> RunSync(const Request& request, const Caller& caller);
+
   template <typename Response, typename Logic>
   grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context,
                                   Method method, Response* response,
                                   Logic logic);
+  // Serves a write RPC without blocking the handler's thread.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* ServeWrite(grpc::CallbackServerContext* context,
+                                       Method method, const Request& request,
+                                       Response* response);
 
   TaskStore* const store_;
   WatchHub* const watch_hub_;

@@ -67,6 +67,13 @@ ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
 ABSL_FLAG(absl::Duration, min_client_ping_interval, absl::Seconds(10),
           "Accept client keepalive pings this often (clients should ping "
           "every 20-60 s).");
+ABSL_FLAG(int32_t, read_connections, 4,
+          "SQLite connections for reads (GetTask, ListTasks, watch catch-up).");
+ABSL_FLAG(int32_t, max_batch, 256,
+          "Group commit: at most this many writes per transaction.");
+ABSL_FLAG(int32_t, checkpoint_pages, 10000,
+          "Checkpoint the WAL (copy it into the database file) at the commit "
+          "that takes it past this many pages (SQLite's default: 1000).");
 
 namespace {
 
@@ -147,6 +154,9 @@ int main(int argc, char** argv) {
   options.store.synchronous_full = sync == "full";
   options.store.history_max_changes = absl::GetFlag(FLAGS_history_max_changes);
   options.store.history_max_age = absl::GetFlag(FLAGS_history_max_age);
+  options.store.read_connections = absl::GetFlag(FLAGS_read_connections);
+  options.store.max_batch = absl::GetFlag(FLAGS_max_batch);
+  options.store.checkpoint_pages = absl::GetFlag(FLAGS_checkpoint_pages);
   options.auth_tokens_path = absl::GetFlag(FLAGS_auth_tokens);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_bytes);
@@ -162,6 +172,12 @@ int main(int argc, char** argv) {
       options.max_receive_message_bytes < 1024) {
     std::cerr << "taskd: --max_page_size must be >= 1 and "
                  "--max_receive_bytes >= 1024\n";
+    return 2;
+  }
+  if (options.store.read_connections < 1 || options.store.max_batch < 1 ||
+      options.store.checkpoint_pages < 1) {
+    std::cerr << "taskd: --read_connections, --max_batch and "
+                 "--checkpoint_pages must be >= 1\n";
     return 2;
   }
 

@@ -1,6 +1,7 @@
 #include "storage/sqlite_statement.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/error_details.h"
 
 namespace taskd::sqlite {
 namespace {
@@ -13,10 +14,14 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view context) {
   std::string message =
       absl::StrCat(context, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
   switch (rc & 0xff) {
+    case SQLITE_FULL:
+      // The disk (or the file system's quota) is full: gRPC's canonical
+      // code for "the entire file system is out of space". Retrying the
+      // same call will not help until space is freed.
+      return WithReason(absl::ResourceExhaustedError(message), "DISK_FULL");
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_IOERR:
-    case SQLITE_FULL:
     case SQLITE_CANTOPEN:
     case SQLITE_PROTOCOL:
       return absl::UnavailableError(message);
@@ -92,7 +97,8 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   int flags = SQLITE_OPEN_NOMUTEX |
               (options.read_only ? SQLITE_OPEN_READONLY
                                  : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags,
+                           options.vfs.empty() ? nullptr : options.vfs.c_str());
   if (rc != SQLITE_OK) {
     absl::Status status = SqliteError(db, rc, absl::StrCat("open ", path));
     sqlite3_close(db);

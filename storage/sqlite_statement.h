@@ -28,7 +28,9 @@
 namespace taskd::sqlite {
 
 // Maps an SQLite result code to a canonical status:
-//   BUSY, LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL -> Unavailable
+//   BUSY, LOCKED, IOERR, CANTOPEN, PROTOCOL       -> Unavailable
+//   FULL (disk full)                              -> ResourceExhausted
+//                                                    (reason DISK_FULL)
 //   CONSTRAINT                                    -> AlreadyExists
 //   CORRUPT, NOTADB                               -> DataLoss
 //   everything else                               -> Internal
@@ -92,6 +94,9 @@ class Connection {
     // of the process but may lose the last commits on power loss.
     bool synchronous_full = true;
     int busy_timeout_ms = 5000;
+    // The registered SQLite VFS to open the file through (tests inject
+    // faults with one); empty: SQLite's default VFS.
+    std::string vfs;
   };
 
   // Opens (creating unless read_only) the database at `path` in WAL mode.

@@ -5,12 +5,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
 #include <random>
+#include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "base/error_details.h"
 #include "storage/sqlite_query.h"
@@ -77,11 +80,13 @@ constexpr const char* kMigrations[] = {
     // cursor, so most indexes are "the column people filter on with =, then
     // the default order": SQLite seeks to the cursor and reads one page in
     // index order, with no sort and nothing read past the page. Each index
-    // is written on every insert and on every update (the UPDATE sets every
-    // column), so the list stops at the questions that would otherwise read
+    // is written on every insert and on every update that writes one of its
+    // columns, so the list stops at the questions that would otherwise read
     // a large part of the table; see bench/RESULTS.md for plans and costs.
-    // SQLite picks among them without ANALYZE statistics: an = on an
-    // indexed column beats a range, and more constrained columns beat fewer.
+    // SQLite picks among them without ANALYZE statistics, by how many
+    // columns a query constrains and how (storage/sqlite_query.cc tells it
+    // which = keep a large share of the rows); tests/query_index_test.cc
+    // checks the plans of the typical questions.
     R"sql(
       -- A tenant's tasks, newest or oldest first: the list every tenant-
       -- scoped view starts from.
@@ -89,10 +94,14 @@ constexpr const char* kMigrations[] = {
       -- A tenant's tasks in one state ("our running tasks").
       CREATE INDEX tasks_by_tenant_state
         ON tasks (tenant_id, state, enqueued_at, id);
-      -- Queues across tenants: "enqueued, oldest first" for dispatchers,
-      -- "started" for monitors; state + priority walks this one and checks
-      -- the priority (five values: an index on it would hardly narrow).
+      -- Queues across tenants: "enqueued, oldest first", "started" for
+      -- monitors.
       CREATE INDEX tasks_by_state ON tasks (state, enqueued_at, id);
+      -- The dispatcher's queue: enqueued tasks by priority, then age
+      -- (order_by "priority desc, enqueuedAt"); without it every page sorts
+      -- the whole backlog. Priority alone (five values) gets no index.
+      CREATE INDEX tasks_by_state_priority
+        ON tasks (state, priority DESC, enqueued_at, id);
       -- The tasks of one type (backup, restore, ...).
       CREATE INDEX tasks_by_type ON tasks (type, enqueued_at, id);
       -- What a policy ran, what ran on a resource, what an agent ran: each
@@ -179,6 +188,56 @@ void BindValues(Statement* statement, const std::vector<FieldValue>& values) {
   }
 }
 
+// The tasks columns an UPDATE may set, with the field each one holds, in
+// kTaskColumns order (id, the key, is never set).
+struct UpdatableColumn {
+  TaskField field;
+  const char* name;
+};
+constexpr UpdatableColumn kUpdatableColumns[] = {
+    {TaskField::kUuid, "uuid"},
+    {TaskField::kType, "type"},
+    {TaskField::kState, "state"},
+    {TaskField::kResultCode, "result_code"},
+    {TaskField::kPriority, "priority"},
+    {TaskField::kPolicyId, "policy_id"},
+    {TaskField::kResourceId, "resource_id"},
+    {TaskField::kExecutorId, "executor_id"},
+    {TaskField::kTenantId, "tenant_id"},
+    {TaskField::kEnqueuedAt, "enqueued_at"},
+    {TaskField::kStartedAt, "started_at"},
+    {TaskField::kCompletedAt, "completed_at"},
+    {TaskField::kUpdatedAt, "updated_at"},
+    {TaskField::kRevision, "revision"},
+};
+
+void BindValue(Statement* statement, int index, const FieldValue& value) {
+  if (auto* number = std::get_if<int64_t>(&value)) {
+    statement->BindInt64(index, *number);
+  } else {
+    statement->BindText(index, std::get<std::string>(value));
+  }
+}
+
+// One write call, queued for the writer thread.
+struct PendingWrite {
+  enum class Kind { kCreate, kUpdate, kDelete };
+  Kind kind = Kind::kCreate;
+  Task task;        // kCreate: the task to insert
+  std::string key;  // kCreate: the request id; otherwise the task's id
+  TaskStore::Mutation mutation;          // kUpdate
+  TaskStore::Precondition precondition;  // kDelete; may be empty
+  TaskStore::WriteDone done;
+  // Set by the writer: the result; whether the write made a change (took a
+  // revision); whether it failed half way through its statements (a storage
+  // error after its first statement); and whether it is left out of the
+  // batch (it failed so, and the batch was applied again without it).
+  absl::StatusOr<Task> result = absl::UnknownError("write not applied");
+  bool changed = false;
+  bool half_written = false;
+  bool left_out = false;
+};
+
 std::string RandomSecret() {
   std::random_device device;
   std::string secret(32, '\0');
@@ -224,6 +283,10 @@ class SqliteTaskStore final : public TaskStore {
                               const Mutation& mutation) override;
   absl::StatusOr<Task> Delete(absl::string_view id,
                               const Precondition& precondition) override;
+  void CreateAsync(Task task, std::string request_id, WriteDone done) override;
+  void UpdateAsync(std::string id, Mutation mutation, WriteDone done) override;
+  void DeleteAsync(std::string id, Precondition precondition,
+                   WriteDone done) override;
   absl::StatusOr<ListResult> List(const ListQuery& query) override;
   absl::StatusOr<std::vector<Change>> ReadChanges(int64_t from,
                                                   int limit) override;
@@ -266,16 +329,81 @@ class SqliteTaskStore final : public TaskStore {
   static absl::StatusOr<Task> Find(Connection* connection,
                                    absl::string_view id);
 
-  // Writes the change row and the revision counter for `task`, whose
-  // revision must already be the new revision; `previous` is the task
-  // before the change (null for a creation).
+  // ---- The write path (group commit) ----
+  //
+  // Calls queue a PendingWrite (Submit); the writer thread (WriterLoop)
+  // takes every write queued, up to max_batch, applies them in one
+  // transaction and commits it (ApplyBatch, CommitBatch, Apply*), publishes
+  // the batch (Publish) and completes the calls.
+  //
+  // A write fails alone: each one first checks (reads only, so a refused
+  // write has changed nothing), then runs its two statements, each atomic
+  // (a constraint violation in the first fails that write alone). A write
+  // whose second statement fails (the disk: an I/O error, a full disk) is
+  // half applied, and a storage error may make SQLite roll the whole
+  // transaction back: then the transaction is rolled back and the batch
+  // applied again without that write, once; if the disk fails again the
+  // whole batch fails. (A SAVEPOINT per write would undo just that write,
+  // but copies every page the write touches into a statement journal:
+  // measured, about a third of the store's time per move. See
+  // bench/RESULTS.md.)
+
+  // Queues `write`, or completes it at once with an error if the store is
+  // closing. Waits for room in the queue unless called from the writer
+  // thread (a WriteDone that starts another write).
+  void Submit(std::unique_ptr<PendingWrite> write)
+      ABSL_LOCKS_EXCLUDED(queue_mu_);
+  // Submits `write` and waits for its result.
+  absl::StatusOr<Task> SubmitAndWait(std::unique_ptr<PendingWrite> write);
+  void WriterLoop();
+  void ApplyBatch(std::vector<std::unique_ptr<PendingWrite>>* batch)
+      ABSL_LOCKS_EXCLUDED(write_mu_);
+  // Applies the batch's writes (except those left out) in one transaction
+  // and commits it; the changes made go to *changes, in revision order. On
+  // success, *trimmed tells whether the history was trimmed with it. An
+  // error: nothing was committed.
+  absl::Status CommitBatch(std::vector<std::unique_ptr<PendingWrite>>* batch,
+                           std::vector<Change>* changes, bool* trimmed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Applies one write inside the open transaction; a change gets
+  // `revision`. On success appends the change (if any) to *changes.
+  absl::StatusOr<Task> Apply(PendingWrite* write, int64_t revision,
+                             absl::Time now, std::vector<Change>* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::StatusOr<Task> ApplyCreate(PendingWrite* write, int64_t revision,
+                                   absl::Time now, std::vector<Change>* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::StatusOr<Task> ApplyUpdate(PendingWrite* write, int64_t revision,
+                                   absl::Time now, std::vector<Change>* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::StatusOr<Task> ApplyDelete(PendingWrite* write, int64_t revision,
+                                   absl::Time now, std::vector<Change>* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // False once SQLite has rolled the open transaction back by itself.
+  bool InTransaction() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    return sqlite3_get_autocommit(writer_->handle()) == 0;
+  }
+  // Sets only the columns whose values differ between `current` and `next`:
+  // SQLite then rewrites only the indexes over those columns.
+  absl::Status UpdateRow(const Task& current, const Task& next)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Writes the history row of `task`, whose revision must already be the
+  // new revision; `previous` is the task before the change (null for a
+  // creation).
   absl::Status RecordChange(Change::Kind kind, const Task& task,
                             const Task* previous, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // After a successful commit: publish the revision, notify, trim.
-  void Committed(std::vector<Change> changes)
+  // The revision counter, written once per batch.
+  absl::Status WriteRevision(int64_t revision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  void TrimHistory() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // After a successful commit: publish the revision, notify. `trimmed`: the
+  // batch trimmed the history (and set the oldest revision).
+  void Publish(const std::vector<Change>& changes, bool trimmed,
+               absl::Duration took) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Drops the history beyond the limits, inside the batch's transaction;
+  // `last_revision` is the batch's last revision.
+  void TrimHistory(int64_t last_revision)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   const SqliteTaskStoreOptions options_;
   std::unique_ptr<FileLock> lock_;
@@ -284,7 +412,13 @@ class SqliteTaskStore final : public TaskStore {
   absl::Mutex write_mu_;
   std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(write_mu_);
   int64_t commits_since_trim_ ABSL_GUARDED_BY(write_mu_) = 0;
-  absl::Time txn_start_ ABSL_GUARDED_BY(write_mu_);
+
+  absl::Mutex queue_mu_;
+  std::deque<std::unique_ptr<PendingWrite>> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool closing_ ABSL_GUARDED_BY(queue_mu_) = false;
+  std::thread writer_thread_;
+  // writer_thread_'s id, set before the first write can be submitted.
+  std::thread::id writer_id_;
 
   std::atomic<int64_t> current_revision_{0};
   std::atomic<int64_t> oldest_revision_{1};
@@ -310,6 +444,7 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
 
   Connection::Options connection_options;
   connection_options.synchronous_full = options.synchronous_full;
+  connection_options.vfs = options.vfs;
   connection_options.busy_timeout_ms =
       static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout));
   {
@@ -322,6 +457,13 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
     if (!status.ok()) return status;
     status = store->LoadState();
     if (!status.ok()) return status;
+    // The commit that takes the log past this many pages copies them into
+    // the database file (a PASSIVE checkpoint, on the writer thread).
+    status = store->writer_->Exec(
+        absl::StrCat("PRAGMA wal_autocheckpoint=",
+                     std::max(1, options.checkpoint_pages)),
+        "set wal_autocheckpoint");
+    if (!status.ok()) return status;
   }
   connection_options.read_only = true;
   absl::MutexLock lock_pool(&store->pool_mu_);
@@ -332,10 +474,19 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
     store->idle_readers_.push_back(reader->get());
     store->readers_.push_back(std::move(*reader));
   }
+  SqliteTaskStore* self = store.get();
+  store->writer_thread_ = std::thread([self] { self->WriterLoop(); });
+  store->writer_id_ = store->writer_thread_.get_id();
   return store;
 }
 
 SqliteTaskStore::~SqliteTaskStore() {
+  {
+    absl::MutexLock lock(&queue_mu_);
+    closing_ = true;
+  }
+  // The writer completes every write queued before it stops.
+  if (writer_thread_.joinable()) writer_thread_.join();
   absl::MutexLock lock(&write_mu_);
   readers_.clear();
   if (writer_ != nullptr) {
@@ -449,46 +600,41 @@ absl::Status SqliteTaskStore::RecordChange(Change::Kind kind, const Task& task,
       "INSERT INTO changes (revision, kind, task_id, task, previous, "
       "committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
   if (!insert.ok()) return insert.status();
-  {
-    ScopedStatement statement(*insert);
-    statement->BindInt64(1, task.revision());
-    statement->BindInt64(2, static_cast<int64_t>(kind));
-    statement->BindText(3, task.id());
-    statement->BindBlob(4, task.SerializeAsString());
-    if (previous != nullptr) {
-      statement->BindBlob(5, previous->SerializeAsString());
-    }  // else NULL
-    statement->BindInt64(6, absl::ToUnixMicros(now));
-    if (absl::Status status = statement->Run(); !status.ok()) return status;
-  }
+  ScopedStatement statement(*insert);
+  statement->BindInt64(1, task.revision());
+  statement->BindInt64(2, static_cast<int64_t>(kind));
+  statement->BindText(3, task.id());
+  statement->BindBlob(4, task.SerializeAsString());
+  if (previous != nullptr) {
+    statement->BindBlob(5, previous->SerializeAsString());
+  }  // else NULL
+  statement->BindInt64(6, absl::ToUnixMicros(now));
+  return statement->Run();
+}
+
+absl::Status SqliteTaskStore::WriteRevision(int64_t revision) {
   absl::StatusOr<Statement*> bump =
       writer_->Prepare("UPDATE meta SET value = ?1 WHERE key = 'revision'");
   if (!bump.ok()) return bump.status();
   ScopedStatement statement(*bump);
-  statement->BindInt64(1, task.revision());
+  statement->BindInt64(1, revision);
   return statement->Run();
 }
 
-void SqliteTaskStore::Committed(std::vector<Change> changes) {
-  if (options_.observe_commit) {
-    options_.observe_commit(absl::Now() - txn_start_, changes.size());
-  }
+void SqliteTaskStore::Publish(const std::vector<Change>& changes, bool trimmed,
+                              absl::Duration took) {
+  if (options_.observe_commit) options_.observe_commit(took, changes.size());
   current_revision_ = changes.back().revision;
-  if (oldest_revision_.load() > changes.front().revision) {
+  if (!trimmed && oldest_revision_.load() > changes.front().revision) {
     oldest_revision_ = changes.front().revision;
   }
   if (options_.on_commit) options_.on_commit(changes);
-  commits_since_trim_ += static_cast<int64_t>(changes.size());
-  if (commits_since_trim_ >= options_.history_trim_interval) {
-    commits_since_trim_ = 0;
-    TrimHistory();
-  }
 }
 
-void SqliteTaskStore::TrimHistory() {
+void SqliteTaskStore::TrimHistory(int64_t last_revision) {
   int64_t keep_from = 0;  // drop changes with revision < keep_from
   if (options_.history_max_changes > 0) {
-    keep_from = current_revision_.load() - options_.history_max_changes + 1;
+    keep_from = last_revision - options_.history_max_changes + 1;
   }
   if (options_.history_max_age > absl::ZeroDuration()) {
     absl::StatusOr<Statement*> prepared = writer_->Prepare(
@@ -500,7 +646,7 @@ void SqliteTaskStore::TrimHistory() {
     absl::StatusOr<bool> row = statement->Step();
     if (!row.ok()) return;
     int64_t first_young = statement->ColumnInt64(0);
-    if (first_young == 0) first_young = current_revision_.load() + 1;
+    if (first_young == 0) first_young = last_revision + 1;
     keep_from = std::max(keep_from, first_young);
   }
   if (keep_from <= oldest_revision_.load()) return;
@@ -512,16 +658,208 @@ void SqliteTaskStore::TrimHistory() {
   if (!prepared.ok()) return;
   ScopedStatement statement(*prepared);
   statement->BindInt64(1, keep_from);
-  (void)statement->Run();  // a failed trim is retried at the next interval
+  // One statement is atomic: a failed trim changed nothing (unless SQLite
+  // rolled the whole transaction back, which ApplyBatch notices) and is
+  // retried at the next interval.
+  (void)statement->Run();
 }
 
-absl::StatusOr<Task> SqliteTaskStore::Create(const Task& task,
-                                             absl::string_view request_id) {
-  absl::MutexLock lock(&write_mu_);
-  Transaction transaction(writer_.get());
-  txn_start_ = absl::Now();
-  if (absl::Status status = transaction.Begin(); !status.ok()) return status;
+absl::Status SqliteTaskStore::UpdateRow(const Task& current, const Task& next) {
+  std::string sql = "UPDATE tasks SET ";
+  std::vector<FieldValue> values;
+  for (const UpdatableColumn& column : kUpdatableColumns) {
+    FieldValue value = FieldValueOf(next, column.field);
+    if (value == FieldValueOf(current, column.field)) continue;
+    if (!values.empty()) sql += ", ";
+    absl::StrAppend(&sql, column.name, " = ?", values.size() + 2);
+    values.push_back(std::move(value));
+  }
+  sql += " WHERE id = ?1";
+  // The revision always changes, so there is at least one column. The
+  // statement texts are a few shapes (one per kind of move), each prepared
+  // once and cached by the connection.
+  absl::StatusOr<Statement*> prepared = writer_->Prepare(sql);
+  if (!prepared.ok()) return prepared.status();
+  ScopedStatement statement(*prepared);
+  statement->BindText(1, current.id());
+  for (size_t i = 0; i < values.size(); ++i) {
+    BindValue(&*statement, static_cast<int>(i) + 2, values[i]);
+  }
+  return statement->Run();
+}
 
+void SqliteTaskStore::Submit(std::unique_ptr<PendingWrite> write) {
+  bool on_writer = std::this_thread::get_id() == writer_id_;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (!on_writer) {
+      auto room = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return closing_ ||
+               queue_.size() < static_cast<size_t>(options_.max_queue);
+      };
+      queue_mu_.Await(absl::Condition(&room));
+    }
+    if (!closing_) {
+      queue_.push_back(std::move(write));
+      return;
+    }
+  }
+  write->done(absl::UnavailableError("the store is closed"));
+}
+
+absl::StatusOr<Task> SqliteTaskStore::SubmitAndWait(
+    std::unique_ptr<PendingWrite> write) {
+  if (std::this_thread::get_id() == writer_id_) {
+    // A mutation, precondition, on_commit or WriteDone calling a blocking
+    // write would wait for itself.
+    return absl::FailedPreconditionError(
+        "a blocking store write was called from the store's writer thread");
+  }
+  absl::Notification committed;
+  absl::StatusOr<Task> result;
+  write->done = [&](absl::StatusOr<Task> r) {
+    result = std::move(r);
+    committed.Notify();
+  };
+  Submit(std::move(write));
+  committed.WaitForNotification();
+  return result;
+}
+
+void SqliteTaskStore::WriterLoop() {
+  std::vector<std::unique_ptr<PendingWrite>> batch;
+  size_t max_batch = static_cast<size_t>(std::max(1, options_.max_batch));
+  while (true) {
+    {
+      absl::MutexLock lock(&queue_mu_);
+      auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return closing_ || !queue_.empty();
+      };
+      queue_mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // closing, and every write is done
+      while (!queue_.empty() && batch.size() < max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    ApplyBatch(&batch);
+    batch.clear();
+  }
+}
+
+void SqliteTaskStore::ApplyBatch(
+    std::vector<std::unique_ptr<PendingWrite>>* batch) {
+  {
+    absl::MutexLock lock(&write_mu_);
+    absl::Time start = absl::Now();
+    std::vector<Change> changes;
+    bool trimmed = false;
+    absl::Status status = CommitBatch(batch, &changes, &trimmed);
+    if (!status.ok()) {
+      // Nothing was committed and nothing is published: the revision stays
+      // where it was. Every write fails with the batch's error, except those
+      // that were refused by their checks or left out, which keep their own.
+      for (std::unique_ptr<PendingWrite>& write : *batch) {
+        if (write->result.ok()) write->result = status;
+      }
+    } else if (!changes.empty()) {
+      commits_since_trim_ =
+          trimmed ? 0
+                  : commits_since_trim_ + static_cast<int64_t>(changes.size());
+      Publish(changes, trimmed, absl::Now() - start);
+    }
+  }
+  for (std::unique_ptr<PendingWrite>& write : *batch) {
+    write->done(std::move(write->result));
+  }
+}
+
+absl::Status SqliteTaskStore::CommitBatch(
+    std::vector<std::unique_ptr<PendingWrite>>* batch,
+    std::vector<Change>* changes, bool* trimmed) {
+  for (int attempt = 0;; ++attempt) {
+    changes->clear();
+    *trimmed = false;
+    Transaction transaction(writer_.get());  // rolls back unless committed
+    if (absl::Status status = transaction.Begin(); !status.ok()) {
+      for (auto& write : *batch) {
+        if (!write->left_out) write->result = status;
+      }
+      return status;
+    }
+    int64_t revision = current_revision_.load();
+    absl::Time now = options_.clock->Now();
+    PendingWrite* broken = nullptr;
+    for (std::unique_ptr<PendingWrite>& write : *batch) {
+      if (write->left_out) continue;
+      write->changed = false;
+      write->half_written = false;
+      write->result = Apply(write.get(), revision + 1, now, changes);
+      if (write->changed) ++revision;
+      if (!write->result.ok() && (write->half_written || !InTransaction())) {
+        broken = write.get();
+        break;
+      }
+    }
+    if (broken != nullptr) {
+      // It is half applied (or SQLite rolled the whole transaction back on a
+      // storage error): apply the others again, without it.
+      absl::Status status = broken->result.status();
+      broken->left_out = true;
+      if (attempt > 0) {
+        // The disk failed twice in one batch: give up on the batch.
+        for (auto& write : *batch) {
+          if (!write->left_out) write->result = status;
+        }
+        return status;
+      }
+      continue;
+    }
+    absl::Status status;
+    if (!changes->empty()) {
+      // The history trim rides along with the batch: no sync of its own,
+      // and done before the batch's calls return.
+      if (commits_since_trim_ + static_cast<int64_t>(changes->size()) >=
+          options_.history_trim_interval) {
+        TrimHistory(revision);
+        *trimmed = true;
+        if (!InTransaction()) {
+          status = absl::UnavailableError(
+              "the write transaction was rolled back while trimming the "
+              "history");
+        }
+      }
+      if (status.ok()) status = WriteRevision(revision);
+    }
+    if (status.ok()) status = transaction.Commit();
+    return status;
+  }
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Apply(PendingWrite* write,
+                                            int64_t revision, absl::Time now,
+                                            std::vector<Change>* changes) {
+  switch (write->kind) {
+    case PendingWrite::Kind::kCreate:
+      return ApplyCreate(write, revision, now, changes);
+    case PendingWrite::Kind::kUpdate:
+      return ApplyUpdate(write, revision, now, changes);
+    case PendingWrite::Kind::kDelete:
+      return ApplyDelete(write, revision, now, changes);
+  }
+  return absl::InternalError("unknown write kind");
+}
+
+// Each Apply* checks first (reads only: a refused write changed nothing),
+// then writes its two statements: the task row, then the history row. One
+// statement is atomic (SQLite undoes a failed one), so a write is half done
+// only if the second fails: Apply* leaves half_written set then.
+
+absl::StatusOr<Task> SqliteTaskStore::ApplyCreate(
+    PendingWrite* write, int64_t revision, absl::Time now,
+    std::vector<Change>* changes) {
+  const Task& task = write->task;
+  const std::string& request_id = write->key;
   if (!request_id.empty()) {
     static const std::string by_request =
         absl::StrCat("SELECT ", kTaskColumns,
@@ -536,8 +874,15 @@ absl::StatusOr<Task> SqliteTaskStore::Create(const Task& task,
     if (*row) return ReadTask(*statement);
   }
   {
+    // Ids and uuids share one namespace (Get takes either): neither may
+    // match an existing id or uuid. Four index seeks; the equivalent
+    // "id IN (?1, ?2) OR uuid IN (?1, ?2)" builds temporary tables for its
+    // IN lists and cost more than the insert itself.
     absl::StatusOr<Statement*> prepared = writer_->Prepare(
-        "SELECT id FROM tasks WHERE id IN (?1, ?2) OR uuid IN (?1, ?2)");
+        "SELECT 1 FROM tasks WHERE id = ?1 UNION ALL "
+        "SELECT 1 FROM tasks WHERE uuid = ?1 UNION ALL "
+        "SELECT 1 FROM tasks WHERE id = ?2 UNION ALL "
+        "SELECT 1 FROM tasks WHERE uuid = ?2 LIMIT 1");
     if (!prepared.ok()) return prepared.status();
     ScopedStatement statement(*prepared);
     statement->BindText(1, task.id());
@@ -551,8 +896,8 @@ absl::StatusOr<Task> SqliteTaskStore::Create(const Task& task,
   }
 
   Task stored = task;
-  stored.set_revision(current_revision_.load() + 1);
-  stored.set_etag(EtagOf(stored.revision()));
+  stored.set_revision(revision);
+  stored.set_etag(EtagOf(revision));
   {
     static const std::string insert =
         absl::StrCat("INSERT INTO tasks (", kTaskColumns,
@@ -563,78 +908,62 @@ absl::StatusOr<Task> SqliteTaskStore::Create(const Task& task,
     ScopedStatement statement(*prepared);
     BindTask(&*statement, stored);
     statement->BindText(16, request_id);
-    if (absl::Status status = statement->Run(); !status.ok()) {
-      return status;
-    }
+    if (absl::Status status = statement->Run(); !status.ok()) return status;
   }
-  absl::Time now = options_.clock->Now();
+  write->half_written = true;
   if (absl::Status status =
           RecordChange(Change::Kind::kCreated, stored, nullptr, now);
       !status.ok()) {
     return status;
   }
-  if (absl::Status status = transaction.Commit(); !status.ok()) return status;
-  Committed({Change{stored.revision(), Change::Kind::kCreated, stored,
-                    std::nullopt, now}});
+  write->half_written = false;
+  write->changed = true;
+  changes->push_back(
+      Change{revision, Change::Kind::kCreated, stored, std::nullopt, now});
   return stored;
 }
 
-absl::StatusOr<Task> SqliteTaskStore::Get(absl::string_view id) {
-  Reader reader(this);
-  return Find(reader.get(), id);
-}
-
-absl::StatusOr<Task> SqliteTaskStore::Update(absl::string_view id,
-                                             const Mutation& mutation) {
-  absl::MutexLock lock(&write_mu_);
-  Transaction transaction(writer_.get());
-  txn_start_ = absl::Now();
-  if (absl::Status status = transaction.Begin(); !status.ok()) return status;
-  absl::StatusOr<Task> current = Find(writer_.get(), id);
+absl::StatusOr<Task> SqliteTaskStore::ApplyUpdate(
+    PendingWrite* write, int64_t revision, absl::Time now,
+    std::vector<Change>* changes) {
+  absl::StatusOr<Task> current = Find(writer_.get(), write->key);
   if (!current.ok()) return current.status();
-  absl::StatusOr<Task> next = mutation(*current);
+  absl::StatusOr<Task> next = write->mutation(*current);
   if (!next.ok()) return next.status();
   if (next->id() != current->id() || next->uuid() != current->uuid()) {
     return absl::InternalError("a mutation changed a task's id or uuid");
   }
-  next->set_revision(current_revision_.load() + 1);
-  next->set_etag(EtagOf(next->revision()));
-  {
-    absl::StatusOr<Statement*> prepared = writer_->Prepare(
-        "UPDATE tasks SET uuid = ?2, type = ?3, state = ?4, result_code = ?5, "
-        "priority = ?6, policy_id = ?7, resource_id = ?8, executor_id = ?9, "
-        "tenant_id = ?10, enqueued_at = ?11, started_at = ?12, "
-        "completed_at = ?13, updated_at = ?14, revision = ?15 WHERE id = ?1");
-    if (!prepared.ok()) return prepared.status();
-    ScopedStatement statement(*prepared);
-    BindTask(&*statement, *next);
-    if (absl::Status status = statement->Run(); !status.ok()) return status;
+  next->set_revision(revision);
+  next->set_etag(EtagOf(revision));
+  if (absl::Status status = UpdateRow(*current, *next); !status.ok()) {
+    return status;
   }
-  absl::Time now = options_.clock->Now();
+  write->half_written = true;
   if (absl::Status status =
           RecordChange(Change::Kind::kUpdated, *next, &*current, now);
       !status.ok()) {
     return status;
   }
-  if (absl::Status status = transaction.Commit(); !status.ok()) return status;
-  Committed(
-      {Change{next->revision(), Change::Kind::kUpdated, *next, *current, now}});
+  write->half_written = false;
+  write->changed = true;
+  changes->push_back(
+      Change{revision, Change::Kind::kUpdated, *next, *current, now});
   return next;
 }
 
-absl::StatusOr<Task> SqliteTaskStore::Delete(absl::string_view id,
-                                             const Precondition& precondition) {
-  absl::MutexLock lock(&write_mu_);
-  Transaction transaction(writer_.get());
-  txn_start_ = absl::Now();
-  if (absl::Status status = transaction.Begin(); !status.ok()) return status;
-  absl::StatusOr<Task> current = Find(writer_.get(), id);
+absl::StatusOr<Task> SqliteTaskStore::ApplyDelete(
+    PendingWrite* write, int64_t revision, absl::Time now,
+    std::vector<Change>* changes) {
+  absl::StatusOr<Task> current = Find(writer_.get(), write->key);
   if (!current.ok()) return current.status();
-  if (precondition) {
-    if (absl::Status status = precondition(*current); !status.ok()) {
+  if (write->precondition) {
+    if (absl::Status status = write->precondition(*current); !status.ok()) {
       return status;
     }
   }
+  Task deleted = *current;
+  deleted.set_revision(revision);
+  deleted.set_etag(EtagOf(revision));
   {
     absl::StatusOr<Statement*> prepared =
         writer_->Prepare("DELETE FROM tasks WHERE id = ?1");
@@ -643,19 +972,79 @@ absl::StatusOr<Task> SqliteTaskStore::Delete(absl::string_view id,
     statement->BindText(1, current->id());
     if (absl::Status status = statement->Run(); !status.ok()) return status;
   }
-  Task deleted = *current;
-  deleted.set_revision(current_revision_.load() + 1);
-  deleted.set_etag(EtagOf(deleted.revision()));
-  absl::Time now = options_.clock->Now();
+  write->half_written = true;
   if (absl::Status status =
           RecordChange(Change::Kind::kDeleted, deleted, &*current, now);
       !status.ok()) {
     return status;
   }
-  if (absl::Status status = transaction.Commit(); !status.ok()) return status;
-  Committed({Change{deleted.revision(), Change::Kind::kDeleted, deleted,
-                    *current, now}});
+  write->half_written = false;
+  write->changed = true;
+  changes->push_back(
+      Change{revision, Change::Kind::kDeleted, deleted, *current, now});
   return deleted;
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Create(const Task& task,
+                                             absl::string_view request_id) {
+  auto write = std::make_unique<PendingWrite>();
+  write->kind = PendingWrite::Kind::kCreate;
+  write->task = task;
+  write->key = std::string(request_id);
+  return SubmitAndWait(std::move(write));
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Update(absl::string_view id,
+                                             const Mutation& mutation) {
+  auto write = std::make_unique<PendingWrite>();
+  write->kind = PendingWrite::Kind::kUpdate;
+  write->key = std::string(id);
+  write->mutation = mutation;
+  return SubmitAndWait(std::move(write));
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Delete(absl::string_view id,
+                                             const Precondition& precondition) {
+  auto write = std::make_unique<PendingWrite>();
+  write->kind = PendingWrite::Kind::kDelete;
+  write->key = std::string(id);
+  write->precondition = precondition;
+  return SubmitAndWait(std::move(write));
+}
+
+void SqliteTaskStore::CreateAsync(Task task, std::string request_id,
+                                  WriteDone done) {
+  auto write = std::make_unique<PendingWrite>();
+  write->kind = PendingWrite::Kind::kCreate;
+  write->task = std::move(task);
+  write->key = std::move(request_id);
+  write->done = std::move(done);
+  Submit(std::move(write));
+}
+
+void SqliteTaskStore::UpdateAsync(std::string id, Mutation mutation,
+                                  WriteDone done) {
+  auto write = std::make_unique<PendingWrite>();
+  write->kind = PendingWrite::Kind::kUpdate;
+  write->key = std::move(id);
+  write->mutation = std::move(mutation);
+  write->done = std::move(done);
+  Submit(std::move(write));
+}
+
+void SqliteTaskStore::DeleteAsync(std::string id, Precondition precondition,
+                                  WriteDone done) {
+  auto write = std::make_unique<PendingWrite>();
+  write->kind = PendingWrite::Kind::kDelete;
+  write->key = std::move(id);
+  write->precondition = std::move(precondition);
+  write->done = std::move(done);
+  Submit(std::move(write));
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Get(absl::string_view id) {
+  Reader reader(this);
+  return Find(reader.get(), id);
 }
 
 absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
@@ -703,11 +1092,10 @@ absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
   return result;
 }
 
-absl::StatusOr<std::map<Task::State, int64_t>>
-SqliteTaskStore::CountByState() {
+absl::StatusOr<std::map<Task::State, int64_t>> SqliteTaskStore::CountByState() {
   Reader reader(this);
-  absl::StatusOr<Statement*> prepared = reader->Prepare(
-      "SELECT state, COUNT(*) FROM tasks GROUP BY state");
+  absl::StatusOr<Statement*> prepared =
+      reader->Prepare("SELECT state, COUNT(*) FROM tasks GROUP BY state");
   if (!prepared.ok()) return prepared.status();
   ScopedStatement statement(*prepared);
   std::map<Task::State, int64_t> counts;

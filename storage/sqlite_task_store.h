@@ -7,8 +7,18 @@
 //
 // One process owns a database file at a time: Open takes an exclusive lock
 // on "<path>.lock" and fails with FailedPrecondition while another process
-// holds it. Writes go through one connection; reads through a pool of
-// read-only connections, so that readers never wait for the writer.
+// holds it. Reads go through a pool of read-only connections, so that
+// readers never wait for the writer.
+//
+// Writes are group-committed: Create, Update and Delete (and their Async
+// forms) queue the write for one writer thread, which applies every write
+// queued meanwhile (up to max_batch) in one transaction with one sync, each
+// inside a SAVEPOINT of its own so that a failing write fails alone; after
+// the COMMIT it publishes the new revision, calls on_commit with all the
+// changes, and completes the calls. A blocked caller of Create waits for
+// its batch's commit; an Async caller is called back from the writer
+// thread. If the COMMIT fails, every write of the batch fails with its
+// error and nothing is published.
 #ifndef TASKD_STORAGE_SQLITE_TASK_STORE_H_
 #define TASKD_STORAGE_SQLITE_TASK_STORE_H_
 
@@ -34,8 +44,29 @@ struct SqliteTaskStoreOptions {
   // the last commits may be lost on power loss; commits are faster.
   bool synchronous_full = true;
 
+  // The name of a registered SQLite VFS to open the database through
+  // (tests use one that injects disk faults, storage/fault_injection_vfs.h);
+  // empty (default): SQLite's default VFS.
+  std::string vfs;
+
   // Read-only connections for Get, List and ReadChanges. Default 4.
   int read_connections = 4;
+
+  // Group commit: at most `max_batch` writes per transaction (a bigger
+  // batch amortises the sync further but holds its first caller longer);
+  // at most `max_queue` writes waiting, beyond which blocking callers wait
+  // for room (Async callers on the writer thread never wait). Defaults 256,
+  // 8192.
+  int max_batch = 256;
+  int max_queue = 8192;
+
+  // WAL checkpoints: the commit that takes the log past `checkpoint_pages`
+  // pages then copies them into the database file and syncs it, before its
+  // calls return. A bigger log is checkpointed less often, and a page
+  // written many times meanwhile is copied once: fewer, cheaper checkpoints
+  // per write, but a longer pause for the commit that runs one. SQLite's
+  // default is 1000. Default 10000 (about 40 MiB of log).
+  int checkpoint_pages = 10000;
 
   // How long a statement waits for a lock held by another connection.
   absl::Duration busy_timeout = absl::Seconds(5);
@@ -55,10 +86,11 @@ struct SqliteTaskStoreOptions {
   // Called after every commit with the changes it made, in revision order,
   // from the committing thread, before the next commit starts. Must be quick
   // and must not call back into the store's write methods.
-    std::function<void(const std::vector<Change>&)> on_commit;
+  std::function<void(const std::vector<Change>&)> on_commit;
 
   // Called after every commit with its duration (begin to durable commit)
-  // and the number of changes it held. For metrics; must be quick.
+  // and the number of changes it held (a group commit holds many), from the
+  // committing thread. For metrics; must be quick.
   std::function<void(absl::Duration, size_t)> observe_commit;
 };
 

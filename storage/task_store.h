@@ -18,13 +18,16 @@
 //   NotFound            no task with that id (or uuid)
 //   AlreadyExists       a task with that id already exists
 //   Unavailable         the store is busy or the disk failed; a retry may work
+//   ResourceExhausted   the disk is full (reason DISK_FULL)
 //   FailedPrecondition  the database cannot be used (newer schema, locked by
 //                       another process)
 //   others              whatever the mutation function returned, unchanged
 //
 // Thread-safety: every method may be called from any thread at any time.
 // Writes are serialised; reads see the last committed state and do not wait
-// for writers.
+// for writers. An implementation may commit concurrent writes together
+// (group commit): each still gets its own revision, in commit order, and a
+// write that fails fails alone.
 #ifndef TASKD_STORAGE_TASK_STORE_H_
 #define TASKD_STORAGE_TASK_STORE_H_
 
@@ -87,9 +90,17 @@ class TaskStore {
  public:
   // Computes the new version of a task from the current one, or an error
   // that aborts the change and is returned to the caller unchanged.
+  //
+  // Mutations and preconditions may run on a thread of the store's (its
+  // writer), inside the write transaction, while other writes wait: they
+  // must be quick, must not block, and must not call the store. They may run
+  // more than once for one call (a batch applied again after a neighbour's
+  // storage error), so they must depend only on `current` (and the time).
   using Mutation = std::function<absl::StatusOr<Task>(const Task& current)>;
   // Decides whether a task may be deleted; a non-OK status aborts.
   using Precondition = std::function<absl::Status(const Task& current)>;
+  // Receives the result of an asynchronous write, exactly once.
+  using WriteDone = std::function<void(absl::StatusOr<Task> result)>;
 
   TaskStore() = default;
   TaskStore(const TaskStore&) = delete;
@@ -120,6 +131,23 @@ class TaskStore {
   virtual absl::StatusOr<Task> Delete(absl::string_view id,
                                       const Precondition& precondition) = 0;
 
+  // Asynchronous forms of Create, Update and Delete, for threads that must
+  // not block (gRPC's callback API): the same semantics and errors, but the
+  // result goes to `done` once the change has committed (or failed). `done`
+  // may run before these return, or later on a thread of the store's; it
+  // must be quick and must not wait for the store (starting another
+  // asynchronous write is fine). The defaults call the blocking forms.
+  virtual void CreateAsync(Task task, std::string request_id, WriteDone done) {
+    done(Create(task, request_id));
+  }
+  virtual void UpdateAsync(std::string id, Mutation mutation, WriteDone done) {
+    done(Update(id, mutation));
+  }
+  virtual void DeleteAsync(std::string id, Precondition precondition,
+                           WriteDone done) {
+    done(Delete(id, precondition));
+  }
+
   // One page of tasks in `query.order`.
   virtual absl::StatusOr<ListResult> List(const ListQuery& query) = 0;
 
@@ -136,7 +164,7 @@ class TaskStore {
   // history is empty.
   virtual int64_t OldestRevision() = 0;
 
-    // How many tasks are in each state (states with none are left out).
+  // How many tasks are in each state (states with none are left out).
   virtual absl::StatusOr<std::map<Task::State, int64_t>> CountByState() = 0;
 
   // A random secret created with the database and kept with it, for sealing

@@ -429,6 +429,26 @@ TEST_F(TaskServiceTest, HealthWatchEndsOnShutdown) {
   stopper.join();
 }
 
+TEST_F(TaskServiceTest, HealthWatchOfAnUnknownServiceSaysSo) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("no.such.Service");
+  auto reader = health->Watch(&context, request);
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  EXPECT_EQ(response.status(),
+            grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+  std::thread stopper([&] { server_->Shutdown(absl::Seconds(5)); });
+  // Shutdown ends the stream without claiming the unknown service changed.
+  while (reader->Read(&response)) {
+    EXPECT_EQ(response.status(),
+              grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+  }
+  reader->Finish();
+  stopper.join();
+}
+
 TEST_F(TaskServiceTest, TasksInEveryStateValidateAgainstTheSchema) {
   std::vector<Task> tasks;
   Task enqueued = MustCreate("enqueued-1");

@@ -1,0 +1,1155 @@
+// taskd_loadgen: drives a running taskd over gRPC, and measures the raw
+// SQLite limit that taskd's write and read paths are compared against.
+//
+//   taskd_loadgen --scenario=create --concurrency=64 --duration=10s
+//   taskd_loadgen --scenario=mix --watchers=1000 --server=127.0.0.1:50051
+//   taskd_loadgen --scenario=watch --watchers=10000 --rate=200
+//   taskd_loadgen --scenario=sqlite-insert --batch=64 --db=/tmp/raw.db
+//
+// gRPC scenarios are closed loops: --concurrency calls are kept in flight
+// (spread over --connections separate HTTP/2 connections); each completion
+// issues the next call from gRPC's callback thread, so that the generator
+// itself stays cheap (the generated stub's callback API, Stub::async()).
+//
+//   create  CreateTask; --payload bytes go into type (up to 64) and id.
+//   get     GetTask of random tasks among --prefill created first.
+//   list    ListTasks, a page of 50 of one tenant's enqueued tasks (the
+//           --prefill tasks are spread over --tenants tenants).
+//   moves   assign, start, complete chains on the --prefill tasks; when
+//           they run out a slot creates its next task itself.
+//   mix     60% get, 30% moves (as above), 10% create.
+//   watch   --watchers streams watch while writers create tasks, closed loop
+//           at --concurrency or paced at --rate creates per second.
+//
+// --watchers also opens streams in the other scenarios (mix with 1,000
+// watchers). --watch_filter: "none" (every watcher sees every change) or
+// "tenant" (watcher i watches tenant i % --tenants); "auto" is none for the
+// watch scenario and tenant otherwise. Commit-to-delivery delay is the
+// watcher's receive time minus the task's updatedAt, which taskd stamps just
+// before it queues the change for commit (same machine, same clock): it
+// includes the commit itself.
+//
+// Raw SQLite scenarios (no server; run them on the core taskd would get):
+//   sqlite-insert  one task row and one history row per insert, --batch
+//                  inserts per transaction, on a fresh database with taskd's
+//                  own schema (created by opening the store), WAL,
+//                  synchronous per --sync.
+//   sqlite-get     point reads by id of --prefill rows, one connection.
+//
+// Output: a human-readable summary, then one JSON line (also appended to
+// --json_out if set): throughput, p50/p90/p99/p99.9 latency in microseconds,
+// errors, client CPU, and with --server_pid the server's CPU and RSS.
+#include <grpcpp/channel.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+#include <sqlite3.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "storage/sqlite_task_store.h"
+#include "tasks/v1/tasks.grpc.pb.h"
+
+ABSL_FLAG(std::string, scenario, "create",
+          "create, get, list, moves, mix, watch, sqlite-insert, sqlite-get");
+ABSL_FLAG(std::string, server, "127.0.0.1:50051", "taskd's address");
+ABSL_FLAG(int, concurrency, 64, "calls kept in flight");
+ABSL_FLAG(int, connections, 1,
+          "separate HTTP/2 connections the calls are spread over");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(10),
+          "how long to measure (after --warmup)");
+ABSL_FLAG(int64_t, count, 0,
+          "stop after this many measured calls instead (0: use --duration)");
+ABSL_FLAG(absl::Duration, warmup, absl::Seconds(2),
+          "load applied before measuring starts");
+ABSL_FLAG(int, payload, 0,
+          "bytes of caller data per created task, in type (up to 64) and id "
+          "(0: type \"backup\", id chosen by the server)");
+ABSL_FLAG(int, watchers, 0, "WatchTasks streams held open during the run");
+ABSL_FLAG(int, watch_connections, 4,
+          "connections the watch streams are spread over (apart from the "
+          "calls' --connections, as watchers are other clients)");
+ABSL_FLAG(std::string, watch_filter, "auto", "none, tenant or auto");
+ABSL_FLAG(double, rate, 0,
+          "watch scenario: creates per second (0: closed loop at "
+          "--concurrency)");
+ABSL_FLAG(int, prefill, 10000,
+          "tasks created before get, list, moves and mix (and rows before "
+          "sqlite-get)");
+ABSL_FLAG(int, tenants, 100, "tenants the tasks are spread over");
+ABSL_FLAG(std::string, label, "", "name of the run in the JSON line");
+ABSL_FLAG(std::string, json_out, "", "file to append the JSON line to");
+ABSL_FLAG(int, server_pid, 0,
+          "taskd's pid: report its CPU use during the run and its RSS");
+ABSL_FLAG(std::string, db, "/tmp/taskd-loadgen-raw.db",
+          "sqlite-*: the scratch database (replaced)");
+ABSL_FLAG(std::string, sync, "full", "sqlite-*: synchronous, full or normal");
+ABSL_FLAG(int, batch, 1, "sqlite-insert: inserts per transaction");
+
+namespace taskd {
+namespace {
+
+using tasks::v1::AssignTaskRequest;
+using tasks::v1::CompleteTaskRequest;
+using tasks::v1::CreateTaskRequest;
+using tasks::v1::GetTaskRequest;
+using tasks::v1::ListTasksRequest;
+using tasks::v1::ListTasksResponse;
+using tasks::v1::StartTaskRequest;
+using tasks::v1::Task;
+using tasks::v1::TaskEvent;
+using tasks::v1::TaskService;
+using tasks::v1::WatchTasksRequest;
+using tasks::v1::WatchTasksResponse;
+using Clock = std::chrono::steady_clock;
+
+// ---- Measuring ------------------------------------------------------------
+
+// A lock-free log-linear histogram of microseconds: exact below 64 us, then
+// 64 buckets per power of two (under 1.6% error), up to about 2^40 us.
+class Histogram {
+ public:
+  void Record(int64_t micros) {
+    if (micros < 0) micros = 0;
+    buckets_[Index(micros)].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  int64_t Count() const {
+    int64_t n = 0;
+    for (const auto& b : buckets_) n += b.load(std::memory_order_relaxed);
+    return n;
+  }
+
+  // The value at quantile q (0..1): the upper end of the bucket it falls in.
+  int64_t Quantile(double q) const {
+    int64_t total = Count();
+    if (total == 0) return 0;
+    int64_t rank = static_cast<int64_t>(q * static_cast<double>(total - 1));
+    int64_t seen = 0;
+    for (size_t i = 0; i < buckets_.size(); ++i) {
+      seen += buckets_[i].load(std::memory_order_relaxed);
+      if (seen > rank) return UpperBound(i);
+    }
+    return UpperBound(buckets_.size() - 1);
+  }
+
+ private:
+  static constexpr int kSub = 64;  // buckets per power of two
+  static constexpr int kLog = 6;   // log2(kSub)
+  static constexpr int kPowers = 35;
+
+  static size_t Index(int64_t v) {
+    if (v < kSub) return static_cast<size_t>(v);
+    int k = 63 - __builtin_clzll(static_cast<uint64_t>(v));  // v in [2^k, ..)
+    if (k - kLog + 1 >= kPowers) return kSub * kPowers - 1;
+    int64_t sub = (v >> (k - kLog)) & (kSub - 1);
+    return static_cast<size_t>((k - kLog + 1) * kSub + sub);
+  }
+  static int64_t UpperBound(size_t index) {
+    if (index < kSub) return static_cast<int64_t>(index);
+    int64_t k = static_cast<int64_t>(index / kSub) + kLog - 1;
+    int64_t sub = static_cast<int64_t>(index % kSub);
+    return ((kSub + sub + 1) << (k - kLog)) - 1;
+  }
+
+  std::array<std::atomic<int64_t>, kSub * kPowers> buckets_{};
+};
+
+struct CpuTimes {
+  double user = 0, system = 0;
+};
+
+CpuTimes OwnCpu() {
+  rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return {usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6,
+          usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6};
+}
+
+// utime + stime of `pid` in seconds, from /proc/PID/stat; 0 if unreadable.
+double ProcessCpuSeconds(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(text.substr(paren + 2));
+  std::string field;
+  double ticks = 0;
+  // After "pid (comm) ": state is field 3; utime and stime are 14 and 15.
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Resident set size of `pid` in KiB (VmRSS), 0 if unreadable.
+int64_t ProcessRssKib(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return 0;
+}
+
+// One run's figures, printed as text and as one JSON line.
+struct Report {
+  std::string scenario;
+  double seconds = 0;
+  int64_t ops = 0;
+  int64_t errors = 0;
+  const Histogram* latency = nullptr;
+  std::string op_unit = "call";       // what ops counts
+  std::string latency_unit = "call";  // what one latency sample times
+  // Extra fields, already JSON-encoded values.
+  std::vector<std::pair<std::string, std::string>> extra;
+
+  void Add(const std::string& key, double value) {
+    extra.emplace_back(key, absl::StrFormat("%.6g", value));
+  }
+  void AddInt(const std::string& key, int64_t value) {
+    extra.emplace_back(key, absl::StrCat(value));
+  }
+  void AddString(const std::string& key, const std::string& value) {
+    extra.emplace_back(key, absl::StrCat("\"", value, "\""));
+  }
+};
+
+void Print(const Report& report) {
+  double rate = report.seconds > 0 ? report.ops / report.seconds : 0;
+  std::string label = absl::GetFlag(FLAGS_label);
+  std::cout << absl::StrFormat("%s: %d %ss in %.2f s = %.0f/s, %d errors\n",
+                               label.empty() ? report.scenario : label,
+                               report.ops, report.op_unit, report.seconds, rate,
+                               report.errors);
+  std::string json = absl::StrFormat(
+      "{\"label\":\"%s\",\"scenario\":\"%s\",\"ops\":%d,\"seconds\":%.3f,"
+      "\"ops_per_s\":%.1f,\"errors\":%d",
+      label, report.scenario, report.ops, report.seconds, rate, report.errors);
+  if (report.latency != nullptr && report.latency->Count() > 0) {
+    const Histogram& h = *report.latency;
+    std::cout << absl::StrFormat(
+        "  latency per %s (us): p50 %d  p90 %d  p99 %d  p99.9 %d\n",
+        report.latency_unit, h.Quantile(0.5), h.Quantile(0.9), h.Quantile(0.99),
+        h.Quantile(0.999));
+    absl::StrAppendFormat(&json,
+                          ",\"p50_us\":%d,\"p90_us\":%d,\"p99_us\":%d,"
+                          "\"p999_us\":%d",
+                          h.Quantile(0.5), h.Quantile(0.9), h.Quantile(0.99),
+                          h.Quantile(0.999));
+  }
+  for (const auto& [key, value] : report.extra) {
+    std::cout << "  " << key << ": " << value << "\n";
+    absl::StrAppend(&json, ",\"", key, "\":", value);
+  }
+  json += "}";
+  std::cout << json << std::endl;
+  std::string out = absl::GetFlag(FLAGS_json_out);
+  if (!out.empty()) {
+    std::ofstream file(out, std::ios::app);
+    file << json << "\n";
+  }
+}
+
+// ---- Task data ------------------------------------------------------------
+
+std::string TenantId(int i) {
+  return absl::StrFormat("3f2a9c1e-5b7d-4e8f-9a0b-%012d", i);
+}
+
+// A random tag that keeps the ids of this run apart from earlier runs
+// against the same database.
+std::string RunTag() {
+  std::random_device device;
+  return absl::StrFormat("%08x", device());
+}
+
+// The caller's part of a new task; `serial` makes the id unique when the
+// payload asks for one.
+Task NewTask(const std::string& id_prefix, int64_t serial, int tenants) {
+  int payload = absl::GetFlag(FLAGS_payload);
+  Task task;
+  task.set_tenant_id(TenantId(static_cast<int>(serial % tenants)));
+  task.set_priority("normal");
+  if (payload <= 0) {
+    task.set_type("backup");
+    return task;
+  }
+  int type_bytes = std::min(payload, 64);
+  task.set_type(std::string(type_bytes, 't'));
+  if (payload > type_bytes) {
+    std::string id = absl::StrCat(id_prefix, serial, "-");
+    int id_bytes = std::min(payload - type_bytes, 128);
+    if (static_cast<int>(id.size()) < id_bytes) id.resize(id_bytes, 'x');
+    task.set_id(id);
+  }
+  return task;
+}
+
+// ---- The gRPC side ----------------------------------------------------------
+
+std::vector<std::shared_ptr<grpc::Channel>> Connect(int connections) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < std::max(1, connections); ++i) {
+    grpc::ChannelArguments args;
+    // A subchannel pool of its own per channel: a separate TCP connection
+    // each, instead of one shared by every channel to the same address.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+    channels.push_back(grpc::CreateCustomChannel(
+        absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(), args));
+  }
+  for (auto& channel : channels) {
+    if (!channel->WaitForConnected(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(10)))) {
+      std::cerr << "taskd_loadgen: cannot connect to "
+                << absl::GetFlag(FLAGS_server) << "\n";
+      std::exit(1);
+    }
+  }
+  return channels;
+}
+
+enum Method { kCreate, kGet, kList, kAssign, kStart, kComplete, kMethods };
+constexpr const char* kMethodNames[kMethods] = {"create", "get",   "list",
+                                                "assign", "start", "complete"};
+
+// Shared by every slot of one run.
+struct RunState {
+  std::string scenario;
+  std::string tag;
+  int tenants = 100;
+  std::vector<std::string> prefilled;     // ids, for get and moves
+  std::atomic<size_t> next_prefilled{0};  // moves take tasks in order
+  std::atomic<int64_t> serial{0};         // for created ids
+  std::atomic<bool> recording{false};
+  std::atomic<bool> stopping{false};
+  int64_t count_limit = 0;
+  Histogram latency;
+  std::atomic<int64_t> ops{0};
+  std::atomic<int64_t> errors{0};
+  std::array<std::atomic<int64_t>, kMethods> by_method{};
+  absl::Mutex mu;
+  int in_flight ABSL_GUARDED_BY(mu) = 0;
+  std::string first_error ABSL_GUARDED_BY(mu);
+  // Paced writers (--rate): a call may start only with a ticket.
+  bool paced = false;
+  int64_t tickets ABSL_GUARDED_BY(mu) = 0;
+  std::vector<struct Slot*> parked ABSL_GUARDED_BY(mu);
+  // With watchers: when each write's response arrived (revision, unix
+  // microseconds), to time delivery from the acknowledgement too.
+  bool record_acks = false;
+  absl::Mutex acks_mu;
+  std::vector<std::pair<int64_t, int64_t>> acks ABSL_GUARDED_BY(acks_mu);
+};
+
+// One call in flight at a time, and what it needs to issue the next one.
+struct Slot {
+  RunState* run = nullptr;
+  TaskService::Stub* stub = nullptr;
+  std::mt19937_64 rng;
+  std::unique_ptr<grpc::ClientContext> context;
+  Clock::time_point started;
+  Method method = kCreate;
+  CreateTaskRequest create;
+  GetTaskRequest get;
+  ListTasksRequest list;
+  AssignTaskRequest assign;
+  StartTaskRequest start;
+  CompleteTaskRequest complete;
+  Task task;
+  ListTasksResponse page;
+  // moves: the slot's task and the next move on it (kAssign, kStart,
+  // kComplete), or kCreate when it needs a new task.
+  std::string chain_id;
+  Method next_move = kCreate;
+};
+
+void Issue(Slot* slot);
+
+void Done(Slot* slot, const grpc::Status& status) {
+  RunState* run = slot->run;
+  auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+                  Clock::now() - slot->started)
+                  .count();
+  bool is_move = slot->method == kAssign || slot->method == kStart ||
+                 slot->method == kComplete;
+  if (status.ok()) {
+    if (slot->method == kCreate &&
+        (run->scenario == "moves" ||
+         (run->scenario == "mix" && slot->next_move == kCreate &&
+          slot->chain_id == "-"))) {
+      slot->chain_id = slot->task.id();
+      slot->next_move = kAssign;
+    } else if (is_move) {
+      slot->next_move = slot->method == kAssign  ? kStart
+                        : slot->method == kStart ? kComplete
+                                                 : kCreate;
+    }
+  } else if (is_move) {
+    slot->next_move = kCreate;  // give the task up
+  }
+  if (run->record_acks && status.ok() && slot->method != kGet &&
+      slot->method != kList) {
+    int64_t now = absl::ToUnixMicros(absl::Now());
+    absl::MutexLock lock(&run->acks_mu);
+    run->acks.emplace_back(slot->task.revision(), now);
+  }
+  if (run->recording.load(std::memory_order_relaxed)) {
+    run->latency.Record(took);
+    int64_t n = run->ops.fetch_add(1, std::memory_order_relaxed) + 1;
+    run->by_method[slot->method].fetch_add(1, std::memory_order_relaxed);
+    if (!status.ok()) {
+      run->errors.fetch_add(1, std::memory_order_relaxed);
+      absl::MutexLock lock(&run->mu);
+      if (run->first_error.empty()) {
+        run->first_error = absl::StrCat(kMethodNames[slot->method], ": ",
+                                        static_cast<int>(status.error_code()),
+                                        " ", status.error_message());
+      }
+    }
+    if (run->count_limit > 0 && n >= run->count_limit) {
+      run->stopping.store(true);
+    }
+  }
+  if (run->stopping.load()) {
+    absl::MutexLock lock(&run->mu);
+    --run->in_flight;
+    return;
+  }
+  if (run->paced) {
+    absl::MutexLock lock(&run->mu);
+    if (run->tickets == 0) {
+      run->parked.push_back(slot);
+      return;
+    }
+    --run->tickets;
+  }
+  Issue(slot);
+}
+
+// Picks the slot's next move call: take a prefilled task, or create one.
+void NextMove(Slot* slot) {
+  RunState* run = slot->run;
+  if (slot->next_move == kCreate) {
+    size_t i = run->next_prefilled.fetch_add(1);
+    if (i < run->prefilled.size()) {
+      slot->chain_id = run->prefilled[i];
+      slot->next_move = kAssign;
+    } else {
+      slot->method = kCreate;
+      slot->chain_id = "-";
+      return;
+    }
+  }
+  slot->method = slot->next_move;
+}
+
+void Issue(Slot* slot) {
+  RunState* run = slot->run;
+  const std::string& scenario = run->scenario;
+  if (scenario == "create" || scenario == "watch") {
+    slot->method = kCreate;
+  } else if (scenario == "get") {
+    slot->method = kGet;
+  } else if (scenario == "list") {
+    slot->method = kList;
+  } else if (scenario == "moves") {
+    NextMove(slot);
+  } else {  // mix
+    int dice = static_cast<int>(slot->rng() % 100);
+    if (dice < 60) {
+      slot->method = kGet;
+    } else if (dice < 90) {
+      NextMove(slot);
+    } else {
+      slot->method = kCreate;
+    }
+  }
+  slot->context = std::make_unique<grpc::ClientContext>();
+  slot->context->set_deadline(std::chrono::system_clock::now() +
+                              std::chrono::seconds(60));
+  auto done = [slot](grpc::Status status) { Done(slot, status); };
+  auto* async = slot->stub->async();
+  slot->started = Clock::now();
+  switch (slot->method) {
+    case kCreate: {
+      int64_t serial = run->serial.fetch_add(1);
+      *slot->create.mutable_task() = NewTask(run->tag, serial, run->tenants);
+      async->CreateTask(slot->context.get(), &slot->create, &slot->task, done);
+      break;
+    }
+    case kGet:
+      slot->get.set_id(run->prefilled[slot->rng() % run->prefilled.size()]);
+      async->GetTask(slot->context.get(), &slot->get, &slot->task, done);
+      break;
+    case kList:
+      slot->list.set_page_size(50);
+      slot->list.set_filter(absl::StrCat("tenant_id = \"",
+                                         TenantId(slot->rng() % run->tenants),
+                                         "\" AND state = \"enqueued\""));
+      async->ListTasks(slot->context.get(), &slot->list, &slot->page, done);
+      break;
+    case kAssign:
+      slot->assign.set_id(slot->chain_id);
+      slot->assign.set_executor_id("agent-7");
+      async->AssignTask(slot->context.get(), &slot->assign, &slot->task, done);
+      break;
+    case kStart:
+      slot->start.set_id(slot->chain_id);
+      async->StartTask(slot->context.get(), &slot->start, &slot->task, done);
+      break;
+    case kComplete:
+      slot->complete.set_id(slot->chain_id);
+      slot->complete.set_result_code(Task::ok);
+      async->CompleteTask(slot->context.get(), &slot->complete, &slot->task,
+                          done);
+      break;
+    default:
+      break;
+  }
+}
+
+// One WatchTasks stream, counting events and their delivery delay.
+class Watcher final : public grpc::ClientReadReactor<WatchTasksResponse> {
+ public:
+  // `sampled`: also keep (revision, receive time) of every event.
+  Watcher(TaskService::Stub* stub, const std::string& filter, RunState* run,
+          Histogram* delay, std::atomic<int64_t>* events,
+          std::atomic<int>* ready, bool sampled)
+      : run_(run),
+        delay_(delay),
+        events_(events),
+        ready_(ready),
+        sampled_(sampled) {
+    request_.set_filter(filter);
+    stub->async()->WatchTasks(&context_, &request_, this);
+    StartRead(&response_);
+    StartCall();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (!seen_first_) {
+      seen_first_ = true;
+      ready_->fetch_add(1);
+    }
+    if (run_->recording.load(std::memory_order_relaxed)) {
+      int64_t now = absl::ToUnixMicros(absl::Now());
+      for (const TaskEvent& event : response_.events()) {
+        const auto& at = event.task().updated_at();
+        int64_t stamped = at.seconds() * 1'000'000 + at.nanos() / 1000;
+        delay_->Record(now - stamped);
+        if (sampled_) received_.emplace_back(event.revision(), now);
+      }
+      events_->fetch_add(response_.events_size(), std::memory_order_relaxed);
+    }
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    status_ = status;
+    done_ = true;
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  // (revision, receive time) of each event, if sampled; read after
+  // WaitDone().
+  const std::vector<std::pair<int64_t, int64_t>>& received() const {
+    return received_;
+  }
+
+  grpc::Status WaitDone() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
+    return status_;
+  }
+
+ private:
+  RunState* const run_;
+  Histogram* const delay_;
+  std::atomic<int64_t>* const events_;
+  std::atomic<int>* const ready_;
+  const bool sampled_;
+  std::vector<std::pair<int64_t, int64_t>> received_;
+  grpc::ClientContext context_;
+  WatchTasksRequest request_;
+  WatchTasksResponse response_;
+  bool seen_first_ = false;
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+// Runs `slots` closed loops until stopped; returns the measured seconds.
+double RunLoops(RunState* run, std::vector<std::unique_ptr<Slot>>& slots,
+                absl::Duration warmup, absl::Duration duration, double rate) {
+  run->paced = rate > 0;
+  {
+    absl::MutexLock lock(&run->mu);
+    run->in_flight = static_cast<int>(slots.size());
+  }
+  if (run->paced) {
+    absl::MutexLock lock(&run->mu);
+    for (auto& slot : slots) run->parked.push_back(slot.get());
+  } else {
+    for (auto& slot : slots) Issue(slot.get());
+  }
+  // The pacer hands out tickets at `rate` and wakes parked slots.
+  std::thread pacer;
+  if (run->paced) {
+    pacer = std::thread([run, rate] {
+      auto begin = Clock::now();
+      int64_t issued = 0;
+      while (!run->stopping.load()) {
+        double elapsed =
+            std::chrono::duration<double>(Clock::now() - begin).count();
+        int64_t due = static_cast<int64_t>(elapsed * rate) - issued;
+        std::vector<Slot*> wake;
+        if (due > 0) {
+          absl::MutexLock lock(&run->mu);
+          issued += due;
+          run->tickets += due;
+          while (run->tickets > 0 && !run->parked.empty()) {
+            wake.push_back(run->parked.back());
+            run->parked.pop_back();
+            --run->tickets;
+          }
+          // Tickets not taken now (every slot busy) are dropped: the
+          // rate is an upper bound, not a backlog to catch up on.
+          run->tickets = std::min<int64_t>(run->tickets, 1);
+        }
+        for (Slot* slot : wake) Issue(slot);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
+  }
+  absl::SleepFor(warmup);
+  run->recording.store(true);
+  absl::Time begin = absl::Now();
+  if (run->count_limit > 0) {
+    while (!run->stopping.load()) absl::SleepFor(absl::Milliseconds(5));
+  } else {
+    absl::SleepFor(duration);
+  }
+  run->recording.store(false);
+  double seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  run->stopping.store(true);
+  if (pacer.joinable()) pacer.join();
+  absl::MutexLock lock(&run->mu);
+  run->in_flight -= static_cast<int>(run->parked.size());
+  run->parked.clear();
+  run->mu.Await(absl::Condition(
+      +[](RunState* r)
+           ABSL_NO_THREAD_SAFETY_ANALYSIS { return r->in_flight == 0; },
+      run));
+  return seconds;
+}
+
+std::vector<std::unique_ptr<Slot>> MakeSlots(
+    RunState* run, int n,
+    const std::vector<std::unique_ptr<TaskService::Stub>>& stubs) {
+  std::vector<std::unique_ptr<Slot>> slots;
+  for (int i = 0; i < n; ++i) {
+    auto slot = std::make_unique<Slot>();
+    slot->run = run;
+    slot->stub = stubs[i % stubs.size()].get();
+    slot->rng.seed(static_cast<uint64_t>(i) * 7919 + 17);
+    slots.push_back(std::move(slot));
+  }
+  return slots;
+}
+
+// Creates --prefill tasks with known ids through the server.
+void Prefill(RunState* run,
+             const std::vector<std::unique_ptr<TaskService::Stub>>& stubs,
+             int n) {
+  std::atomic<int> next{0};
+  std::atomic<int64_t> failed{0};
+  std::vector<std::thread> threads;
+  int per_stub = 16;
+  run->prefilled.resize(n);
+  for (int i = 0; i < n; ++i) {
+    run->prefilled[i] = absl::StrCat("p-", run->tag, "-", i);
+  }
+  absl::Time begin = absl::Now();
+  for (size_t s = 0; s < stubs.size(); ++s) {
+    for (int t = 0; t < per_stub; ++t) {
+      threads.emplace_back([&, s] {
+        while (true) {
+          int i = next.fetch_add(1);
+          if (i >= n) return;
+          CreateTaskRequest request;
+          Task task;
+          task.set_id(run->prefilled[i]);
+          task.set_type(i % 3 == 0 ? "replication" : "backup");
+          task.set_priority("normal");
+          task.set_tenant_id(TenantId(i % run->tenants));
+          *request.mutable_task() = task;
+          grpc::ClientContext context;
+          Task response;
+          grpc::Status status =
+              stubs[s]->CreateTask(&context, request, &response);
+          if (!status.ok()) failed.fetch_add(1);
+        }
+      });
+    }
+  }
+  for (auto& t : threads) t.join();
+  std::cout << absl::StrFormat("prefill: %d tasks in %.1f s (%d failed)\n", n,
+                               absl::ToDoubleSeconds(absl::Now() - begin),
+                               failed.load());
+}
+
+int RunGrpc(const std::string& scenario) {
+  int concurrency = std::max(1, absl::GetFlag(FLAGS_concurrency));
+  int n_watchers = absl::GetFlag(FLAGS_watchers);
+  int server_pid = absl::GetFlag(FLAGS_server_pid);
+  auto channels = Connect(absl::GetFlag(FLAGS_connections));
+  std::vector<std::unique_ptr<TaskService::Stub>> stubs;
+  for (auto& channel : channels) stubs.push_back(TaskService::NewStub(channel));
+
+  RunState run;
+  run.scenario = scenario;
+  run.tag = RunTag();
+  run.tenants = std::max(1, absl::GetFlag(FLAGS_tenants));
+  run.count_limit = absl::GetFlag(FLAGS_count);
+  if (scenario == "get" || scenario == "list" || scenario == "moves" ||
+      scenario == "mix") {
+    Prefill(&run, stubs, std::max(1, absl::GetFlag(FLAGS_prefill)));
+  }
+
+  // Watchers first, each told its position before the load starts.
+  std::string filter_mode = absl::GetFlag(FLAGS_watch_filter);
+  if (filter_mode == "auto")
+    filter_mode = scenario == "watch" ? "none" : "tenant";
+  Histogram delay;
+  std::atomic<int64_t> events{0};
+  std::atomic<int> ready{0};
+  std::vector<std::unique_ptr<Watcher>> watchers;
+  std::vector<std::shared_ptr<grpc::Channel>> watch_channels;
+  std::vector<std::unique_ptr<TaskService::Stub>> watch_stubs;
+  if (n_watchers > 0) {
+    watch_channels = Connect(absl::GetFlag(FLAGS_watch_connections));
+    for (auto& channel : watch_channels) {
+      watch_stubs.push_back(TaskService::NewStub(channel));
+    }
+  }
+  for (int i = 0; i < n_watchers; ++i) {
+    std::string filter;
+    if (filter_mode == "tenant") {
+      filter = absl::StrCat("tenant_id = \"", TenantId(i % run.tenants), "\"");
+    }
+    // Every watcher times events from updatedAt; the first ten also from
+    // the writer's acknowledgement (kept per event, so only a sample).
+    watchers.push_back(std::make_unique<Watcher>(
+        watch_stubs[i % watch_stubs.size()].get(), filter, &run, &delay,
+        &events, &ready, /*sampled=*/i < 10));
+  }
+  absl::Time wait_until = absl::Now() + absl::Seconds(60);
+  while (ready.load() < n_watchers && absl::Now() < wait_until) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (ready.load() < n_watchers) {
+    std::cerr << "taskd_loadgen: only " << ready.load() << " of " << n_watchers
+              << " watchers started\n";
+  }
+
+  run.record_acks = n_watchers > 0;
+  auto slots = MakeSlots(&run, concurrency, stubs);
+  double server_cpu_before = server_pid ? ProcessCpuSeconds(server_pid) : 0;
+  CpuTimes cpu_before = OwnCpu();
+  double seconds = RunLoops(
+      &run, slots, absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_duration),
+      scenario == "watch" ? absl::GetFlag(FLAGS_rate) : 0);
+  CpuTimes cpu_after = OwnCpu();
+  double server_cpu_after = server_pid ? ProcessCpuSeconds(server_pid) : 0;
+  // The run's totals; cpu counts warmup and drain too, so it is given as a
+  // fraction of the whole wall time of the loops.
+  Report report;
+  report.scenario = scenario;
+  report.seconds = seconds;
+  report.ops = run.ops.load();
+  report.errors = run.errors.load();
+  report.latency = &run.latency;
+  report.AddInt("concurrency", concurrency);
+  report.AddInt("connections", static_cast<int64_t>(channels.size()));
+  report.AddInt("payload", absl::GetFlag(FLAGS_payload));
+  for (int m = 0; m < kMethods; ++m) {
+    if (run.by_method[m].load() > 0) {
+      report.AddInt(absl::StrCat("calls_", kMethodNames[m]),
+                    run.by_method[m].load());
+    }
+  }
+  double wall = seconds + absl::ToDoubleSeconds(absl::GetFlag(FLAGS_warmup));
+  report.Add("client_cpu", (cpu_after.user + cpu_after.system -
+                            cpu_before.user - cpu_before.system) /
+                               wall);
+  if (server_pid != 0) {
+    report.Add("server_cpu", (server_cpu_after - server_cpu_before) / wall);
+  }
+  for (auto& watcher : watchers) watcher->Cancel();
+  for (auto& watcher : watchers) watcher->WaitDone();
+  Histogram after_ack;
+  int64_t before_ack = 0;
+  {
+    absl::MutexLock lock(&run.acks_mu);
+    std::map<int64_t, int64_t> acked(run.acks.begin(), run.acks.end());
+    for (auto& watcher : watchers) {
+      for (const auto& [revision, received] : watcher->received()) {
+        auto it = acked.find(revision);
+        if (it == acked.end()) continue;
+        if (received < it->second) ++before_ack;
+        after_ack.Record(received - it->second);
+      }
+    }
+  }
+  if (n_watchers > 0) {
+    report.AddInt("watchers", n_watchers);
+    report.AddInt("watch_connections",
+                  static_cast<int64_t>(watch_channels.size()));
+    report.AddString("watch_filter", filter_mode);
+    report.AddInt("events_delivered", events.load());
+    report.Add("events_per_s", events.load() / seconds);
+    report.AddInt("delivery_p50_us", delay.Quantile(0.5));
+    report.AddInt("delivery_p90_us", delay.Quantile(0.9));
+    report.AddInt("delivery_p99_us", delay.Quantile(0.99));
+    report.AddInt("delivery_p999_us", delay.Quantile(0.999));
+    // From the writer's acknowledgement instead (a lower bound of the delay
+    // from the commit, which happens before both): sampled watchers.
+    report.AddInt("after_ack_samples", after_ack.Count());
+    report.AddInt("after_ack_p50_us", after_ack.Quantile(0.5));
+    report.AddInt("after_ack_p99_us", after_ack.Quantile(0.99));
+    report.AddInt("delivered_before_ack", before_ack);
+  }
+  if (scenario == "watch" && absl::GetFlag(FLAGS_rate) > 0) {
+    report.Add("rate", absl::GetFlag(FLAGS_rate));
+  }
+  if (server_pid != 0)
+    report.AddInt("server_rss_kib", ProcessRssKib(server_pid));
+  {
+    absl::MutexLock lock(&run.mu);
+    if (!run.first_error.empty()) {
+      std::string escaped;
+      for (char c : run.first_error) {
+        if (c == '"' || c == '\\') escaped += '\\';
+        if (static_cast<unsigned char>(c) >= 0x20) escaped += c;
+      }
+      report.AddString("first_error", escaped);
+    }
+  }
+  Print(report);
+  return 0;
+}
+
+// ---- The raw SQLite limit --------------------------------------------------
+
+void Check(sqlite3* db, int rc, const char* what) {
+  if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    std::cerr << "taskd_loadgen: " << what << ": " << sqlite3_errmsg(db)
+              << "\n";
+    std::exit(1);
+  }
+}
+
+// A fresh database with taskd's schema: the store creates and migrates it.
+void CreateSchema(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
+    std::remove((path + suffix).c_str());
+  }
+  SqliteTaskStoreOptions options;
+  options.path = path;
+  absl::StatusOr<std::unique_ptr<TaskStore>> store =
+      OpenSqliteTaskStore(options);
+  if (!store.ok()) {
+    std::cerr << "taskd_loadgen: " << store.status() << "\n";
+    std::exit(1);
+  }
+}
+
+sqlite3* OpenRaw(const std::string& path, bool read_only) {
+  sqlite3* db = nullptr;
+  int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+  Check(
+      db,
+      sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr),
+      "open");
+  std::string pragmas =
+      absl::StrCat("PRAGMA journal_mode=WAL; PRAGMA synchronous=",
+                   absl::GetFlag(FLAGS_sync) == "normal" ? "NORMAL" : "FULL",
+                   "; PRAGMA temp_store=MEMORY;");
+  if (read_only) {
+    pragmas = "PRAGMA temp_store=MEMORY;";
+  }
+  Check(db, sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr),
+        "pragmas");
+  return db;
+}
+
+// A random version 4 UUID, as taskd gives every task (and uses as its id
+// when the caller gives none): random keys land all over the id and uuid
+// indexes, as they do in taskd.
+std::string RandomUuid(std::mt19937_64& rng) {
+  uint64_t high = rng(), low = rng();
+  high = (high & ~0xf000ULL) | 0x4000ULL;
+  low = (low & ~(3ULL << 62)) | (2ULL << 62);
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", high >> 32,
+                         (high >> 16) & 0xffff, high & 0xffff, low >> 48,
+                         low & 0xffffffffffffULL);
+}
+
+// Writes rows like taskd's Create: the task row, the history row with the
+// serialised task, the revision counter once per transaction.
+class RawWriter {
+ public:
+  explicit RawWriter(sqlite3* db, std::vector<std::string>* ids = nullptr)
+      : db_(db), ids_(ids), rng_(std::random_device()()) {
+    Prepare(&insert_task_,
+            "INSERT INTO tasks (id, uuid, type, state, result_code, priority, "
+            "policy_id, resource_id, executor_id, tenant_id, enqueued_at, "
+            "started_at, completed_at, updated_at, revision, request_id) "
+            "VALUES (?1, ?2, ?3, ?4, 0, ?5, '', '', '', ?6, ?7, 0, 0, ?7, ?8, "
+            "'')");
+    Prepare(&insert_change_,
+            "INSERT INTO changes (revision, kind, task_id, task, previous, "
+            "committed_at) VALUES (?1, 1, ?2, ?3, NULL, ?4)");
+    Prepare(&bump_, "UPDATE meta SET value = ?1 WHERE key = 'revision'");
+    Prepare(&begin_, "BEGIN IMMEDIATE");
+    Prepare(&commit_, "COMMIT");
+  }
+  ~RawWriter() {
+    for (sqlite3_stmt* s :
+         {insert_task_, insert_change_, bump_, begin_, commit_}) {
+      sqlite3_finalize(s);
+    }
+  }
+
+  // One transaction of `n` inserts.
+  void Batch(int n, const std::string& tag) {
+    Step(begin_, "begin");
+    for (int i = 0; i < n; ++i) {
+      int64_t revision = ++revision_;
+      Task task = NewTask(tag, revision, 100);
+      task.set_uuid(RandomUuid(rng_));
+      if (task.id().empty()) task.set_id(task.uuid());
+      if (ids_ != nullptr) ids_->push_back(task.id());
+      int64_t now = absl::ToUnixMicros(absl::Now());
+      task.set_state(Task::enqueued);
+      task.mutable_enqueued_at()->set_seconds(now / 1'000'000);
+      *task.mutable_updated_at() = task.enqueued_at();
+      task.set_revision(revision);
+      Text(insert_task_, 1, task.id());
+      Text(insert_task_, 2, task.uuid());
+      Text(insert_task_, 3, task.type());
+      sqlite3_bind_int64(insert_task_, 4, task.state());
+      sqlite3_bind_int64(insert_task_, 5, 2);
+      Text(insert_task_, 6, task.tenant_id());
+      sqlite3_bind_int64(insert_task_, 7, now);
+      sqlite3_bind_int64(insert_task_, 8, revision);
+      Step(insert_task_, "insert task");
+      std::string blob = task.SerializeAsString();
+      sqlite3_bind_int64(insert_change_, 1, revision);
+      Text(insert_change_, 2, task.id());
+      sqlite3_bind_blob64(insert_change_, 3, blob.data(), blob.size(),
+                          SQLITE_TRANSIENT);
+      sqlite3_bind_int64(insert_change_, 4, now);
+      Step(insert_change_, "insert change");
+    }
+    sqlite3_bind_int64(bump_, 1, revision_);
+    Step(bump_, "bump revision");
+    Step(commit_, "commit");
+  }
+
+ private:
+  void Prepare(sqlite3_stmt** statement, const char* sql) {
+    Check(db_, sqlite3_prepare_v2(db_, sql, -1, statement, nullptr), sql);
+  }
+  void Text(sqlite3_stmt* statement, int index, const std::string& value) {
+    sqlite3_bind_text(statement, index, value.data(),
+                      static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  }
+  void Step(sqlite3_stmt* statement, const char* what) {
+    Check(db_, sqlite3_step(statement), what);
+    sqlite3_reset(statement);
+  }
+
+  sqlite3* const db_;
+  std::vector<std::string>* const ids_;
+  std::mt19937_64 rng_;
+  sqlite3_stmt* insert_task_ = nullptr;
+  sqlite3_stmt* insert_change_ = nullptr;
+  sqlite3_stmt* bump_ = nullptr;
+  sqlite3_stmt* begin_ = nullptr;
+  sqlite3_stmt* commit_ = nullptr;
+  int64_t revision_ = 0;
+};
+
+int RunSqliteInsert() {
+  std::string path = absl::GetFlag(FLAGS_db);
+  int batch = std::max(1, absl::GetFlag(FLAGS_batch));
+  CreateSchema(path);
+  sqlite3* db = OpenRaw(path, false);
+  Histogram latency;
+  int64_t inserts = 0;
+  double seconds = 0;
+  {
+    RawWriter writer(db);
+    std::string tag = RunTag();
+    absl::Time warm_until = absl::Now() + absl::GetFlag(FLAGS_warmup);
+    while (absl::Now() < warm_until) writer.Batch(batch, tag);
+    int64_t limit = absl::GetFlag(FLAGS_count);
+    absl::Time begin = absl::Now();
+    absl::Time end = begin + absl::GetFlag(FLAGS_duration);
+    CpuTimes cpu_before = OwnCpu();
+    while (limit > 0 ? inserts < limit : absl::Now() < end) {
+      auto start = Clock::now();
+      writer.Batch(batch, tag);
+      latency.Record(std::chrono::duration_cast<std::chrono::microseconds>(
+                         Clock::now() - start)
+                         .count());
+      inserts += batch;
+    }
+    seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+    CpuTimes cpu_after = OwnCpu();
+    Report report;
+    report.scenario = "sqlite-insert";
+    report.seconds = seconds;
+    report.ops = inserts;
+    report.latency = &latency;
+    report.op_unit = "insert";
+    report.latency_unit = "transaction";
+    report.AddInt("batch", batch);
+    report.AddString("sync", absl::GetFlag(FLAGS_sync));
+    report.AddInt("payload", absl::GetFlag(FLAGS_payload));
+    report.Add("cpu", (cpu_after.user + cpu_after.system - cpu_before.user -
+                       cpu_before.system) /
+                          seconds);
+    report.AddString("latency_is", "per transaction");
+    Print(report);
+  }
+  sqlite3_close(db);
+  return 0;
+}
+
+int RunSqliteGet() {
+  std::string path = absl::GetFlag(FLAGS_db);
+  int rows = std::max(1, absl::GetFlag(FLAGS_prefill));
+  CreateSchema(path);
+  std::string tag = RunTag();
+  std::vector<std::string> ids;
+  {
+    sqlite3* db = OpenRaw(path, false);
+    {
+      RawWriter writer(db, &ids);
+      for (int done = 0; done < rows; done += 1000) {
+        writer.Batch(std::min(1000, rows - done), tag);
+      }
+    }
+    sqlite3_close(db);
+  }
+  // (The writer's connection closed above; WAL content stays readable.)
+  sqlite3* db = OpenRaw(path, true);
+  sqlite3_stmt* get = nullptr;
+  Check(db,
+        sqlite3_prepare_v2(
+            db,
+            "SELECT id, uuid, type, state, result_code, priority, policy_id, "
+            "resource_id, executor_id, tenant_id, enqueued_at, started_at, "
+            "completed_at, updated_at, revision FROM tasks WHERE id = ?1",
+            -1, &get, nullptr),
+        "prepare get");
+  std::mt19937_64 rng(42);
+  Histogram latency;
+  int64_t reads = 0, misses = 0;
+  auto read_one = [&] {
+    const std::string& id = ids[rng() % ids.size()];
+    sqlite3_bind_text(get, 1, id.data(), static_cast<int>(id.size()),
+                      SQLITE_TRANSIENT);
+    if (sqlite3_step(get) == SQLITE_ROW) {
+      for (int c = 0; c < 15; ++c) {
+        if (sqlite3_column_type(get, c) == SQLITE_TEXT) {
+          (void)sqlite3_column_text(get, c);
+        } else {
+          (void)sqlite3_column_int64(get, c);
+        }
+      }
+    } else {
+      ++misses;
+    }
+    sqlite3_reset(get);
+  };
+  absl::Time warm_until = absl::Now() + absl::GetFlag(FLAGS_warmup);
+  while (absl::Now() < warm_until) read_one();
+  absl::Time begin = absl::Now();
+  absl::Time end = begin + absl::GetFlag(FLAGS_duration);
+  int64_t limit = absl::GetFlag(FLAGS_count);
+  while (limit > 0 ? reads < limit : absl::Now() < end) {
+    // Time 64 reads at a time: the clock costs as much as a read.
+    auto start = Clock::now();
+    for (int i = 0; i < 64; ++i) read_one();
+    latency.Record(std::chrono::duration_cast<std::chrono::microseconds>(
+                       Clock::now() - start)
+                       .count());
+    reads += 64;
+  }
+  double seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  sqlite3_finalize(get);
+  sqlite3_close(db);
+  Report report;
+  report.scenario = "sqlite-get";
+  report.seconds = seconds;
+  report.ops = reads;
+  report.errors = misses;
+  report.latency = &latency;
+  report.op_unit = "read";
+  report.latency_unit = "64 reads";
+  report.AddString("latency_is", "per 64 reads");
+  report.AddInt("rows", rows);
+  Print(report);
+  return 0;
+}
+
+}  // namespace
+}  // namespace taskd
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "load generator for taskd and the raw SQLite baseline; see "
+      "bench/loadgen.cc");
+  absl::ParseCommandLine(argc, argv);
+  std::string scenario = absl::GetFlag(FLAGS_scenario);
+  if (scenario == "sqlite-insert") return taskd::RunSqliteInsert();
+  if (scenario == "sqlite-get") return taskd::RunSqliteGet();
+  if (scenario == "create" || scenario == "get" || scenario == "list" ||
+      scenario == "moves" || scenario == "mix" || scenario == "watch") {
+    return taskd::RunGrpc(scenario);
+  }
+  std::cerr << "taskd_loadgen: unknown --scenario=" << scenario << "\n";
+  return 2;
+}

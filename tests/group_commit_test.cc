@@ -1,0 +1,628 @@
+// Group commit (issue 6): many concurrent writes share one transaction and
+// one sync, yet each keeps its own revision, result and failure.
+//
+// Batches are formed deterministically, without timing: a first write whose
+// mutation waits on a notification holds the writer thread inside its batch;
+// every write submitted meanwhile is queued, and all of them form the next
+// batch once the first is released.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "client/task_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "query/task_fields.h"
+#include "server/task_server.h"
+#include "storage/fault_injection_vfs.h"
+#include "storage/sqlite_task_store.h"
+#include "tests/test_util.h"
+
+namespace taskd {
+namespace {
+
+using tasks::v1::TaskEvent;
+using tasks::v1::WatchTasksRequest;
+using tasks::v1::WatchTasksResponse;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Results of asynchronous writes, by the caller's own key.
+class Results {
+ public:
+  TaskStore::WriteDone Slot(const std::string& key) {
+    return [this, key](absl::StatusOr<Task> result) {
+      absl::MutexLock lock(&mu_);
+      EXPECT_EQ(results_.count(key), 0u) << key << " acknowledged twice";
+      results_.emplace(key, std::move(result));
+    };
+  }
+  // Waits until `n` results are in, then returns them.
+  std::map<std::string, absl::StatusOr<Task>> Await(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return results_.size() >= n;
+    };
+    mu_.Await(absl::Condition(&enough));
+    return results_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, absl::StatusOr<Task>> results_ ABSL_GUARDED_BY(mu_);
+};
+
+// Rebuilds the tasks from the history, checking on the way that every
+// change's "previous" image is the task as the replay had it: the changes
+// were applied in revision order.
+std::map<std::string, Task> Replay(const std::vector<Change>& changes) {
+  std::map<std::string, Task> tasks;
+  for (const Change& change : changes) {
+    const std::string& id = change.task.id();
+    auto it = tasks.find(id);
+    if (change.kind == Change::Kind::kCreated) {
+      EXPECT_TRUE(it == tasks.end()) << id << " created twice";
+    } else {
+      EXPECT_TRUE(it != tasks.end()) << id << " changed before created";
+      if (it != tasks.end() && change.previous.has_value()) {
+        EXPECT_EQ(change.previous->SerializeAsString(),
+                  it->second.SerializeAsString())
+            << "revision " << change.revision << " of " << id
+            << " did not start from the task's previous state";
+      }
+    }
+    if (change.kind == Change::Kind::kDeleted) {
+      tasks.erase(id);
+    } else {
+      tasks[id] = change.task;
+    }
+  }
+  return tasks;
+}
+
+class GroupCommitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.path = dir_.File("tasks.db");
+    options_.clock = &clock_;
+    // The durability mode does not change what is batched; NORMAL keeps the
+    // test quick on slow disks.
+    options_.synchronous_full = false;
+    options_.on_commit = [this](const std::vector<Change>& changes) {
+      absl::MutexLock lock(&mu_);
+      std::vector<int64_t> revisions;
+      for (const Change& c : changes) revisions.push_back(c.revision);
+      commits_.push_back(revisions);
+    };
+    options_.observe_commit = [this](absl::Duration, size_t n) {
+      absl::MutexLock lock(&mu_);
+      observed_sizes_.push_back(n);
+    };
+  }
+
+  void Open() {
+    store_.reset();
+    absl::StatusOr<std::unique_ptr<TaskStore>> store =
+        OpenSqliteTaskStore(options_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+
+  Task NewTask(const std::string& id) {
+    Task task;
+    task.set_id(id);
+    task.set_uuid(absl::StrCat("00000000-0000-4000-8000-",
+                               100000000000 + n_.fetch_add(1)));
+    task.set_type("backup");
+    task.set_state(Task::enqueued);
+    task.set_priority("normal");
+    *task.mutable_enqueued_at() = ToTimestamp(clock_.Now());
+    *task.mutable_updated_at() = ToTimestamp(clock_.Now());
+    return task;
+  }
+
+  static TaskStore::Mutation SetState(Task::State from, Task::State to) {
+    return [from, to](const Task& current) -> absl::StatusOr<Task> {
+      if (current.state() != from) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("task is ", Task::State_Name(current.state())));
+      }
+      Task next = current;
+      next.set_state(to);
+      return next;
+    };
+  }
+
+  // Holds the writer thread inside a batch (in the mutation of an update of
+  // task `id`, which must exist) until Release(). With `refuse`, the held
+  // update then fails, so that its batch commits nothing (and syncs
+  // nothing).
+  void HoldWriter(const std::string& id, bool refuse = false) {
+    store_->UpdateAsync(
+        id,
+        [this, refuse](const Task& current) -> absl::StatusOr<Task> {
+          held_.Notify();
+          release_.WaitForNotification();
+          if (refuse) return absl::AbortedError("refused after the hold");
+          Task next = current;
+          next.set_type("held");
+          return next;
+        },
+        [this](absl::StatusOr<Task> result) {
+          absl::MutexLock lock(&mu_);
+          hold_result_ = std::move(result);
+        });
+    held_.WaitForNotification();
+  }
+  void Release() { release_.Notify(); }
+
+  std::vector<std::vector<int64_t>> Commits() {
+    absl::MutexLock lock(&mu_);
+    return commits_;
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
+  SqliteTaskStoreOptions options_;
+  std::unique_ptr<TaskStore> store_;
+  std::atomic<int64_t> n_{0};
+  absl::Notification held_, release_;
+  absl::Mutex mu_;
+  std::vector<std::vector<int64_t>> commits_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> observed_sizes_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::StatusOr<Task>> hold_result_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(GroupCommitTest, QueuedWritesShareOneCommitWithTheirOwnRevisions) {
+  Open();
+  ASSERT_TRUE(store_->Create(NewTask("hold"), "").ok());  // revision 1
+  HoldWriter("hold");                                     // revision 2
+  Results results;
+  constexpr int kWrites = 50;
+  for (int i = 0; i < kWrites; ++i) {
+    std::string id = absl::StrCat("t", i);
+    store_->CreateAsync(NewTask(id), "", results.Slot(id));
+  }
+  Release();
+  auto done = results.Await(kWrites);
+  // In the order they were queued, revisions 3 .. 52.
+  for (int i = 0; i < kWrites; ++i) {
+    const absl::StatusOr<Task>& task = done.at(absl::StrCat("t", i));
+    ASSERT_TRUE(task.ok()) << task.status();
+    EXPECT_EQ(task->revision(), 3 + i);
+    EXPECT_EQ(task->etag(), absl::StrCat("r", 3 + i));
+  }
+  EXPECT_EQ(store_->CurrentRevision(), 2 + kWrites);
+  // One commit for the create, one for the held update, one for the 50.
+  std::vector<std::vector<int64_t>> commits = Commits();
+  ASSERT_EQ(commits.size(), 3u);
+  EXPECT_THAT(commits[0], ElementsAre(1));
+  EXPECT_THAT(commits[1], ElementsAre(2));
+  ASSERT_EQ(commits[2].size(), static_cast<size_t>(kWrites));
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(commits[2][i], 3 + i);
+  absl::MutexLock lock(&mu_);
+  EXPECT_THAT(observed_sizes_, ElementsAre(1, 1, kWrites));
+}
+
+TEST_F(GroupCommitTest, AFailingWriteInABatchFailsAlone) {
+  Open();
+  ASSERT_TRUE(store_->Create(NewTask("hold"), "").ok());    // 1
+  ASSERT_TRUE(store_->Create(NewTask("queued"), "").ok());  // 2
+  ASSERT_TRUE(store_->Create(NewTask("doomed"), "").ok());  // 3
+  HoldWriter("hold");                                       // 4
+  Results results;
+  store_->CreateAsync(NewTask("a"), "", results.Slot("create a"));
+  // The same id again, in the same batch: sees the first, uncommitted.
+  store_->CreateAsync(NewTask("a"), "", results.Slot("create a again"));
+  // A move the state does not allow (queued is enqueued, not assigned).
+  store_->UpdateAsync("queued", SetState(Task::assigned, Task::started),
+                      results.Slot("start queued"));
+  store_->UpdateAsync("queued", SetState(Task::enqueued, Task::assigned),
+                      results.Slot("assign queued"));
+  // Sees the assignment just before it, in the same transaction.
+  store_->UpdateAsync("queued", SetState(Task::assigned, Task::started),
+                      results.Slot("start queued after assign"));
+  store_->UpdateAsync("missing", SetState(Task::enqueued, Task::assigned),
+                      results.Slot("assign missing"));
+  store_->DeleteAsync(
+      "doomed",
+      [](const Task&) { return absl::AbortedError("etag does not match"); },
+      results.Slot("delete doomed refused"));
+  store_->DeleteAsync("doomed", nullptr, results.Slot("delete doomed"));
+  store_->CreateAsync(NewTask("b"), "", results.Slot("create b"));
+  Release();
+  auto done = results.Await(9);
+
+  auto code = [&](const std::string& key) {
+    return done.at(key).status().code();
+  };
+  auto revision = [&](const std::string& key) -> int64_t {
+    return done.at(key).ok() ? done.at(key)->revision() : -1;
+  };
+  EXPECT_EQ(revision("create a"), 5);
+  EXPECT_EQ(code("create a again"), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(code("start queued"), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(revision("assign queued"), 6);
+  EXPECT_EQ(revision("start queued after assign"), 7);
+  EXPECT_EQ(code("assign missing"), absl::StatusCode::kNotFound);
+  EXPECT_EQ(code("delete doomed refused"), absl::StatusCode::kAborted);
+  EXPECT_EQ(revision("delete doomed"), 8);
+  EXPECT_EQ(revision("create b"), 9);
+
+  // Only the successful writes are stored and recorded, contiguously.
+  EXPECT_EQ(store_->CurrentRevision(), 9);
+  std::vector<std::vector<int64_t>> commits = Commits();
+  ASSERT_EQ(commits.size(), 5u);
+  EXPECT_THAT(commits[4], ElementsAre(5, 6, 7, 8, 9));
+  absl::StatusOr<std::vector<Change>> history = store_->ReadChanges(1, 100);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->size(), 9u);
+  for (size_t i = 0; i < history->size(); ++i) {
+    EXPECT_EQ((*history)[i].revision, static_cast<int64_t>(i) + 1);
+  }
+  EXPECT_EQ(store_->Get("queued")->state(), Task::started);
+  EXPECT_EQ(store_->Get("doomed").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Get("a")->revision(), 5);
+}
+
+TEST_F(GroupCommitTest, AWriteRefusedByAConstraintFailsAlone) {
+  Open();
+  const std::string t1 = "11111111-1111-4111-8111-111111111111";
+  const std::string t2 = "22222222-2222-4222-8222-222222222222";
+  Task a = NewTask("a");
+  a.set_tenant_id(t1);
+  Task b = NewTask("b");
+  b.set_tenant_id(t2);
+  ASSERT_TRUE(store_->Create(NewTask("hold"), "").ok());  // 1
+  ASSERT_TRUE(store_->Create(a, "req").ok());             // 2
+  ASSERT_TRUE(store_->Create(b, "req").ok());             // 3
+  HoldWriter("hold");                                     // 4
+  Results results;
+  store_->UpdateAsync("a", SetState(Task::enqueued, Task::assigned),
+                      results.Slot("assign a"));
+  // Passes its checks, then fails in its UPDATE statement: moving b to
+  // tenant t1 collides with a's (tenant, request id).
+  store_->UpdateAsync(
+      "b",
+      [&t1](const Task& current) -> absl::StatusOr<Task> {
+        Task next = current;
+        next.set_tenant_id(t1);
+        return next;
+      },
+      results.Slot("move b"));
+  store_->CreateAsync(NewTask("c"), "", results.Slot("create c"));
+  Release();
+  auto done = results.Await(3);
+  EXPECT_EQ(done.at("move b").status().code(),
+            absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(done.at("assign a").ok()) << done.at("assign a").status();
+  ASSERT_TRUE(done.at("create c").ok()) << done.at("create c").status();
+  EXPECT_EQ(done.at("assign a")->revision(), 5);
+  EXPECT_EQ(done.at("create c")->revision(), 6);
+  EXPECT_EQ(store_->CurrentRevision(), 6);
+  EXPECT_EQ(store_->Get("b")->tenant_id(), t2);
+  absl::StatusOr<std::vector<Change>> history = store_->ReadChanges(1, 100);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 6u);
+  EXPECT_EQ(Replay(*history).at("b").tenant_id(), t2);
+}
+
+TEST_F(GroupCommitTest, AHalfAppliedWriteIsLeftOutAndTheBatchAppliedAgain) {
+  Open();
+  ASSERT_TRUE(store_->Create(NewTask("hold"), "").ok());  // 1
+  store_.reset();
+  // A history row already at revision 4 makes the history insert of the
+  // write that gets revision 4 fail after its task row went in: the write
+  // is half applied, as after a storage error between its two statements.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(options_.path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "INSERT INTO changes (revision, kind, task_id, task, "
+                         "committed_at) VALUES (4, 1, 'planted', x'', 0)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  Open();
+  HoldWriter("hold");  // 2
+  Results results;
+  std::atomic<int> runs{0};
+  store_->UpdateAsync(
+      "hold",
+      [&runs](const Task& current) -> absl::StatusOr<Task> {
+        runs.fetch_add(1);
+        Task next = current;
+        next.set_type("again");
+        return next;
+      },
+      results.Slot("update hold"));                                 // 3
+  store_->CreateAsync(NewTask("x"), "", results.Slot("create x"));  // 4
+  Release();
+  auto done = results.Await(2);
+  ASSERT_TRUE(done.at("update hold").ok()) << done.at("update hold").status();
+  EXPECT_EQ(done.at("update hold")->revision(), 3);
+  EXPECT_FALSE(done.at("create x").ok());
+  // The batch was applied again without x: the update's mutation ran twice,
+  // and x's task row went with the first attempt.
+  EXPECT_EQ(runs.load(), 2);
+  EXPECT_EQ(store_->CurrentRevision(), 3);
+  EXPECT_EQ(store_->Get("x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Get("hold")->type(), "again");
+}
+
+TEST_F(GroupCommitTest, AFailedCommitFailsTheBatchAndPublishesNothing) {
+  sqlite::FaultInjectionVfs* vfs =
+      sqlite::FaultInjectionVfs::Register("group-commit-faults");
+  options_.vfs = vfs->name();
+  options_.synchronous_full = true;  // every commit syncs the log
+  Open();
+  ASSERT_TRUE(store_->Create(NewTask("hold"), "").ok());    // 1
+  ASSERT_TRUE(store_->Create(NewTask("queued"), "").ok());  // 2
+  HoldWriter("hold", /*refuse=*/true);
+  Results results;
+  store_->CreateAsync(NewTask("x"), "", results.Slot("create x"));
+  store_->UpdateAsync("queued", SetState(Task::enqueued, Task::assigned),
+                      results.Slot("assign queued"));
+  store_->UpdateAsync("missing", SetState(Task::enqueued, Task::assigned),
+                      results.Slot("assign missing"));
+  // The held batch changes nothing and so syncs nothing; the next one,
+  // holding the writes above, fails at the sync of its commit.
+  int64_t injected_before = vfs->injected();
+  vfs->FailSyncs({SQLITE_IOERR_FSYNC, /*skip=*/0, /*times=*/1,
+                  sqlite::FaultInjectionVfs::kWal});
+  Release();
+  auto done = results.Await(3);
+  vfs->Clear();
+  EXPECT_EQ(vfs->injected() - injected_before, 1);
+  {
+    absl::MutexLock lock(&mu_);
+    ASSERT_TRUE(hold_result_.has_value());
+    EXPECT_EQ(hold_result_->status().code(), absl::StatusCode::kAborted);
+  }
+  EXPECT_EQ(done.at("create x").status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(done.at("assign queued").status().code(),
+            absl::StatusCode::kUnavailable);
+  // A write that had failed on its own keeps its own error.
+  EXPECT_EQ(done.at("assign missing").status().code(),
+            absl::StatusCode::kNotFound);
+  // Nothing of the failed batch was published.
+  EXPECT_EQ(store_->CurrentRevision(), 2);
+  std::vector<std::vector<int64_t>> commits = Commits();
+  EXPECT_EQ(commits.size(), 2u);
+
+  // The next write gets the next revision, and the failed ones are nowhere.
+  absl::StatusOr<Task> y = store_->Create(NewTask("y"), "");
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_EQ(y->revision(), 3);
+  EXPECT_EQ(store_->Get("x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Get("queued")->state(), Task::enqueued);
+  absl::StatusOr<std::vector<Change>> history = store_->ReadChanges(1, 100);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 3u);
+  EXPECT_EQ(history->back().task.id(), "y");
+}
+
+TEST_F(GroupCommitTest, ConcurrentWritersLoseAndDoubleNothing) {
+  options_.max_batch = 16;  // many batches, some full
+  Open();
+  constexpr int kThreads = 12, kTasks = 25;
+  std::atomic<int64_t> acknowledged{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kTasks; ++i) {
+        std::string id = absl::StrCat("w", t, "-", i);
+        absl::StatusOr<Task> created = store_->Create(NewTask(id), "");
+        ASSERT_TRUE(created.ok()) << created.status();
+        ASSERT_TRUE(
+            store_->Update(id, SetState(Task::enqueued, Task::assigned)).ok());
+        ASSERT_TRUE(
+            store_->Update(id, SetState(Task::assigned, Task::started)).ok());
+        // A move that must fail, interleaved with everyone's writes.
+        EXPECT_EQ(store_->Update(id, SetState(Task::enqueued, Task::assigned))
+                      .status()
+                      .code(),
+                  absl::StatusCode::kFailedPrecondition);
+        if (i % 5 == 0) {
+          ASSERT_TRUE(store_->Delete(id, nullptr).ok());
+          acknowledged.fetch_add(1);
+        }
+        acknowledged.fetch_add(3);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  int64_t total = acknowledged.load();
+  EXPECT_EQ(store_->CurrentRevision(), total);
+
+  // Every commit's changes follow the previous commit's, without a gap.
+  int64_t expected = 1;
+  for (const std::vector<int64_t>& commit : Commits()) {
+    for (int64_t revision : commit) EXPECT_EQ(revision, expected++);
+  }
+  EXPECT_EQ(expected, total + 1);
+
+  // The history holds every acknowledged change once, and replaying it
+  // gives the stored tasks exactly.
+  absl::StatusOr<std::vector<Change>> history =
+      store_->ReadChanges(1, static_cast<int>(total) + 10);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(static_cast<int64_t>(history->size()), total);
+  for (size_t i = 0; i < history->size(); ++i) {
+    ASSERT_EQ((*history)[i].revision, static_cast<int64_t>(i) + 1);
+    EXPECT_EQ((*history)[i].task.revision(), (*history)[i].revision);
+  }
+  std::map<std::string, Task> replayed = Replay(*history);
+  ListQuery query;
+  query.limit = 10000;
+  absl::StatusOr<ListResult> stored = store_->List(query);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->revision, total);
+  ASSERT_EQ(stored->tasks.size(), replayed.size());
+  for (const Task& task : stored->tasks) {
+    ASSERT_EQ(replayed.count(task.id()), 1u) << task.id();
+    EXPECT_EQ(replayed[task.id()].SerializeAsString(),
+              task.SerializeAsString());
+    EXPECT_EQ(task.state(), Task::started);
+  }
+  EXPECT_EQ(replayed.size(), static_cast<size_t>(kThreads * (kTasks - 5)));
+}
+
+TEST_F(GroupCommitTest, ABlockingWriteFromAMutationFailsInsteadOfWaiting) {
+  Open();
+  ASSERT_TRUE(store_->Create(NewTask("a"), "").ok());
+  absl::Status inner;
+  absl::StatusOr<Task> outer =
+      store_->Update("a", [&](const Task& current) -> absl::StatusOr<Task> {
+        inner = store_->Create(NewTask("b"), "").status();
+        return current;
+      });
+  EXPECT_TRUE(outer.ok()) << outer.status();
+  EXPECT_EQ(inner.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(inner.message(), HasSubstr("writer thread"));
+}
+
+TEST_F(GroupCommitTest, ClosingCompletesEveryQueuedWrite) {
+  Open();
+  ASSERT_TRUE(store_->Create(NewTask("hold"), "").ok());
+  HoldWriter("hold");
+  Results results;
+  for (int i = 0; i < 20; ++i) {
+    std::string id = absl::StrCat("c", i);
+    store_->CreateAsync(NewTask(id), "", results.Slot(id));
+  }
+  std::thread closer([this] { store_.reset(); });
+  Release();
+  closer.join();
+  auto done = results.Await(20);
+  for (const auto& [id, result] : done) {
+    EXPECT_TRUE(result.ok()) << id << ": " << result.status();
+  }
+  Open();
+  EXPECT_EQ(store_->CurrentRevision(), 22);
+  EXPECT_TRUE(store_->Get("c19").ok());
+}
+
+TEST_F(GroupCommitTest, HistoryTrimRidesAlongWithABatch) {
+  options_.history_max_changes = 10;
+  options_.history_trim_interval = 8;
+  Open();
+  ASSERT_TRUE(store_->Create(NewTask("hold"), "").ok());
+  HoldWriter("hold");
+  Results results;
+  for (int i = 0; i < 30; ++i) {
+    std::string id = absl::StrCat("h", i);
+    store_->CreateAsync(NewTask(id), "", results.Slot(id));
+  }
+  Release();
+  results.Await(30);
+  // 32 changes; the batch of 30 trimmed the history down to the last 10
+  // before its calls returned.
+  EXPECT_EQ(store_->CurrentRevision(), 32);
+  EXPECT_EQ(store_->OldestRevision(), 23);
+  absl::StatusOr<std::vector<Change>> kept = store_->ReadChanges(23, 100);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->size(), 10u);
+  EXPECT_EQ(store_->ReadChanges(5, 10).status().code(),
+            absl::StatusCode::kOutOfRange);
+}
+
+// The whole path through gRPC: the callback handlers hand writes to the
+// store asynchronously and finish from the writer thread.
+class GroupCommitServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TaskServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.store.path = dir_.File("taskd.db");
+    options.store.synchronous_full = false;
+    absl::StatusOr<std::unique_ptr<TaskServer>> server =
+        TaskServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    client_ = std::make_unique<TaskClient>(channel_);
+  }
+  void TearDown() override {
+    client_.reset();
+    if (server_) server_->Shutdown(absl::Seconds(2));
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<TaskServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<TaskClient> client_;
+};
+
+TEST_F(GroupCommitServerTest, EveryAcknowledgedChangeIsWatchedOnceInOrder) {
+  auto stub = tasks::v1::TaskService::NewStub(channel_);
+  grpc::ClientContext watch_context;
+  WatchTasksRequest request;
+  request.set_start_revision(1);
+  auto reader = stub->WatchTasks(&watch_context, request);
+
+  constexpr int kThreads = 16, kTasks = 10;
+  absl::Mutex mu;
+  // revision -> the task as its call returned it
+  std::map<int64_t, Task> acknowledged;
+  auto record = [&](const absl::StatusOr<Task>& task) {
+    ASSERT_TRUE(task.ok()) << task.status();
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(acknowledged.emplace(task->revision(), *task).second)
+        << "revision " << task->revision() << " acknowledged twice";
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kTasks; ++i) {
+        Task task;
+        task.set_id(absl::StrCat("g", t, "-", i));
+        task.set_type("backup");
+        absl::StatusOr<Task> created = client_->Create(task);
+        record(created);
+        if (!created.ok()) return;
+        // The same id again fails alone, whatever batch it lands in.
+        EXPECT_EQ(client_->Create(task).status().code(),
+                  absl::StatusCode::kAlreadyExists);
+        record(client_->Assign(created->id(), "agent-7"));
+        EXPECT_EQ(client_->Resume(created->id()).status().code(),
+                  absl::StatusCode::kFailedPrecondition);
+        record(client_->Start(created->id()));
+        record(client_->Complete(created->id(), Task::ok));
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  constexpr int64_t kTotal = kThreads * kTasks * 4;
+  ASSERT_EQ(static_cast<int64_t>(acknowledged.size()), kTotal);
+  EXPECT_EQ(acknowledged.begin()->first, 1);
+  EXPECT_EQ(acknowledged.rbegin()->first, kTotal);
+
+  std::vector<TaskEvent> events;
+  WatchTasksResponse response;
+  while (static_cast<int64_t>(events.size()) < kTotal &&
+         reader->Read(&response)) {
+    for (const TaskEvent& event : response.events()) events.push_back(event);
+  }
+  watch_context.TryCancel();
+  ASSERT_EQ(static_cast<int64_t>(events.size()), kTotal);
+  for (int64_t i = 0; i < kTotal; ++i) {
+    const TaskEvent& event = events[i];
+    ASSERT_EQ(event.revision(), i + 1);
+    EXPECT_EQ(event.task().SerializeAsString(),
+              acknowledged[i + 1].SerializeAsString())
+        << "revision " << i + 1;
+  }
+}
+
+}  // namespace
+}  // namespace taskd
