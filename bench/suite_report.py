@@ -89,6 +89,8 @@ def section(label, runs, facts, commands):
         ("sqlite-insert-1", "1 insert per transaction", "taskd's (10000 pages)"),
         ("sqlite-insert-64", "64 per transaction", "taskd's (10000 pages)"),
         ("sqlite-insert-1024", "1024 per transaction", "taskd's (10000 pages)"),
+        ("sqlite-insert-1-after", "1 insert per transaction, again after CreateTask", "taskd's (10000 pages)"),
+        ("sqlite-insert-64-after", "64 per transaction, again after CreateTask", "taskd's (10000 pages)"),
         ("sqlite-insert-1-default", "1 insert per transaction", "SQLite's default (1000 pages)"),
         ("sqlite-insert-64-default", "64 per transaction", "SQLite's default (1000 pages)"),
     ]:
@@ -188,9 +190,19 @@ def section(label, runs, facts, commands):
     def goal(text, value, ok):
         w(f"| {text} | {value} | {'met' if ok else '**missed**'} |")
 
-    for suffix, what in [("", "taskd's checkpoints"), ("-default", "SQLite's default checkpoints")]:
-        one = r(f"sqlite-insert-1{suffix}", "ops_per_s")
-        b64 = r(f"sqlite-insert-64{suffix}", "ops_per_s")
+    def best(*names):
+        values = [r(name, "ops_per_s") for name in names]
+        values = [v for v in values if v]
+        return max(values) if values else None
+
+    for suffix, what in [("", "taskd's checkpoints; the higher of the runs before and after"),
+                         ("-default", "SQLite's default checkpoints")]:
+        if suffix:
+            one = best(f"sqlite-insert-1{suffix}")
+            b64 = best(f"sqlite-insert-64{suffix}")
+        else:
+            one = best("sqlite-insert-1", "sqlite-insert-1-after")
+            b64 = best("sqlite-insert-64", "sqlite-insert-64-after")
         if create and one:
             goal(f"durable CreateTask at 64 ≥ 4× raw one-txn-per-insert ({what})",
                  f"{create:,.0f} / {one:,.0f} = {create / one:.1f}×", create >= 4 * one)

@@ -360,10 +360,10 @@ class SqliteTaskStore final : public TaskStore {
       ABSL_LOCKS_EXCLUDED(write_mu_);
   // Applies the batch's writes (except those left out) in one transaction
   // and commits it; the changes made go to *changes, in revision order. On
-  // success, *trimmed tells whether the history was trimmed with it. An
-  // error: nothing was committed.
+  // success, *oldest is the history's new lower bound if the history was
+  // trimmed with the batch, else 0. An error: nothing was committed.
   absl::Status CommitBatch(std::vector<std::unique_ptr<PendingWrite>>* batch,
-                           std::vector<Change>* changes, bool* trimmed)
+                           std::vector<Change>* changes, int64_t* oldest)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Applies one write inside the open transaction; a change gets
   // `revision`. On success appends the change (if any) to *changes.
@@ -396,13 +396,15 @@ class SqliteTaskStore final : public TaskStore {
   // The revision counter, written once per batch.
   absl::Status WriteRevision(int64_t revision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // After a successful commit: publish the revision, notify. `trimmed`: the
-  // batch trimmed the history (and set the oldest revision).
-  void Publish(const std::vector<Change>& changes, bool trimmed,
+  // After a successful commit: publish the revision and the history's new
+  // lower bound `oldest` (0: unchanged), notify.
+  void Publish(const std::vector<Change>& changes, int64_t oldest,
                absl::Duration took) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Drops the history beyond the limits, inside the batch's transaction;
-  // `last_revision` is the batch's last revision.
-  void TrimHistory(int64_t last_revision)
+  // Drops the history beyond the limits, inside the batch's transaction
+  // (`last_revision` is the batch's last revision). Returns the new lower
+  // bound, to publish once the batch has committed, or 0 if nothing was
+  // dropped.
+  int64_t TrimHistory(int64_t last_revision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   const SqliteTaskStoreOptions options_;
@@ -621,17 +623,21 @@ absl::Status SqliteTaskStore::WriteRevision(int64_t revision) {
   return statement->Run();
 }
 
-void SqliteTaskStore::Publish(const std::vector<Change>& changes, bool trimmed,
-                              absl::Duration took) {
+void SqliteTaskStore::Publish(const std::vector<Change>& changes,
+                              int64_t oldest, absl::Duration took) {
   if (options_.observe_commit) options_.observe_commit(took, changes.size());
   current_revision_ = changes.back().revision;
-  if (!trimmed && oldest_revision_.load() > changes.front().revision) {
-    oldest_revision_ = changes.front().revision;
+  if (oldest > 0) {
+    // The trim is committed: readers of the dropped revisions meanwhile
+    // found them missing (ReadChanges checks the first revision it read).
+    oldest_revision_ = oldest;
+  } else if (oldest_revision_.load() > changes.front().revision) {
+    oldest_revision_ = changes.front().revision;  // the history was empty
   }
   if (options_.on_commit) options_.on_commit(changes);
 }
 
-void SqliteTaskStore::TrimHistory(int64_t last_revision) {
+int64_t SqliteTaskStore::TrimHistory(int64_t last_revision) {
   int64_t keep_from = 0;  // drop changes with revision < keep_from
   if (options_.history_max_changes > 0) {
     keep_from = last_revision - options_.history_max_changes + 1;
@@ -639,29 +645,27 @@ void SqliteTaskStore::TrimHistory(int64_t last_revision) {
   if (options_.history_max_age > absl::ZeroDuration()) {
     absl::StatusOr<Statement*> prepared = writer_->Prepare(
         "SELECT MIN(revision) FROM changes WHERE committed_at >= ?1");
-    if (!prepared.ok()) return;
+    if (!prepared.ok()) return 0;
     ScopedStatement statement(*prepared);
     statement->BindInt64(1, absl::ToUnixMicros(options_.clock->Now() -
                                                options_.history_max_age));
     absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return;
+    if (!row.ok()) return 0;
     int64_t first_young = statement->ColumnInt64(0);
     if (first_young == 0) first_young = last_revision + 1;
     keep_from = std::max(keep_from, first_young);
   }
-  if (keep_from <= oldest_revision_.load()) return;
-  // Publish the new lower bound before deleting, so that a reader never
-  // believes a revision is available while it is being removed.
-  oldest_revision_ = keep_from;
+  if (keep_from <= oldest_revision_.load()) return 0;
   absl::StatusOr<Statement*> prepared =
       writer_->Prepare("DELETE FROM changes WHERE revision < ?1");
-  if (!prepared.ok()) return;
+  if (!prepared.ok()) return 0;
   ScopedStatement statement(*prepared);
   statement->BindInt64(1, keep_from);
   // One statement is atomic: a failed trim changed nothing (unless SQLite
-  // rolled the whole transaction back, which ApplyBatch notices) and is
+  // rolled the whole transaction back, which CommitBatch notices) and is
   // retried at the next interval.
-  (void)statement->Run();
+  if (!statement->Run().ok()) return 0;
+  return keep_from;
 }
 
 absl::Status SqliteTaskStore::UpdateRow(const Task& current, const Task& next) {
@@ -753,8 +757,8 @@ void SqliteTaskStore::ApplyBatch(
     absl::MutexLock lock(&write_mu_);
     absl::Time start = absl::Now();
     std::vector<Change> changes;
-    bool trimmed = false;
-    absl::Status status = CommitBatch(batch, &changes, &trimmed);
+    int64_t oldest = 0;
+    absl::Status status = CommitBatch(batch, &changes, &oldest);
     if (!status.ok()) {
       // Nothing was committed and nothing is published: the revision stays
       // where it was. Every write fails with the batch's error, except those
@@ -763,10 +767,7 @@ void SqliteTaskStore::ApplyBatch(
         if (write->result.ok()) write->result = status;
       }
     } else if (!changes.empty()) {
-      commits_since_trim_ =
-          trimmed ? 0
-                  : commits_since_trim_ + static_cast<int64_t>(changes.size());
-      Publish(changes, trimmed, absl::Now() - start);
+      Publish(changes, oldest, absl::Now() - start);
     }
   }
   for (std::unique_ptr<PendingWrite>& write : *batch) {
@@ -776,10 +777,10 @@ void SqliteTaskStore::ApplyBatch(
 
 absl::Status SqliteTaskStore::CommitBatch(
     std::vector<std::unique_ptr<PendingWrite>>* batch,
-    std::vector<Change>* changes, bool* trimmed) {
+    std::vector<Change>* changes, int64_t* oldest) {
   for (int attempt = 0;; ++attempt) {
     changes->clear();
-    *trimmed = false;
+    *oldest = 0;
     Transaction transaction(writer_.get());  // rolls back unless committed
     if (absl::Status status = transaction.Begin(); !status.ok()) {
       for (auto& write : *batch) {
@@ -816,22 +817,26 @@ absl::Status SqliteTaskStore::CommitBatch(
       continue;
     }
     absl::Status status;
-    if (!changes->empty()) {
+    bool trim = !changes->empty() &&
+                commits_since_trim_ + static_cast<int64_t>(changes->size()) >=
+                    options_.history_trim_interval;
+    if (trim) {
       // The history trim rides along with the batch: no sync of its own,
       // and done before the batch's calls return.
-      if (commits_since_trim_ + static_cast<int64_t>(changes->size()) >=
-          options_.history_trim_interval) {
-        TrimHistory(revision);
-        *trimmed = true;
-        if (!InTransaction()) {
-          status = absl::UnavailableError(
-              "the write transaction was rolled back while trimming the "
-              "history");
-        }
+      *oldest = TrimHistory(revision);
+      if (!InTransaction()) {
+        status = absl::UnavailableError(
+            "the write transaction was rolled back while trimming the "
+            "history");
       }
-      if (status.ok()) status = WriteRevision(revision);
     }
+    if (status.ok() && !changes->empty()) status = WriteRevision(revision);
     if (status.ok()) status = transaction.Commit();
+    if (status.ok()) {
+      commits_since_trim_ =
+          trim ? 0
+               : commits_since_trim_ + static_cast<int64_t>(changes->size());
+    }
     return status;
   }
 }

@@ -147,6 +147,9 @@ class FaultInjectionTest : public ::testing::Test {
     options.store.path = db_path();
     options.store.vfs = vfs_->name();
     options.store.synchronous_full = synchronous_full_;
+    if (checkpoint_pages_ > 0) {
+      options.store.checkpoint_pages = checkpoint_pages_;
+    }
     absl::StatusOr<std::unique_ptr<TaskServer>> server =
         TaskServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -183,6 +186,7 @@ class FaultInjectionTest : public ::testing::Test {
   static FaultInjectionVfs* vfs_;
   testing::TempDir dir_;
   bool synchronous_full_ = true;
+  int checkpoint_pages_ = 0;  // 0: the store's default
   std::unique_ptr<TaskServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<TaskClient> client_;
@@ -342,20 +346,18 @@ TEST_F(FaultInjectionTest, FailingAnyOneCallOfACommit) {
 
 // Checkpoints write the database file; when only those writes fail, commits
 // (which write the WAL) go on, and the WAL is folded in once the disk works.
-// Disabled: with group commit, 300 creates no longer reach an automatic
-// checkpoint, so the fault is never injected; the test needs more writes or
-// a lower wal_autocheckpoint. Left for the reliability follow-up.
-TEST_F(FaultInjectionTest, DISABLED_FailingCheckpointsDoNotFailCommits) {
+TEST_F(FaultInjectionTest, FailingCheckpointsDoNotFailCommits) {
   synchronous_full_ = false;
+  checkpoint_pages_ = 100;  // the default (10,000) takes far more writes
   Restart();
   vfs_->FailWrites({SQLITE_IOERR_WRITE, 0, -1, FaultInjectionVfs::kMainDb});
-  // Enough pages for several automatic checkpoints (every 1000 WAL pages).
+  // Enough pages for several automatic checkpoints (every 100 WAL pages).
   for (int i = 0; i < 300; ++i) {
     absl::StatusOr<Task> created = Create(absl::StrCat("t", i));
     ASSERT_TRUE(created.ok()) << created.status();
   }
   EXPECT_GT(vfs_->injected(), 0) << "no checkpoint was attempted";
-  EXPECT_GT(std::filesystem::file_size(db_path() + "-wal"), 1u << 20);
+  EXPECT_GT(std::filesystem::file_size(db_path() + "-wal"), 100u * 4096);
   ExpectConsistent();
   // Closing cannot checkpoint either; the WAL stays and is read at start.
   Restart();
@@ -554,18 +556,13 @@ class FaultInjectionStoreTest : public ::testing::Test {
   testing::TempDir dir_;
 };
 
-// Issue 7 finding, in the group-commit write path (storage owner): the
-// history trim runs inside the batch's transaction and publishes the new
-// lower bound (OldestRevision) before the COMMIT. When that COMMIT fails,
-// the deletion is rolled back but the bound stays raised, so the store
-// reports revisions as compacted that are still in the database, and would
-// be served, until the next successful commit recomputes the bound (a
-// watcher resuming there meanwhile gets OUT_OF_RANGE and must list again).
-// Proposed fix: compute the bound in TrimHistory but publish it in
-// Publish(), after the commit succeeded; readers stay safe because
-// ReadChanges re-checks the bound and the first revision after reading.
-// Enable once fixed.
-TEST_F(FaultInjectionStoreTest, DISABLED_AFailedCommitLeavesTheHistoryBound) {
+// Issue 7 finding, in the group-commit write path (fixed there): the
+// history trim runs inside the batch's transaction, and its new lower bound
+// (OldestRevision) is published only once the COMMIT succeeded. When the
+// COMMIT fails, the deletion is rolled back and the bound must stay where
+// it was, or the store would report revisions as compacted that are still
+// in the database (a watcher resuming there would get OUT_OF_RANGE).
+TEST_F(FaultInjectionStoreTest, AFailedCommitLeavesTheHistoryBound) {
   SqliteTaskStoreOptions options;
   options.path = dir_.File("taskd.db");
   options.vfs = vfs_->name();
