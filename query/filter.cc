@@ -778,4 +778,20 @@ std::shared_ptr<const FilterExpr> EqualsFilter(TaskField field,
   return expr;
 }
 
+std::optional<FieldValue> RequiredValue(const FilterExpr* expr,
+                                        TaskField field) {
+  if (expr == nullptr) return std::nullopt;
+  if (expr->kind == FilterExpr::Kind::kCompare && expr->field == field &&
+      expr->cmp == Comparator::kEq) {
+    return expr->value;
+  }
+  if (expr->kind != FilterExpr::Kind::kAnd) return std::nullopt;
+  for (const FilterExpr& child : expr->children) {
+    if (std::optional<FieldValue> value = RequiredValue(&child, field)) {
+      return value;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace taskd

@@ -53,6 +53,7 @@
 #define TASKD_QUERY_FILTER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,6 +97,14 @@ bool Matches(const FilterExpr* expr, const tasks::v1::Task& task);
 // Conjunction helper: `a AND b`, where either side may be null ("all").
 std::shared_ptr<const FilterExpr> AndFilters(
     std::shared_ptr<const FilterExpr> a, std::shared_ptr<const FilterExpr> b);
+
+// If every task that `expr` matches has `field` equal to one value (the
+// filter is `field = "v"`, or an AND with such a condition at its top), that
+// value; otherwise nullopt. Conservative: a filter that pins the field in a
+// form this does not recognise (an OR of equal branches, say) gets nullopt.
+// WatchHub uses it to route changes to the watchers of one tenant.
+std::optional<FieldValue> RequiredValue(const FilterExpr* expr,
+                                        TaskField field);
 
 // A filter that holds exactly for tasks whose `field` equals `value`.
 std::shared_ptr<const FilterExpr> EqualsFilter(TaskField field,

@@ -764,4 +764,32 @@ TEST(MatchesTest, AgreesWithFieldValueOfForEveryField) {
 }
 
 }  // namespace
+TEST(RequiredValueTest, FindsAnEqualityThatEveryMatchMustHave) {
+  auto required = [](std::string_view text) -> std::optional<FieldValue> {
+    absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
+        ParseFilter(text);
+    EXPECT_TRUE(filter.ok()) << filter.status();
+    return RequiredValue(filter->get(), TaskField::kTenantId);
+  };
+  EXPECT_EQ(required("tenant_id = \"t1\""), FieldValue(std::string("t1")));
+  EXPECT_EQ(required("state = started AND (type = a AND tenant_id = t2)"),
+            FieldValue(std::string("t2")));
+  EXPECT_EQ(required("tenant_id = t3 state = started"),
+            FieldValue(std::string("t3")));
+  // Forms that do not pin the tenant, or not in a way it recognises.
+  EXPECT_EQ(required(""), std::nullopt);
+  EXPECT_EQ(required("state = started"), std::nullopt);
+  EXPECT_EQ(required("tenant_id != t1"), std::nullopt);
+  EXPECT_EQ(required("tenant_id >= t1"), std::nullopt);
+  EXPECT_EQ(required("NOT tenant_id = t1"), std::nullopt);
+  EXPECT_EQ(required("tenant_id = t1 OR tenant_id = t2"), std::nullopt);
+  EXPECT_EQ(required("tenant_id = t1 OR tenant_id = t1"), std::nullopt);
+  // A scope ANDed to a request's filter pins it.
+  std::shared_ptr<const FilterExpr> scoped =
+      AndFilters(*ParseFilter("state = started OR state = paused"),
+                 EqualsFilter(TaskField::kTenantId, std::string("t4")));
+  EXPECT_EQ(RequiredValue(scoped.get(), TaskField::kTenantId),
+            FieldValue(std::string("t4")));
+}
+
 }  // namespace taskd

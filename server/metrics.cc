@@ -1,9 +1,17 @@
 #include "server/metrics.h"
 
+#include <optional>
+#include <string>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "base/error_details.h"
 #include "base/log.h"
+#include "google/protobuf/descriptor.h"
+#include "server/grpc_status.h"
+#include "tasks/v1/tasks.pb.h"
 
 namespace taskd {
 namespace {
@@ -41,6 +49,33 @@ std::string CodeName(grpc::StatusCode code) {
   return absl::StrCat(index);
 }
 
+// gRPC 1.51's callback API answers a request it cannot decode (malformed
+// bytes, a string field that is not UTF-8) with UNIMPLEMENTED and no
+// message. Every TaskService method is implemented, so for them that status
+// can only mean such a request: it becomes INVALID_ARGUMENT, saying so.
+std::optional<grpc::Status> UndecodableRequest(const char* method,
+                                               const grpc::Status& status) {
+  constexpr absl::string_view kPrefix = "/tasks.v1.TaskService/";
+  if (status.error_code() != grpc::StatusCode::UNIMPLEMENTED ||
+      method == nullptr || !absl::StartsWith(method, kPrefix)) {
+    return std::nullopt;
+  }
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          "tasks.v1.TaskService");
+  const google::protobuf::MethodDescriptor* descriptor =
+      service == nullptr
+          ? nullptr
+          : service->FindMethodByName(
+                std::string(absl::string_view(method).substr(kPrefix.size())));
+  if (descriptor == nullptr) return std::nullopt;
+  return ToGrpcStatus(WithReason(
+      absl::InvalidArgumentError(absl::StrCat(
+          "request: not a valid ", descriptor->input_type()->full_name(),
+          " (malformed bytes, or a string field that is not UTF-8)")),
+      "MALFORMED_REQUEST"));
+}
+
 class CallObserver final : public grpc::experimental::Interceptor {
  public:
   CallObserver(grpc::experimental::ServerRpcInfo* info, Metrics* metrics,
@@ -66,6 +101,11 @@ class CallObserver final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
       grpc::Status status = methods->GetSendStatus();
+      if (std::optional<grpc::Status> rewritten =
+              UndecodableRequest(info_->method(), status)) {
+        status = *rewritten;
+        methods->ModifySendStatus(status);
+      }
       absl::Duration took = absl::Now() - start_;
       std::string method = info_->method() ? info_->method() : "?";
       std::string code = CodeName(status.error_code());

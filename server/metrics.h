@@ -63,7 +63,9 @@ class Metrics {
 // Observes every call: metrics (if `metrics` is not null) and one log line,
 // at debug level for successes and at warning for errors, with method,
 // status, peer, tenant and duration. `authorizer` (may be null) names the
-// caller's tenant.
+// caller's tenant. A TaskService request gRPC could not decode, which gRPC
+// 1.51 answers with a bare UNIMPLEMENTED, is answered INVALID_ARGUMENT
+// (reason MALFORMED_REQUEST) instead.
 class CallObserverFactory
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:

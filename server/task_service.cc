@@ -1,7 +1,9 @@
 #include "server/task_service.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/error_details.h"
@@ -489,16 +491,30 @@ grpc::ServerUnaryReactor* TaskService::CancelTask(
   return ServeWrite(context, Method::kCancel, *request, response);
 }
 
-grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>*
-TaskService::WatchTasks(grpc::CallbackServerContext* context,
-                        const tasks::v1::WatchTasksRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* TaskService::WatchTasks(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
   absl::StatusOr<Caller> caller =
       authorizer_->Authorize(*context, Method::kWatch);
   if (!caller.ok()) return watch_hub_->Refuse(caller.status());
+  tasks::v1::WatchTasksRequest request;
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (raw->Dump(&slices).ok()) {
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+  }
+  if (!request.ParseFromString(bytes)) {
+    return watch_hub_->Refuse(WithReason(
+        absl::InvalidArgumentError(
+            "request: not a valid tasks.v1.WatchTasksRequest (malformed "
+            "bytes, or a string field that is not UTF-8)"),
+        "MALFORMED_REQUEST"));
+  }
   std::shared_ptr<const FilterExpr> scope;
   if (caller->scoped())
     scope = EqualsFilter(TaskField::kTenantId, caller->tenant);
-  return watch_hub_->Watch(context, request, scope, caller->tenant);
+  return watch_hub_->Watch(context, &request, scope, caller->tenant);
 }
 
 }  // namespace taskd

@@ -34,7 +34,11 @@ struct TaskServiceOptions {
   Clock* clock = Clock::Real();
 };
 
-class TaskService final : public tasks::v1::TaskService::CallbackService {
+// WatchTasks is served raw (its responses are assembled from pre-encoded
+// events, see watch_hub.h); its request is decoded here.
+class TaskService final
+    : public tasks::v1::TaskService::WithRawCallbackMethod_WatchTasks<
+          tasks::v1::TaskService::CallbackService> {
  public:
   // `store`, `watch_hub` and `authorizer` are not owned and must outlive
   // the service.
@@ -102,9 +106,10 @@ class TaskService final : public tasks::v1::TaskService::CallbackService {
   grpc::ServerUnaryReactor* CancelTask(
       grpc::CallbackServerContext* context,
       const tasks::v1::CancelTaskRequest* request, Task* response) override;
-  grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>* WatchTasks(
+  // Writes serialized WatchTasksResponse messages.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchTasks(
       grpc::CallbackServerContext* context,
-      const tasks::v1::WatchTasksRequest* request) override;
+      const grpc::ByteBuffer* request) override;
 
  private:
   struct MoveRequest;

@@ -3,16 +3,19 @@
 #include <algorithm>
 #include <optional>
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/error_details.h"
 #include "base/log.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/grpc_status.h"
 
 namespace taskd {
 
+using google::protobuf::io::CodedOutputStream;
 using tasks::v1::TaskEvent;
 using tasks::v1::WatchTasksRequest;
 using tasks::v1::WatchTasksResponse;
@@ -38,6 +41,44 @@ bool Visible(const FilterExpr* filter, const Change& change) {
          (change.previous.has_value() && Matches(filter, *change.previous));
 }
 
+// The first byte of every WatchTasksResponse.events entry: field number and
+// the length-delimited wire type.
+constexpr uint32_t kEventsTag =
+    (WatchTasksResponse::kEventsFieldNumber << 3) | 2;
+static_assert(kEventsTag < 0x80, "the events tag must fit one byte");
+
+// One WatchTasksResponse.events entry, encoded: a response is the
+// concatenation of such entries and the tail (EncodeTail).
+grpc::Slice EncodeEvent(TaskEvent::Type type, int64_t revision,
+                        const Task& task) {
+  TaskEvent event;
+  event.set_type(type);
+  event.set_revision(revision);
+  // Borrow the task rather than copy it; it is released before `event`
+  // goes out of scope.
+  event.unsafe_arena_set_allocated_task(const_cast<Task*>(&task));
+  size_t size = event.ByteSizeLong();
+  size_t total = 1 + CodedOutputStream::VarintSize32(size) + size;
+  grpc_slice slice = grpc_slice_malloc(total);
+  uint8_t* out = GRPC_SLICE_START_PTR(slice);
+  *out++ = static_cast<uint8_t>(kEventsTag);
+  out =
+      CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(size), out);
+  event.SerializeWithCachedSizesToArray(out);
+  event.unsafe_arena_release_task();
+  return grpc::Slice(slice, grpc::Slice::STEAL_REF);
+}
+
+// The fields of a response after its events.
+grpc::Slice EncodeTail(int64_t revision, bool initial_state_complete,
+                       bool progress) {
+  WatchTasksResponse tail;
+  tail.set_revision(revision);
+  tail.set_initial_state_complete(initial_state_complete);
+  tail.set_progress(progress);
+  return grpc::Slice(tail.SerializeAsString());
+}
+
 }  // namespace
 
 // One WatchTasks stream.
@@ -47,7 +88,7 @@ bool Visible(const FilterExpr* filter, const Change& change) {
 // under the lock and acts after releasing it. The hub and gRPC each hold a
 // reference; the object is deleted when both are dropped.
 class WatchHub::Watcher final
-    : public grpc::ServerWriteReactor<WatchTasksResponse> {
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   Watcher(WatchHub* hub, std::shared_ptr<const FilterExpr> filter,
           int64_t next_revision, absl::Duration progress_interval)
@@ -68,9 +109,16 @@ class WatchHub::Watcher final
     in_initial_ = true;
   }
 
-  // Whose stream this is; set once at registration.
-  void set_tenant(const std::string& tenant) { tenant_ = tenant; }
-  const std::string& tenant() const { return tenant_; }
+  // Whose stream this is (for the per-tenant cap), and the tenant the
+  // filter pins (for routing; null if none). Set once at registration.
+  void set_caller_tenant(const std::string& tenant) { caller_tenant_ = tenant; }
+  const std::string& caller_tenant() const { return caller_tenant_; }
+  void set_route(std::string tenant, std::shared_ptr<Tenant> route) {
+    route_tenant_ = std::move(tenant);
+    route_ = std::move(route);
+  }
+  const std::string& route_tenant() const { return route_tenant_; }
+  Tenant* route() const { return route_.get(); }
 
   void Ref() { refs_.fetch_add(1); }
   void Unref() {
@@ -80,6 +128,11 @@ class WatchHub::Watcher final
   void RequestShutdown() {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
+  }
+
+  // Whether a progress response is due at `now` (lock-free, may be stale).
+  bool ProgressDue(absl::Time now) const {
+    return absl::ToUnixMicros(now) >= progress_due_us_.load();
   }
 
   // Ends the call with `status` before anything was sent.
@@ -101,12 +154,15 @@ class WatchHub::Watcher final
       absl::MutexLock lock(&mu_);
       if (finished_ || writing_) return;
       absl::Time now = absl::Now();
-      response_.Clear();
+      Response response;
+      int64_t revision = 0;
+      bool initial_state_complete = false;
+      bool progress = false;
       if (shutting_down_) {
         if (!final_progress_sent_) {
           final_progress_sent_ = true;
-          response_.set_progress(true);
-          response_.set_revision(next_revision_ - 1);
+          progress = true;
+          revision = next_revision_ - 1;
           action = Action::kWrite;
         } else {
           action = Action::kFinish;
@@ -119,33 +175,38 @@ class WatchHub::Watcher final
                          {{"resume_revision", absl::StrCat(next_revision_)}}));
         }
       } else if (in_initial_) {
-        FillInitialLocked();
+        FillInitialLocked(&response, &revision, &initial_state_complete);
         action = Action::kWrite;
       } else {
-        absl::Status status =
-            hub_->Collect(filter_.get(), &next_revision_, &response_);
+        absl::Status status = hub_->Collect(filter_.get(), route_.get(),
+                                            &next_revision_, &response);
         if (!status.ok()) {
           action = Action::kFinish;
           finish_status = ToGrpcStatus(status);
-        } else if (response_.events_size() > 0) {
-          hub_->events_delivered_.fetch_add(response_.events_size());
-          response_.set_revision(next_revision_ - 1);
+        } else if (!response.events.empty()) {
+          hub_->events_delivered_.fetch_add(response.events.size());
+          revision = next_revision_ - 1;
           action = Action::kWrite;
         } else if (now >= next_progress_at_) {
-          response_.set_progress(true);
-          response_.set_revision(next_revision_ - 1);
+          progress = true;
+          revision = next_revision_ - 1;
           action = Action::kWrite;
         }
       }
       if (action == Action::kWrite) {
+        response.events.push_back(
+            EncodeTail(revision, initial_state_complete, progress));
+        buffer_ =
+            grpc::ByteBuffer(response.events.data(), response.events.size());
         writing_ = true;
         next_progress_at_ = now + progress_interval_;
+        progress_due_us_ = absl::ToUnixMicros(next_progress_at_);
       } else if (action == Action::kFinish) {
         finished_ = true;
       }
     }
     if (action == Action::kWrite) {
-      StartWrite(&response_);
+      StartWrite(&buffer_);
     } else if (action == Action::kFinish) {
       Finish(finish_status);
     }
@@ -156,6 +217,7 @@ class WatchHub::Watcher final
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
+      buffer_.Clear();  // drop the slices' references now
       if (!ok && !finished_) {
         // The stream is broken (client gone); OnCancel usually follows.
         finished_ = true;
@@ -177,27 +239,23 @@ class WatchHub::Watcher final
   }
 
  private:
-  void FillInitialLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    size_t bytes = 0;
-    while (initial_pos_ < initial_.size() &&
-           response_.events_size() < hub_->options_.max_events_per_response &&
-           bytes < hub_->options_.max_response_bytes) {
-      Task& task = initial_[initial_pos_++];
-      TaskEvent* event = response_.add_events();
-      event->set_type(TaskEvent::CREATED);
-      event->set_revision(task.revision());
-      bytes += task.ByteSizeLong();
-      *event->mutable_task() = std::move(task);
+  void FillInitialLocked(Response* response, int64_t* revision, bool* complete)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (initial_pos_ < initial_.size() && !hub_->Full(*response)) {
+      const Task& task = initial_[initial_pos_++];
+      response->events.push_back(
+          EncodeEvent(TaskEvent::CREATED, task.revision(), task));
+      response->bytes += response->events.back().size();
     }
     if (initial_pos_ == initial_.size()) {
-      response_.set_initial_state_complete(true);
-      response_.set_revision(initial_revision_);
+      *complete = true;
+      *revision = initial_revision_;
       in_initial_ = false;
       std::vector<Task>().swap(initial_);  // release the memory now
     } else {
       // Mid-snapshot responses carry no resume point: the snapshot is only
       // whole at its end.
-      response_.set_revision(0);
+      *revision = 0;
     }
   }
 
@@ -205,13 +263,16 @@ class WatchHub::Watcher final
   const std::shared_ptr<const FilterExpr> filter_;
   const absl::Duration progress_interval_;
   std::atomic<int> refs_{2};  // gRPC's and the hub's
-  std::string tenant_;
+  std::string caller_tenant_;
+  std::string route_tenant_;
+  std::shared_ptr<Tenant> route_;
+  std::atomic<int64_t> progress_due_us_{0};
 
   absl::Mutex mu_;
   int64_t next_revision_ ABSL_GUARDED_BY(mu_);
   absl::Time next_progress_at_ ABSL_GUARDED_BY(mu_);
   // Owned by the write in flight while writing_.
-  WatchTasksResponse response_;
+  grpc::ByteBuffer buffer_;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
@@ -234,19 +295,15 @@ WatchHub::~WatchHub() {
   dispatcher_.join();
 }
 
-void WatchHub::Attach(TaskStore* store) { store_ = store; }
+void WatchHub::Attach(TaskStore* store) {
+  store_ = store;
+  dispatched_ = store->CurrentRevision();
+}
 
 void WatchHub::OnCommit(const std::vector<Change>& changes) {
-  {
-    absl::MutexLock lock(&ring_mu_);
-    for (const Change& change : changes) {
-      ring_.push_back(change);
-      if (static_cast<int>(ring_.size()) > options_.ring_capacity) {
-        ring_.pop_front();
-      }
-    }
-  }
-  Wake();
+  absl::MutexLock lock(&dispatch_mu_);
+  pending_.insert(pending_.end(), changes.begin(), changes.end());
+  dirty_ = true;
 }
 
 void WatchHub::Wake() {
@@ -254,28 +311,36 @@ void WatchHub::Wake() {
   dirty_ = true;
 }
 
-absl::Status WatchHub::Collect(const FilterExpr* filter, int64_t* next_revision,
-                               WatchTasksResponse* response) {
-  size_t bytes = 0;
-  auto full = [&] {
-    return response->events_size() >= options_.max_events_per_response ||
-           bytes >= options_.max_response_bytes;
-  };
-  auto take = [&](const Change& change) {
-    *next_revision = change.revision + 1;
-    if (!Visible(filter, change)) return;
-    TaskEvent* event = response->add_events();
-    event->set_type(EventType(change.kind));
-    event->set_revision(change.revision);
-    *event->mutable_task() = change.task;
-    bytes += change.task.ByteSizeLong();
-  };
-  while (!full()) {
+bool WatchHub::Full(const Response& response) const {
+  return static_cast<int>(response.events.size()) >=
+             options_.max_events_per_response ||
+         response.bytes >= options_.max_response_bytes;
+}
+
+absl::Status WatchHub::Collect(const FilterExpr* filter, const Tenant* tenant,
+                               int64_t* next_revision, Response* response) {
+  int64_t dispatched = dispatched_.load(std::memory_order_acquire);
+  if (tenant != nullptr && *next_revision <= dispatched &&
+      tenant->last_touched.load(std::memory_order_acquire) < *next_revision) {
+    // Nothing from here up to `dispatched` concerns this tenant. (A later
+    // dispatch may have raised last_touched already; that only means the
+    // skip is not taken this time.)
+    *next_revision = dispatched + 1;
+    return absl::OkStatus();
+  }
+  while (!Full(*response)) {
     {
       absl::ReaderMutexLock lock(&ring_mu_);
-      if (!ring_.empty() && *next_revision >= ring_.front().revision) {
-        size_t i = static_cast<size_t>(*next_revision - ring_.front().revision);
-        for (; i < ring_.size() && !full(); ++i) take(ring_[i]);
+      if (!ring_.empty() && *next_revision >= ring_.front().change.revision) {
+        size_t i =
+            static_cast<size_t>(*next_revision - ring_.front().change.revision);
+        for (; i < ring_.size() && !Full(*response); ++i) {
+          const Entry& entry = ring_[i];
+          *next_revision = entry.change.revision + 1;
+          if (!Visible(filter, entry.change)) continue;
+          response->events.push_back(entry.encoded);
+          response->bytes += entry.encoded.size();
+        }
         return absl::OkStatus();
       }
     }
@@ -286,14 +351,18 @@ absl::Status WatchHub::Collect(const FilterExpr* filter, int64_t* next_revision,
     if (!changes.ok()) return changes.status();
     if (changes->empty()) return absl::OkStatus();
     for (const Change& change : *changes) {
-      if (full()) break;
-      take(change);
+      if (Full(*response)) break;
+      *next_revision = change.revision + 1;
+      if (!Visible(filter, change)) continue;
+      response->events.push_back(
+          EncodeEvent(EventType(change.kind), change.revision, change.task));
+      response->bytes += response->events.back().size();
     }
   }
   return absl::OkStatus();
 }
 
-grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Refuse(
+grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Refuse(
     const absl::Status& status) {
   auto* watcher = new Watcher(this, nullptr, 0, absl::InfiniteDuration());
   watcher->Unref();  // the hub never holds this one
@@ -301,7 +370,7 @@ grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Refuse(
   return watcher;
 }
 
-grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
+grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(
     grpc::CallbackServerContext* context, const WatchTasksRequest* request,
     std::shared_ptr<const FilterExpr> scope, const std::string& tenant) {
   absl::Duration interval = options_.default_progress_interval;
@@ -379,6 +448,8 @@ grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
   if (snapshot.has_value()) {
     watcher->SetInitialState(std::move(snapshot->tasks), snapshot->revision);
   }
+  std::optional<FieldValue> route =
+      RequiredValue(effective.get(), TaskField::kTenantId);
   {
     absl::MutexLock lock(&watchers_mu_);
     // Shutdown may have begun since the check above.
@@ -388,9 +459,23 @@ grpc::ServerWriteReactor<WatchTasksResponse>* WatchHub::Watch(
       watcher->FinishNow(ToGrpcStatus(s));
       return watcher;
     }
-    watcher->set_tenant(tenant);
+    watcher->set_caller_tenant(tenant);
     ++watchers_by_tenant_[tenant];
     watchers_.insert(watcher);
+    if (route.has_value() && std::holds_alternative<std::string>(*route)) {
+      std::string& route_tenant = std::get<std::string>(*route);
+      std::shared_ptr<Tenant>& routed = routed_[route_tenant];
+      if (routed == nullptr) {
+        routed = std::make_shared<Tenant>();
+        // Which earlier revisions concerned the tenant is not known: assume
+        // all up to now did.
+        routed->last_touched = dispatched_.load();
+      }
+      routed->watchers.insert(watcher);
+      watcher->set_route(std::move(route_tenant), routed);
+    } else {
+      unrouted_.insert(watcher);
+    }
     watcher->Ref();  // for the Pump below, which runs outside the lock
   }
   watcher->Pump();
@@ -423,9 +508,16 @@ void WatchHub::Unregister(Watcher* watcher) {
     absl::MutexLock lock(&watchers_mu_);
     erased = watchers_.erase(watcher) > 0;
     if (erased) {
-      auto it = watchers_by_tenant_.find(watcher->tenant());
+      auto it = watchers_by_tenant_.find(watcher->caller_tenant());
       if (it != watchers_by_tenant_.end() && --it->second == 0) {
         watchers_by_tenant_.erase(it);
+      }
+      if (watcher->route() == nullptr) {
+        unrouted_.erase(watcher);
+      } else if (auto routed = routed_.find(watcher->route_tenant());
+                 routed != routed_.end()) {
+        routed->second->watchers.erase(watcher);
+        if (routed->second->watchers.empty()) routed_.erase(routed);
       }
     }
   }
@@ -437,30 +529,89 @@ size_t WatchHub::open_watchers() {
   return watchers_.size();
 }
 
+int64_t WatchHub::Publish(std::vector<Change> changes,
+                          std::map<std::string, int64_t>* touched) {
+  std::vector<Entry> entries;
+  entries.reserve(changes.size());
+  for (Change& change : changes) {
+    (*touched)[change.task.tenant_id()] = change.revision;
+    if (change.previous.has_value() &&
+        change.previous->tenant_id() != change.task.tenant_id()) {
+      (*touched)[change.previous->tenant_id()] = change.revision;
+    }
+    grpc::Slice encoded =
+        EncodeEvent(EventType(change.kind), change.revision, change.task);
+    entries.push_back(Entry{std::move(change), std::move(encoded)});
+  }
+  int64_t last = entries.back().change.revision;
+  absl::MutexLock lock(&ring_mu_);
+  for (Entry& entry : entries) {
+    ring_.push_back(std::move(entry));
+    if (static_cast<int>(ring_.size()) > options_.ring_capacity) {
+      ring_.pop_front();
+    }
+  }
+  return last;
+}
+
 void WatchHub::DispatchLoop() {
+  absl::Time next_tick = absl::Now() + options_.tick;
   while (true) {
+    std::vector<Change> changes;
     {
       absl::MutexLock lock(&dispatch_mu_);
-      dispatch_mu_.AwaitWithTimeout(
+      dispatch_mu_.AwaitWithDeadline(
           absl::Condition(
               +[](WatchHub* hub) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                 return hub->dirty_ || hub->stop_;
               },
               this),
-          options_.tick);
+          next_tick);
       if (stop_) return;
       dirty_ = false;
+      changes.swap(pending_);
     }
-    std::vector<Watcher*> watchers;
+    std::map<std::string, int64_t> touched;
+    int64_t last = changes.empty() ? 0 : Publish(std::move(changes), &touched);
+    absl::Time now = absl::Now();
+    bool tick = now >= next_tick;
+    if (tick) next_tick = now + options_.tick;
+
+    std::vector<Watcher*> due;
     {
       absl::MutexLock lock(&watchers_mu_);
-      watchers.reserve(watchers_.size());
-      for (Watcher* watcher : watchers_) {
-        watcher->Ref();
-        watchers.push_back(watcher);
+      if (last > 0) {
+        for (const auto& [tenant, revision] : touched) {
+          auto it = routed_.find(tenant);
+          if (it != routed_.end()) it->second->last_touched = revision;
+        }
+        // After last_touched: a watcher that sees the new dispatched_ also
+        // sees the tenants it concerned.
+        dispatched_.store(last, std::memory_order_release);
       }
+      if (shutting_down_) {
+        due.assign(watchers_.begin(), watchers_.end());
+      } else {
+        if (last > 0) {
+          due.assign(unrouted_.begin(), unrouted_.end());
+          for (const auto& [tenant, revision] : touched) {
+            auto it = routed_.find(tenant);
+            if (it == routed_.end()) continue;
+            due.insert(due.end(), it->second->watchers.begin(),
+                       it->second->watchers.end());
+          }
+        }
+        if (tick) {
+          for (Watcher* watcher : watchers_) {
+            if (watcher->ProgressDue(now)) due.push_back(watcher);
+          }
+          std::sort(due.begin(), due.end());
+          due.erase(std::unique(due.begin(), due.end()), due.end());
+        }
+      }
+      for (Watcher* watcher : due) watcher->Ref();
     }
-    for (Watcher* watcher : watchers) {
+    for (Watcher* watcher : due) {
       watcher->Pump();
       watcher->Unref();
     }

@@ -1,28 +1,41 @@
 // WatchHub: serves WatchTasks streams from the store's change history.
 //
-// Every committed change reaches the hub (TaskStore's on_commit) and goes
-// into a bounded ring of recent changes. Each open stream (a Watcher) keeps
-// only a cursor, its next revision, and at most one response in flight:
+// Every committed change reaches the hub (TaskStore's on_commit). The hub's
+// dispatcher thread encodes each change once, as the bytes of one
+// WatchTasksResponse.events entry, and puts it in a bounded ring of recent
+// changes; every stream that sends the change sends those same bytes (the
+// responses are assembled from shared, reference-counted slices, so fan-out
+// to N watchers costs N writes, not N encodings). Each open stream (a
+// Watcher) keeps only a cursor, its next revision, and at most one response
+// in flight:
 //   - a watcher that keeps up is served from the ring;
 //   - a watcher that falls behind the ring catches up from the store's
 //     history, a batch at a time, never from a queue that grows;
 //   - a watcher that stops reading holds one response and its cursor, and
-//     slows neither the writers (on_commit only appends to the ring and wakes
-//     the dispatcher) nor the other watchers.
+//     slows neither the writers (on_commit only hands the changes over and
+//     wakes the dispatcher) nor the other watchers.
 // So memory per watcher is bounded by one response (max_events_per_response
 // events, at most max_response_bytes) whatever the reader does; only the
 // initial state of send_initial_state is held whole, up to
 // max_initial_state tasks.
 //
-// Streams run on gRPC's callback API: an open stream holds no thread. One
-// dispatcher thread wakes idle watchers after commits and sends progress
+// Routing: a watcher whose filter pins one tenant (`tenant_id = "T" AND ...`,
+// or the scope of a tenant-bound caller) is woken only by changes of that
+// tenant; it skips the changes of others without looking at them. Other
+// watchers are woken by every change. So a change costs work for the
+// watchers that may want it, not for every open stream.
+//
+// Streams run on gRPC's callback API: an open stream holds no thread. The
+// dispatcher wakes the watchers a commit concerns and sends progress
 // responses when they are due.
 //
 // Thread-safe.
 #ifndef TASKD_SERVER_WATCH_HUB_H_
 #define TASKD_SERVER_WATCH_HUB_H_
 
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/server_callback.h>
+#include <grpcpp/support/slice.h>
 
 #include <atomic>
 #include <cstdint>
@@ -83,21 +96,22 @@ class WatchHub {
   // Feed for TaskStore's on_commit: changes in revision order.
   void OnCommit(const std::vector<Change>& changes);
 
-  // The reactor for one WatchTasks call. Request errors (bad filter,
+  // The reactor for one WatchTasks call; it writes serialized
+  // WatchTasksResponse messages. Request errors (bad filter,
   // negative start_revision, start_revision below the history kept, ...)
   // end the call at once with the matching status.
   //
   // `scope`, if not null, is ANDed with the request's filter (the caller's
   // tenant); `tenant` names whose stream this is, for the per-tenant cap.
   // Beyond max_watchers or max_watchers_per_tenant: RESOURCE_EXHAUSTED.
-  grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>* Watch(
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(
       grpc::CallbackServerContext* context,
       const tasks::v1::WatchTasksRequest* request,
       std::shared_ptr<const FilterExpr> scope = nullptr,
       const std::string& tenant = "");
 
   // A reactor that ends the call at once with `status`.
-  grpc::ServerWriteReactor<tasks::v1::WatchTasksResponse>* Refuse(
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Refuse(
       const absl::Status& status);
 
   // Every open stream gets a final progress response and then ends with
@@ -116,30 +130,67 @@ class WatchHub {
   class Watcher;
   friend class Watcher;
 
-  // Appends to `response` the events with revision >= *next_revision that
+  // A committed change as the ring holds it: the change, and its bytes as
+  // one WatchTasksResponse.events entry (tag, length and TaskEvent).
+  struct Entry {
+    Change change;
+    grpc::Slice encoded;
+  };
+  // The watchers of one tenant, and the last revision that concerned the
+  // tenant (a change whose task, before or after, belongs to it). Revisions
+  // up to `dispatched_` that are above `last_touched` are of no interest to
+  // these watchers.
+  struct Tenant {
+    std::set<Watcher*> watchers;
+    std::atomic<int64_t> last_touched{0};
+  };
+  // A response under construction: its event slices and their size.
+  struct Response {
+    std::vector<grpc::Slice> events;
+    size_t bytes = 0;
+  };
+
+  // Adds to `response` the events with revision >= *next_revision that
   // match `filter`, advancing *next_revision past every change considered.
-  // Stops at the response bounds or when caught up with the store.
+  // Stops at the response bounds or when caught up with the dispatched
+  // changes. `tenant`, if not null, is the one tenant `filter` admits.
   // OutOfRange if *next_revision fell out of the history.
-  absl::Status Collect(const FilterExpr* filter, int64_t* next_revision,
-                       tasks::v1::WatchTasksResponse* response);
+  absl::Status Collect(const FilterExpr* filter, const Tenant* tenant,
+                       int64_t* next_revision, Response* response);
+  bool Full(const Response& response) const;
   void Unregister(Watcher* watcher);
   absl::Status CheckCapsLocked(const std::string& tenant)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(watchers_mu_);
   void DispatchLoop();
+  // Moves `changes` into the ring, encoded; records which tenants they
+  // concern in *touched (tenant id -> the last revision concerning it).
+  // Returns the last revision of `changes` (not empty).
+  int64_t Publish(std::vector<Change> changes,
+                  std::map<std::string, int64_t>* touched);
   void Wake();
 
   const WatchHubOptions options_;
   TaskStore* store_ = nullptr;
 
   absl::Mutex ring_mu_;
-  std::deque<Change> ring_ ABSL_GUARDED_BY(ring_mu_);
+  std::deque<Entry> ring_ ABSL_GUARDED_BY(ring_mu_);
+  // The last revision in the ring (every change up to it has been routed).
+  std::atomic<int64_t> dispatched_{0};
 
   absl::Mutex watchers_mu_;
   std::set<Watcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  // Watchers woken by every change (their filter pins no tenant).
+  std::set<Watcher*> unrouted_ ABSL_GUARDED_BY(watchers_mu_);
+  // Watchers whose filter pins a tenant, by tenant id.
+  std::map<std::string, std::shared_ptr<Tenant>> routed_
+      ABSL_GUARDED_BY(watchers_mu_);
+  // Open streams by the caller's tenant, for the per-tenant cap.
   std::map<std::string, int> watchers_by_tenant_ ABSL_GUARDED_BY(watchers_mu_);
   bool shutting_down_ ABSL_GUARDED_BY(watchers_mu_) = false;
 
   absl::Mutex dispatch_mu_;
+  // Changes committed, not yet taken by the dispatcher.
+  std::vector<Change> pending_ ABSL_GUARDED_BY(dispatch_mu_);
   bool dirty_ ABSL_GUARDED_BY(dispatch_mu_) = false;
   bool stop_ ABSL_GUARDED_BY(dispatch_mu_) = false;
   std::thread dispatcher_;

@@ -142,11 +142,13 @@ class BadInputTest : public ::testing::Test {
   std::unique_ptr<TaskClient> client_;
 };
 
-// What gRPC 1.51's callback API answers when it cannot deserialize a
-// request: UNIMPLEMENTED with an empty message (server_callback_handlers.h,
-// "if deserialization or reactor creator failed"), not INTERNAL as the sync
-// API does. The service never sees the request.
-constexpr grpc::StatusCode kUndecodable = grpc::StatusCode::UNIMPLEMENTED;
+// What taskd answers a request it cannot deserialize: INVALID_ARGUMENT
+// naming the request type. (gRPC 1.51's callback API itself answers a bare
+// UNIMPLEMENTED, see server_callback_handlers.h, "if deserialization or
+// reactor creator failed"; taskd's call interceptor rewrites it, and
+// WatchTasks decodes its request itself.) The service never sees the
+// request.
+constexpr grpc::StatusCode kUndecodable = grpc::StatusCode::INVALID_ARGUMENT;
 
 // proto3 `string` fields must hold UTF-8; the generated parser refuses
 // anything else, so the request never reaches the service. Nothing is
@@ -178,12 +180,20 @@ TEST_F(BadInputTest, InvalidUtf8IsRefusedAndTheServerStaysUp) {
     grpc::Status status = RawCall(c.method, c.body);
     EXPECT_EQ(status.error_code(), kUndecodable)
         << c.what << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(),
+                HasSubstr(absl::StrCat("not a valid tasks.v1.", c.method)))
+        << c.what;
+    EXPECT_THAT(status.error_details(), HasSubstr("MALFORMED_REQUEST"))
+        << c.what;
   }
   // The same bytes as a watch filter (the client's serializer complains in
   // the log but sends them).
   WatchTasksRequest watch;
   watch.set_filter("type = \"\xff\"");
-  EXPECT_EQ(Watch(watch).error_code(), kUndecodable);
+  grpc::Status watch_status = Watch(watch);
+  EXPECT_EQ(watch_status.error_code(), kUndecodable);
+  EXPECT_THAT(watch_status.error_message(),
+              HasSubstr("not a valid tasks.v1.WatchTasksRequest"));
 
   EXPECT_EQ(server_->store()->CurrentRevision(), before);
   ExpectStillServing();
