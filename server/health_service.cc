@@ -52,6 +52,12 @@ class HealthService::Watcher final
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
+      if (writing_) {
+        // A write is decided or in flight, and gRPC forbids a write after
+        // Finish: finish once it is done (Step, from OnWriteDone).
+        finish_requested_ = true;
+        return;
+      }
       finished_ = true;
     }
     Finish(grpc::Status::CANCELLED);

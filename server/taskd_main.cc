@@ -17,6 +17,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -134,6 +135,10 @@ int main(int argc, char** argv) {
       "reflection.");
   NormaliseFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
+  // Debian's Abseil is built with deadlock detection on, which records every
+  // lock in a graph (measured: 66 ns instead of 26 per uncontended lock).
+  // The tests keep it; the service does not pay for it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   sigset_t signals = BlockShutdownSignals();
 
   taskd::LogLevel level;

@@ -113,11 +113,7 @@ class WatchHub::Watcher final
   // filter pins (for routing; null if none). Set once at registration.
   void set_caller_tenant(const std::string& tenant) { caller_tenant_ = tenant; }
   const std::string& caller_tenant() const { return caller_tenant_; }
-  void set_route(std::string tenant, std::shared_ptr<Tenant> route) {
-    route_tenant_ = std::move(tenant);
-    route_ = std::move(route);
-  }
-  const std::string& route_tenant() const { return route_tenant_; }
+  void set_route(std::shared_ptr<Tenant> route) { route_ = std::move(route); }
   Tenant* route() const { return route_.get(); }
 
   void Ref() { refs_.fetch_add(1); }
@@ -135,12 +131,19 @@ class WatchHub::Watcher final
     return absl::ToUnixMicros(now) >= progress_due_us_.load();
   }
 
-  // Ends the call with `status` before anything was sent.
+  // Ends the call with `status` (a cancellation, or a refusal before
+  // anything was sent). If a write is under way, the call ends when it
+  // completes: gRPC forbids starting a write after Finish, and Pump may be
+  // about to start one.
   void FinishNow(const grpc::Status& status) {
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
+      if (writing_) {
+        finish_after_write_ = status;
+        return;
+      }
     }
     Finish(status);
   }
@@ -213,19 +216,22 @@ class WatchHub::Watcher final
   }
 
   void OnWriteDone(bool ok) override {
-    bool finish = false;
+    std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
       buffer_.Clear();  // drop the slices' references now
-      if (!ok && !finished_) {
+      if (finish_after_write_.has_value()) {
+        finish = std::move(finish_after_write_);
+        finish_after_write_.reset();
+      } else if (!ok && !finished_) {
         // The stream is broken (client gone); OnCancel usually follows.
         finished_ = true;
-        finish = true;
+        finish = grpc::Status(grpc::StatusCode::CANCELLED, "write failed");
       }
     }
-    if (finish) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+    if (finish.has_value()) {
+      Finish(*finish);
       return;
     }
     Pump();
@@ -264,7 +270,6 @@ class WatchHub::Watcher final
   const absl::Duration progress_interval_;
   std::atomic<int> refs_{2};  // gRPC's and the hub's
   std::string caller_tenant_;
-  std::string route_tenant_;
   std::shared_ptr<Tenant> route_;
   std::atomic<int64_t> progress_due_us_{0};
 
@@ -275,6 +280,8 @@ class WatchHub::Watcher final
   grpc::ByteBuffer buffer_;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by FinishNow during a write: the status to finish with after it.
+  std::optional<grpc::Status> finish_after_write_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   bool final_progress_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool in_initial_ ABSL_GUARDED_BY(mu_) = false;
@@ -332,8 +339,28 @@ absl::Status WatchHub::Collect(const FilterExpr* filter, const Tenant* tenant,
     {
       absl::ReaderMutexLock lock(&ring_mu_);
       if (!ring_.empty() && *next_revision >= ring_.front().change.revision) {
-        size_t i =
-            static_cast<size_t>(*next_revision - ring_.front().change.revision);
+        const int64_t front = ring_.front().change.revision;
+        if (tenant != nullptr) {
+          // Only the tenant's entries can match: visit just those.
+          auto it = ring_by_tenant_.find(tenant->id);
+          if (it != ring_by_tenant_.end()) {
+            const std::deque<int64_t>& revisions = it->second;
+            auto pos = std::lower_bound(revisions.begin(), revisions.end(),
+                                        *next_revision);
+            for (; pos != revisions.end() && !Full(*response); ++pos) {
+              const Entry& entry = ring_[static_cast<size_t>(*pos - front)];
+              *next_revision = entry.change.revision + 1;
+              if (!Visible(filter, entry.change)) continue;
+              response->events.push_back(entry.encoded);
+              response->bytes += entry.encoded.size();
+            }
+            if (pos != revisions.end()) return absl::OkStatus();  // full
+          }
+          *next_revision =
+              std::max(*next_revision, ring_.back().change.revision + 1);
+          return absl::OkStatus();
+        }
+        size_t i = static_cast<size_t>(*next_revision - front);
         for (; i < ring_.size() && !Full(*response); ++i) {
           const Entry& entry = ring_[i];
           *next_revision = entry.change.revision + 1;
@@ -466,13 +493,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(
       std::string& route_tenant = std::get<std::string>(*route);
       std::shared_ptr<Tenant>& routed = routed_[route_tenant];
       if (routed == nullptr) {
-        routed = std::make_shared<Tenant>();
+        routed = std::make_shared<Tenant>(route_tenant);
         // Which earlier revisions concerned the tenant is not known: assume
         // all up to now did.
         routed->last_touched = dispatched_.load();
       }
       routed->watchers.insert(watcher);
-      watcher->set_route(std::move(route_tenant), routed);
+      watcher->set_route(routed);
     } else {
       unrouted_.insert(watcher);
     }
@@ -514,7 +541,7 @@ void WatchHub::Unregister(Watcher* watcher) {
       }
       if (watcher->route() == nullptr) {
         unrouted_.erase(watcher);
-      } else if (auto routed = routed_.find(watcher->route_tenant());
+      } else if (auto routed = routed_.find(watcher->route()->id);
                  routed != routed_.end()) {
         routed->second->watchers.erase(watcher);
         if (routed->second->watchers.empty()) routed_.erase(routed);
@@ -531,14 +558,20 @@ size_t WatchHub::open_watchers() {
 
 int64_t WatchHub::Publish(std::vector<Change> changes,
                           std::map<std::string, int64_t>* touched) {
+  // The tenants a change concerns: the task's, before and after.
+  auto for_each_tenant = [](const Change& change, auto visit) {
+    visit(change.task.tenant_id());
+    if (change.previous.has_value() &&
+        change.previous->tenant_id() != change.task.tenant_id()) {
+      visit(change.previous->tenant_id());
+    }
+  };
   std::vector<Entry> entries;
   entries.reserve(changes.size());
   for (Change& change : changes) {
-    (*touched)[change.task.tenant_id()] = change.revision;
-    if (change.previous.has_value() &&
-        change.previous->tenant_id() != change.task.tenant_id()) {
-      (*touched)[change.previous->tenant_id()] = change.revision;
-    }
+    for_each_tenant(change, [&](const std::string& tenant) {
+      (*touched)[tenant] = change.revision;
+    });
     grpc::Slice encoded =
         EncodeEvent(EventType(change.kind), change.revision, change.task);
     entries.push_back(Entry{std::move(change), std::move(encoded)});
@@ -546,8 +579,18 @@ int64_t WatchHub::Publish(std::vector<Change> changes,
   int64_t last = entries.back().change.revision;
   absl::MutexLock lock(&ring_mu_);
   for (Entry& entry : entries) {
+    for_each_tenant(entry.change, [&](const std::string& tenant) {
+      ring_by_tenant_[tenant].push_back(entry.change.revision);
+    });
     ring_.push_back(std::move(entry));
     if (static_cast<int>(ring_.size()) > options_.ring_capacity) {
+      // Revisions leave the ring oldest first, so each is at the front of
+      // its tenants' lists.
+      for_each_tenant(ring_.front().change, [&](const std::string& tenant) {
+        auto it = ring_by_tenant_.find(tenant);
+        it->second.pop_front();
+        if (it->second.empty()) ring_by_tenant_.erase(it);
+      });
       ring_.pop_front();
     }
   }

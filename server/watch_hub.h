@@ -141,6 +141,8 @@ class WatchHub {
   // up to `dispatched_` that are above `last_touched` are of no interest to
   // these watchers.
   struct Tenant {
+    explicit Tenant(std::string tenant_id) : id(std::move(tenant_id)) {}
+    const std::string id;
     std::set<Watcher*> watchers;
     std::atomic<int64_t> last_touched{0};
   };
@@ -174,6 +176,9 @@ class WatchHub {
 
   absl::Mutex ring_mu_;
   std::deque<Entry> ring_ ABSL_GUARDED_BY(ring_mu_);
+  // The revisions in the ring that concern each tenant, ascending.
+  std::map<std::string, std::deque<int64_t>> ring_by_tenant_
+      ABSL_GUARDED_BY(ring_mu_);
   // The last revision in the ring (every change up to it has been routed).
   std::atomic<int64_t> dispatched_{0};
 
