@@ -1,6 +1,9 @@
 #include "server/task_service.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -402,9 +405,37 @@ grpc::ServerUnaryReactor* TaskService::ServeWrite(
   }
   // The handler's thread does not wait for the commit: the store's writer
   // thread finishes the call once the write's batch has committed (or
-  // failed). `request` and `response` live until Finish.
+  // failed), or the timer does at the default deadline, whichever comes
+  // first. `response` lives until Finish; the write owns copies of what it
+  // needs from `request`.
+  struct Outcome {
+    std::atomic<bool> finished{false};
+    DeadlineTimer::Id timer = 0;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  const bool client_deadline =
+      context->deadline() != std::chrono::system_clock::time_point::max();
+  if (!client_deadline && options_.default_deadline > absl::ZeroDuration()) {
+    absl::Duration limit = options_.default_deadline;
+    outcome->timer = deadlines_.Schedule(
+        absl::Now() + limit, [outcome, reactor, method, limit] {
+          if (outcome->finished.exchange(true)) return;
+          reactor->Finish(ToGrpcStatus(WithReason(
+              absl::DeadlineExceededError(absl::StrCat(
+                  MethodName(method),
+                  ": not committed within taskd's default deadline of ",
+                  absl::FormatDuration(limit),
+                  " (the call set none); the write may still commit: retry "
+                  "with the same request_id or etag, or set a deadline")),
+              "DEFAULT_DEADLINE_EXCEEDED",
+              {{"deadline", absl::FormatDuration(limit)}})));
+        });
+  }
   CommitAsync(*std::move(write),
-              [reactor, response](absl::StatusOr<Task> result) {
+              [this, outcome, reactor, response](absl::StatusOr<Task> result) {
+                if (outcome->timer != 0) deadlines_.Cancel(outcome->timer);
+                if (outcome->finished.exchange(true))
+                  return;  // the deadline won
                 if (result.ok()) SetResponse(*std::move(result), response);
                 reactor->Finish(ToGrpcStatus(result.status()));
               });

@@ -19,6 +19,7 @@
 #include "base/clock.h"
 #include "query/page_token.h"
 #include "server/auth.h"
+#include "server/deadline_timer.h"
 #include "server/watch_hub.h"
 #include "storage/task_store.h"
 #include "tasks/v1/tasks.grpc.pb.h"
@@ -32,6 +33,13 @@ struct TaskServiceOptions {
   int max_page_size = 1000;
   // Where task timestamps come from. Not owned; must outlive the service.
   Clock* clock = Clock::Real();
+  // A write call whose client set no deadline gets this one: if its write
+  // has not committed by then (a stalled disk, a long queue), the call ends
+  // with DEADLINE_EXCEEDED, as if the client had set it. As with any
+  // deadline, the write may still commit afterwards; a retry with the same
+  // request_id (create) or etag (update) is safe. Zero: no default. Reads
+  // do not wait on the writer and get none. Default 30 s.
+  absl::Duration default_deadline = absl::Seconds(30);
 };
 
 // WatchTasks is served raw (its responses are assembled from pre-encoded
@@ -161,6 +169,7 @@ class TaskService final
   Authorizer* const authorizer_;
   const TaskServiceOptions options_;
   const PageTokenCodec page_tokens_;
+  DeadlineTimer deadlines_;
 };
 
 }  // namespace taskd

@@ -17,10 +17,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
 #include "server/task_server.h"
@@ -53,6 +53,9 @@ ABSL_FLAG(std::string, auth_tokens, "",
           "token; re-read on SIGHUP. Empty: no authentication (open).");
 ABSL_FLAG(int32_t, max_receive_bytes, 1 << 20,
           "Largest request accepted; larger is RESOURCE_EXHAUSTED.");
+ABSL_FLAG(absl::Duration, default_deadline, absl::Seconds(30),
+          "Deadline of write calls that set none: past it, the call ends "
+          "with DEADLINE_EXCEEDED (0: none).");
 ABSL_FLAG(int32_t, max_page_size, 1000,
           "ListTasks page size cap; larger requests are lowered to it.");
 ABSL_FLAG(int32_t, max_watchers, 20000,
@@ -166,6 +169,7 @@ int main(int argc, char** argv) {
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_bytes);
   options.service.max_page_size = absl::GetFlag(FLAGS_max_page_size);
+  options.service.default_deadline = absl::GetFlag(FLAGS_default_deadline);
   options.watch.max_watchers = absl::GetFlag(FLAGS_max_watchers);
   options.watch.max_watchers_per_tenant =
       absl::GetFlag(FLAGS_max_watchers_per_tenant);
@@ -237,11 +241,13 @@ int main(int argc, char** argv) {
   taskd::Log(taskd::LogLevel::kInfo,
              "taskd serving address=%s port=%d db=%s sync=%s revision=%d "
              "tls=%s auth=%s max_receive_bytes=%d max_page_size=%d "
-             "max_watchers=%d max_watchers_per_tenant=%d metrics=%s",
+             "default_deadline=%s max_watchers=%d max_watchers_per_tenant=%d "
+             "metrics=%s",
              options.listen_address, (*server)->port(), options.store.path,
              sync, (*server)->store()->CurrentRevision(), tls,
              (*server)->auth_open() ? "off" : "tokens",
              options.max_receive_message_bytes, options.service.max_page_size,
+             absl::FormatDuration(options.service.default_deadline),
              options.watch.max_watchers, options.watch.max_watchers_per_tenant,
              options.metrics_listen.empty()
                  ? std::string("off")

@@ -1,9 +1,11 @@
 #include "storage/fault_injection_vfs.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <thread>
 #include <utility>
 
 namespace taskd::sqlite {
@@ -69,6 +71,9 @@ int Truncate(sqlite3_file* file, sqlite3_int64 size) {
 }
 int Sync(sqlite3_file* file, int flags) {
   WrappedFile* wrapped = Wrapped(file);
+  if (int64_t delay = wrapped->owner->sync_delay_micros(); delay > 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(delay));
+  }
   if (int rc = wrapped->owner->SyncResult(wrapped->kind); rc != SQLITE_OK) {
     return rc;
   }
@@ -281,6 +286,7 @@ void FaultInjectionVfs::Clear() {
   std::lock_guard<std::mutex> lock(mu_);
   write_fault_ = Fault();
   sync_fault_ = Fault();
+  sync_delay_micros_ = 0;
 }
 
 int64_t FaultInjectionVfs::writes() const {
@@ -301,6 +307,16 @@ int64_t FaultInjectionVfs::injected() const {
 int FaultInjectionVfs::WriteResult(int file_kind) {
   std::lock_guard<std::mutex> lock(mu_);
   return Decide(&write_fault_, &writes_, file_kind);
+}
+
+void FaultInjectionVfs::DelaySyncs(int64_t microseconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sync_delay_micros_ = microseconds;
+}
+
+int64_t FaultInjectionVfs::sync_delay_micros() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sync_delay_micros_;
 }
 
 int FaultInjectionVfs::SyncResult(int file_kind) {

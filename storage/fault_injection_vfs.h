@@ -67,7 +67,10 @@ class FaultInjectionVfs {
   // Replaces the fault for writes (xWrite, xTruncate) or for syncs (xSync).
   void FailWrites(const Fault& fault);
   void FailSyncs(const Fault& fault);
-  // Clears both: the disk works again.
+  // Every sync sleeps this long before it proceeds (or fails): a stalled
+  // disk. 0 (the default) for none.
+  void DelaySyncs(int64_t microseconds);
+  // Clears the faults and the delay: the disk works again.
   void Clear();
 
   // Calls that reached the VFS so far (failed ones included), and how many
@@ -80,6 +83,7 @@ class FaultInjectionVfs {
   // means "pass it through".
   int WriteResult(int file_kind);
   int SyncResult(int file_kind);
+  int64_t sync_delay_micros() const;
 
  private:
   explicit FaultInjectionVfs(std::string name) : name_(std::move(name)) {}
@@ -94,6 +98,7 @@ class FaultInjectionVfs {
   int64_t writes_ = 0;
   int64_t syncs_ = 0;
   int64_t injected_ = 0;
+  int64_t sync_delay_micros_ = 0;
 };
 
 }  // namespace taskd::sqlite

@@ -150,6 +150,7 @@ class FaultInjectionTest : public ::testing::Test {
     if (checkpoint_pages_ > 0) {
       options.store.checkpoint_pages = checkpoint_pages_;
     }
+    options.service.default_deadline = default_deadline_;
     absl::StatusOr<std::unique_ptr<TaskServer>> server =
         TaskServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -187,11 +188,74 @@ class FaultInjectionTest : public ::testing::Test {
   testing::TempDir dir_;
   bool synchronous_full_ = true;
   int checkpoint_pages_ = 0;  // 0: the store's default
+  absl::Duration default_deadline_ = absl::Seconds(30);
   std::unique_ptr<TaskServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<TaskClient> client_;
 };
 FaultInjectionVfs* FaultInjectionTest::vfs_ = nullptr;
+
+// A disk that stalls (every sync takes 1.5 s): a write call whose client
+// set no deadline ends at taskd's default deadline with DEADLINE_EXCEEDED,
+// rather than hanging as long as the disk does; reads go on meanwhile; a
+// call with a deadline of its own gets that one; and once the disk is back,
+// writes succeed and the file is consistent.
+TEST_F(FaultInjectionTest, AStalledDiskEndsWritesAtTheDefaultDeadline) {
+  default_deadline_ = absl::Milliseconds(300);
+  Restart();
+  ASSERT_TRUE(Create("before").ok());
+  auto stub = tasks::v1::TaskService::NewStub(channel_);
+  vfs_->DelaySyncs(1'500'000);
+
+  tasks::v1::CreateTaskRequest request;
+  request.mutable_task()->set_id("stalled");
+  request.mutable_task()->set_type("backup");
+  {
+    grpc::ClientContext context;  // no deadline
+    Task response;
+    absl::Time start = absl::Now();
+    grpc::Status status = stub->CreateTask(&context, request, &response);
+    absl::Duration took = absl::Now() - start;
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+        << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("default deadline"));
+    EXPECT_THAT(status.error_details(), HasSubstr("DEFAULT_DEADLINE_EXCEEDED"));
+    EXPECT_LT(took, absl::Milliseconds(1400)) << "waited for the disk";
+  }
+  // Reads do not wait for the writer.
+  tasks::v1::GetTaskRequest get;
+  get.set_id("before");
+  {
+    grpc::ClientContext context;
+    Task response;
+    EXPECT_TRUE(stub->GetTask(&context, get, &response).ok());
+  }
+  // A deadline of the caller's own, longer than the stall, is honoured.
+  request.mutable_task()->set_id("patient");
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    Task response;
+    grpc::Status status = stub->CreateTask(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+  vfs_->Clear();
+  request.mutable_task()->set_id("after");
+  {
+    grpc::ClientContext context;
+    Task response;
+    EXPECT_TRUE(stub->CreateTask(&context, request, &response).ok());
+  }
+  // The stalled write committed after its call had given up (as with any
+  // deadline, its outcome was unknown to the caller): it is there, once.
+  get.set_id("stalled");
+  {
+    grpc::ClientContext context;
+    Task response;
+    EXPECT_TRUE(stub->GetTask(&context, get, &response).ok());
+  }
+  ExpectConsistent();
+}
 
 struct FaultCase {
   const char* name;
