@@ -8,6 +8,7 @@
 // 1,000,000 tasks.
 #include <sqlite3.h>
 
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
@@ -136,7 +137,8 @@ class Database {
   sqlite3* db_ = nullptr;
 };
 
-const std::vector<std::string>& Version2Indexes() {
+// The indexes of migrations 2 and 3.
+const std::vector<std::string>& CurrentIndexes() {
   static const auto* names = new std::vector<std::string>{
       "tasks_by_tenant",         "tasks_by_tenant_state", "tasks_by_state",
       "tasks_by_state_priority", "tasks_by_type",         "tasks_by_policy",
@@ -163,7 +165,7 @@ class QueryIndexTest : public ::testing::Test {
 };
 
 TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
-  ASSERT_EQ(SqliteSchemaVersion(), 2);
+  ASSERT_EQ(SqliteSchemaVersion(), 3);
   Task task;
   task.set_id("v1-task");
   task.set_uuid("0b6f6c4e-2f1d-4a8e-9c3b-5d7e8f9a0b1c");
@@ -225,9 +227,9 @@ TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
 
   Database db(path_);
   EXPECT_EQ(db.Column("SELECT version FROM schema_version"),
-            std::vector<std::string>{"2"});
+            std::vector<std::string>{"3"});
   EXPECT_THAT(db.Column("SELECT name FROM sqlite_master WHERE type = 'index'"),
-              IsSupersetOf(Version2Indexes()));
+              IsSupersetOf(CurrentIndexes()));
   EXPECT_EQ(db.Column("PRAGMA integrity_check"),
             std::vector<std::string>{"ok"});
   EXPECT_EQ(db.Column("SELECT count(*) FROM tasks"),
@@ -239,13 +241,36 @@ TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
   EXPECT_TRUE(store->Get("v1-task").ok());
 }
 
+// Version 2 databases exist with and without tasks_by_state_priority (it
+// was added to migration 2 for a while before it moved to 3): both open,
+// migrate to 3 and end with the index.
+TEST_F(QueryIndexTest, Version2DatabasesWithAndWithoutThePriorityIndex) {
+  for (bool had_it : {false, true}) {
+    SCOPED_TRACE(had_it ? "with the index" : "without it");
+    std::filesystem::remove(path_);
+    ASSERT_NE(Open(), nullptr);
+    {
+      Database db(path_, /*read_only=*/false);
+      if (!had_it) db.Exec("DROP INDEX tasks_by_state_priority");
+      db.Exec("UPDATE schema_version SET version = 2");
+    }
+    ASSERT_NE(Open(), nullptr);
+    Database db(path_);
+    EXPECT_EQ(db.Column("SELECT version FROM schema_version"),
+              std::vector<std::string>{"3"});
+    EXPECT_THAT(
+        db.Column("SELECT name FROM sqlite_master WHERE type = 'index'"),
+        IsSupersetOf(CurrentIndexes()));
+  }
+}
+
 TEST_F(QueryIndexTest, NewDatabaseHasEveryIndex) {
   ASSERT_NE(Open(), nullptr);
   Database db(path_);
   EXPECT_THAT(db.Column("SELECT name FROM sqlite_master WHERE type = 'index'"),
-              IsSupersetOf(Version2Indexes()));
+              IsSupersetOf(CurrentIndexes()));
   EXPECT_EQ(db.Column("SELECT version FROM schema_version"),
-            std::vector<std::string>{"2"});
+            std::vector<std::string>{"3"});
 }
 
 struct PlanCase {

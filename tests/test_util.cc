@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,8 +34,15 @@ TempDir::~TempDir() {
 Subprocess::Subprocess(const std::vector<std::string>& argv) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    // If the test dies (a crash, a kill by ctest's timeout) the child goes
+    // with it rather than living on, holding ports and database locks.
+    // (The signal follows the forking thread: tests start children from
+    // their main thread.)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the parent died before prctl
     dup2(fds[1], STDERR_FILENO);
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, STDIN_FILENO);
