@@ -166,6 +166,8 @@ def section(label, runs, facts, commands):
 
     rss_row("at rest, empty database", r("rss-at-rest", "rss_kib"))
     rss_row("10,000 idle watchers open", r("idle-10000-watchers", "server_rss_kib"))
+    rest = r("rss-at-rest", "rss_kib")
+    idle = r("idle-10000-watchers", "server_rss_kib")
     fill = facts.get("fill", "0")
     if fill != "0":
         rss_row(f"right after creating {int(fill):,} tasks (fill ran with "
@@ -179,6 +181,11 @@ def section(label, runs, facts, commands):
             w(f"The {int(fill):,}-task database file: {size / 2**20:,.0f} MiB; "
               f"the fill ran at {n(r(f'fill-{fill}', 'ops_per_s'))} creates/s "
               "(256 in flight, --sync=normal).")
+    if rest and idle:
+        w("")
+        w(f"Memory per open watch stream: ({idle / 1024:.0f} − {rest / 1024:.0f} MiB) "
+          f"/ 10,000 = {(idle - rest) / 10000:.1f} KiB (gRPC's call and HTTP/2 stream "
+          "state, the reactor, its cursor).")
     w("")
 
     w("### Goals")

@@ -12,7 +12,8 @@
 // revision it delivered + 1, so every event reaches the caller exactly once,
 // in revision order. Run() returns on Stop() (OK) or on an error that a retry
 // cannot fix: OUT_OF_RANGE (the history no longer reaches back to the
-// resume point: list again and watch from the list's revision + 1),
+// resume point, or the resume point is ahead of a database that lost
+// changes: list again and watch from the list's revision + 1),
 // INVALID_ARGUMENT (bad filter), PERMISSION_DENIED, ...
 //
 // With send_initial_state, the initial state is delivered once; if the

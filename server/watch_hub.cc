@@ -462,6 +462,19 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(
     snapshot = std::move(*listed);
   } else if (next_revision == 0) {
     next_revision = store_->CurrentRevision() + 1;
+  } else if (int64_t current = store_->CurrentRevision();
+             next_revision > current + 1) {
+    // No taskd handed out this revision: the client watched a database
+    // that has since lost changes (restored from a backup, or --sync=normal
+    // and a power loss), or made the number up. Waiting for it would hide
+    // that; the client must list again, as after compaction.
+    return fail(WithReason(
+        absl::OutOfRangeError(absl::StrCat(
+            "start_revision: revision ", next_revision,
+            " is ahead of the newest revision, ", current,
+            "; this database may not be the one the revision came from. List "
+            "the tasks again and watch from the list's revision + 1")),
+        "REVISION_AHEAD", {{"current_revision", absl::StrCat(current)}}));
   } else if (next_revision < store_->OldestRevision()) {
     return fail(WithReason(
         absl::OutOfRangeError(absl::StrCat(

@@ -356,7 +356,7 @@ TEST_F(BadInputTest, HugePageSizesAreClamped) {
 
 // Watch parameters at the ends of their types: an interval beyond the
 // Duration range is clamped to the maximum, a negative one refused; a
-// start revision far in the future breaks nothing.
+// start revision far in the future is refused as out of range.
 TEST_F(BadInputTest, ExtremeWatchRequests) {
   MustCreate("t1");
   WatchTasksRequest request;
@@ -375,16 +375,13 @@ TEST_F(BadInputTest, ExtremeWatchRequests) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("progress_interval"));
 
-  // A start far in the future: today the watch is accepted and waits for
-  // that revision (its progress responses then name a revision taskd has
-  // not reached); refusing it with OUT_OF_RANGE would be as sound. Either
-  // way, no event and no crash.
+  // A start far in the future names a revision no taskd handed out:
+  // OUT_OF_RANGE, so that the client lists again.
   request.Clear();
   request.set_start_revision(std::numeric_limits<int64_t>::max());
   first.Clear();
   grpc::Status future = Watch(request, &first);
-  EXPECT_TRUE(future.ok() ||
-              future.error_code() == grpc::StatusCode::OUT_OF_RANGE)
+  EXPECT_EQ(future.error_code(), grpc::StatusCode::OUT_OF_RANGE)
       << future.error_message();
   EXPECT_EQ(first.events_size(), 0);
   request.set_start_revision(std::numeric_limits<int64_t>::min());

@@ -426,6 +426,31 @@ TEST_F(WatchTest, CompactedRevisionIsOutOfRangeNamingTheOldest) {
   EXPECT_EQ(ReadUntil(ok.get(), 30).size(), 10u);
 }
 
+// A resume point ahead of the database: the client last watched a database
+// that has since lost its newest changes (here: a fresh one). Waiting would
+// hide that; the watch ends with OUT_OF_RANGE, and current + 1, the next
+// revision to come, is still a valid start.
+TEST_F(WatchTest, StartAheadOfTheNewestRevisionIsOutOfRange) {
+  for (int i = 0; i < 3; ++i) Create();
+  WatchTasksRequest request;
+  request.set_start_revision(5);
+  auto ahead = Open(request);
+  WatchTasksResponse response;
+  EXPECT_FALSE(ahead->reader->Read(&response));
+  grpc::Status status = ahead->reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("ahead of the newest revision, 3"));
+  EXPECT_THAT(status.error_details(), HasSubstr("REVISION_AHEAD"));
+
+  request.set_start_revision(4);
+  auto next = Open(request);
+  Task created = Create();
+  std::vector<TaskEvent> events = ReadUntil(next.get(), created.revision());
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].revision(), 4);
+}
+
 TEST_F(WatchTest, FilteredWatchSeesTasksEnterAndLeave) {
   WatchTasksRequest request;
   request.set_filter("state = \"started\"");
