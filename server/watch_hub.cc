@@ -353,6 +353,14 @@ absl::Status WatchHub::Collect(const FilterExpr* filter, const Tenant* tenant,
     *next_revision = dispatched + 1;
     return absl::OkStatus();
   }
+  // Considers one ring entry: the cursor moves past it, and it is sent if
+  // the watcher may see it.
+  auto take = [&](const Entry& entry) {
+    *next_revision = entry.change.revision + 1;
+    if (!Visible(filter, entry.change)) return;
+    response->events.push_back(entry.encoded);
+    response->bytes += entry.encoded.size();
+  };
   while (!Full(*response)) {
     {
       absl::ReaderMutexLock lock(&ring_mu_);
@@ -366,11 +374,7 @@ absl::Status WatchHub::Collect(const FilterExpr* filter, const Tenant* tenant,
             auto pos = std::lower_bound(revisions.begin(), revisions.end(),
                                         *next_revision);
             for (; pos != revisions.end() && !Full(*response); ++pos) {
-              const Entry& entry = ring_[static_cast<size_t>(*pos - front)];
-              *next_revision = entry.change.revision + 1;
-              if (!Visible(filter, entry.change)) continue;
-              response->events.push_back(entry.encoded);
-              response->bytes += entry.encoded.size();
+              take(ring_[static_cast<size_t>(*pos - front)]);
             }
             if (pos != revisions.end()) return absl::OkStatus();  // full
           }
@@ -379,13 +383,7 @@ absl::Status WatchHub::Collect(const FilterExpr* filter, const Tenant* tenant,
           return absl::OkStatus();
         }
         size_t i = static_cast<size_t>(*next_revision - front);
-        for (; i < ring_.size() && !Full(*response); ++i) {
-          const Entry& entry = ring_[i];
-          *next_revision = entry.change.revision + 1;
-          if (!Visible(filter, entry.change)) continue;
-          response->events.push_back(entry.encoded);
-          response->bytes += entry.encoded.size();
-        }
+        for (; i < ring_.size() && !Full(*response); ++i) take(ring_[i]);
         return absl::OkStatus();
       }
     }
