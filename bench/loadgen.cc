@@ -101,6 +101,9 @@ ABSL_FLAG(int, prefill, 10000,
           "tasks created before get, list, moves and mix (and rows before "
           "sqlite-get)");
 ABSL_FLAG(int, tenants, 100, "tenants the tasks are spread over");
+ABSL_FLAG(absl::Duration, call_deadline, absl::Seconds(60),
+          "deadline of each unary call; 0: none (taskd then applies its "
+          "--default_deadline to writes)");
 ABSL_FLAG(std::string, label, "", "name of the run in the JSON line");
 ABSL_FLAG(std::string, json_out, "", "file to append the JSON line to");
 ABSL_FLAG(int, server_pid, 0,
@@ -495,8 +498,10 @@ void Issue(Slot* slot) {
     }
   }
   slot->context = std::make_unique<grpc::ClientContext>();
-  slot->context->set_deadline(std::chrono::system_clock::now() +
-                              std::chrono::seconds(60));
+  if (absl::Duration deadline = absl::GetFlag(FLAGS_call_deadline);
+      deadline > absl::ZeroDuration()) {
+    slot->context->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  }
   auto done = [slot](grpc::Status status) { Done(slot, status); };
   auto* async = slot->stub->async();
   slot->started = Clock::now();
