@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/task_server.h"
+#include "tests/test_server.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -53,10 +54,7 @@ std::string BytesField(int number, const std::string& bytes) {
 class BadInputTest : public ::testing::Test {
  protected:
   void SetUp() override { StartServer(); }
-  void TearDown() override {
-    client_.reset();
-    if (server_) server_->Shutdown(absl::Seconds(2));
-  }
+  void TearDown() override { taskd_.Stop(absl::Seconds(2)); }
 
   void StartServer() {
     TaskServerOptions options;
@@ -64,24 +62,17 @@ class BadInputTest : public ::testing::Test {
     options.store.path = dir_.File("taskd.db");
     options.store.synchronous_full = false;
     options.service.max_page_size = max_page_size_;
-    absl::StatusOr<std::unique_ptr<TaskServer>> server =
-        TaskServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    client_ = std::make_unique<TaskClient>(channel_);
+    absl::Status started = taskd_.Start(options);
+    ASSERT_TRUE(started.ok()) << started;
   }
   void Restart() {
-    client_.reset();
-    server_->Shutdown(absl::Seconds(2));
-    server_.reset();
+    taskd_.Stop(absl::Seconds(2));
     StartServer();
   }
 
   // Sends `body` as the request of the unary `method` ("CreateTask").
   grpc::Status RawCall(const std::string& method, const std::string& body) {
-    grpc::GenericStub stub(channel_);
+    grpc::GenericStub stub(taskd_.channel);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     grpc::Slice slice(body);
@@ -102,7 +93,7 @@ class BadInputTest : public ::testing::Test {
   // its first response (then *first holds it).
   grpc::Status Watch(const WatchTasksRequest& request,
                      WatchTasksResponse* first = nullptr) {
-    auto stub = tasks::v1::TaskService::NewStub(channel_);
+    auto stub = tasks::v1::TaskService::NewStub(taskd_.channel);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     auto reader = stub->WatchTasks(&context, request);
@@ -118,10 +109,10 @@ class BadInputTest : public ::testing::Test {
 
   // The server still works: a create succeeds and takes the next revision.
   void ExpectStillServing() {
-    int64_t before = server_->store()->CurrentRevision();
+    int64_t before = taskd_.server->store()->CurrentRevision();
     Task task;
     task.set_type("backup");
-    absl::StatusOr<Task> created = client_->Create(task);
+    absl::StatusOr<Task> created = taskd_.client->Create(task);
     ASSERT_TRUE(created.ok()) << created.status();
     EXPECT_EQ(created->revision(), before + 1);
   }
@@ -130,16 +121,14 @@ class BadInputTest : public ::testing::Test {
     Task task;
     task.set_id(id);
     task.set_type("backup");
-    absl::StatusOr<Task> created = client_->Create(task);
+    absl::StatusOr<Task> created = taskd_.client->Create(task);
     EXPECT_TRUE(created.ok()) << created.status();
     return created.ok() ? *created : Task();
   }
 
   testing::TempDir dir_;
   int max_page_size_ = 1000;
-  std::unique_ptr<TaskServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<TaskClient> client_;
+  testing::InProcessTaskd taskd_;
 };
 
 // What taskd answers a request it cannot deserialize: INVALID_ARGUMENT
@@ -175,7 +164,7 @@ TEST_F(BadInputTest, InvalidUtf8IsRefusedAndTheServerStaysUp) {
       {"executor_id", "AssignTask",
        BytesField(1, "x") + BytesField(2, "agent\xfe")},
   };
-  const int64_t before = server_->store()->CurrentRevision();
+  const int64_t before = taskd_.server->store()->CurrentRevision();
   for (const Case& c : cases) {
     grpc::Status status = RawCall(c.method, c.body);
     EXPECT_EQ(status.error_code(), kUndecodable)
@@ -195,21 +184,21 @@ TEST_F(BadInputTest, InvalidUtf8IsRefusedAndTheServerStaysUp) {
   EXPECT_THAT(watch_status.error_message(),
               HasSubstr("not a valid tasks.v1.WatchTasksRequest"));
 
-  EXPECT_EQ(server_->store()->CurrentRevision(), before);
+  EXPECT_EQ(taskd_.server->store()->CurrentRevision(), before);
   ExpectStillServing();
   // Valid multi-byte UTF-8 is text like any other.
   Task task;
   task.set_type("sauvegarde-\xc3\xa9t\xc3\xa9-\xe2\x9c\x93");
-  absl::StatusOr<Task> created = client_->Create(task);
+  absl::StatusOr<Task> created = taskd_.client->Create(task);
   ASSERT_TRUE(created.ok()) << created.status();
-  EXPECT_EQ(client_->Get(created->id())->type(), task.type());
+  EXPECT_EQ(taskd_.client->Get(created->id())->type(), task.type());
 }
 
 // Bytes that are not a protobuf message at all, or one cut short: refused
 // as above. An empty message is a valid (empty) request, checked as such;
 // unknown fields are skipped, as protobuf does.
 TEST_F(BadInputTest, MalformedMessages) {
-  const int64_t before = server_->store()->CurrentRevision();
+  const int64_t before = taskd_.server->store()->CurrentRevision();
   EXPECT_EQ(RawCall("CreateTask", "\xff\xff\xff\xff\xff").error_code(),
             kUndecodable);
   // A length that runs past the end.
@@ -222,7 +211,7 @@ TEST_F(BadInputTest, MalformedMessages) {
   // Wire type 7 does not exist.
   EXPECT_EQ(RawCall("GetTask", Varint((1 << 3) | 7) + "x").error_code(),
             kUndecodable);
-  EXPECT_EQ(server_->store()->CurrentRevision(), before);
+  EXPECT_EQ(taskd_.server->store()->CurrentRevision(), before);
 
   grpc::Status empty = RawCall("CreateTask", "");
   EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -239,11 +228,11 @@ TEST_F(BadInputTest, MalformedMessages) {
 // as that number, and the service must refuse it rather than store it.
 TEST_F(BadInputTest, UnknownEnumNumbersAreInvalidArgument) {
   MustCreate("t1");
-  ASSERT_TRUE(client_->Assign("t1", "agent").ok());
-  const int64_t before = server_->store()->CurrentRevision();
+  ASSERT_TRUE(taskd_.client->Assign("t1", "agent").ok());
+  const int64_t before = taskd_.server->store()->CurrentRevision();
 
   absl::Status status =
-      client_->Complete("t1", static_cast<Task::ResultCode>(99)).status();
+      taskd_.client->Complete("t1", static_cast<Task::ResultCode>(99)).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   EXPECT_THAT(status.message(), HasSubstr("result_code"));
   // A negative number, and one past int32 (the parser keeps its low bits).
@@ -254,28 +243,28 @@ TEST_F(BadInputTest, UnknownEnumNumbersAreInvalidArgument) {
         << number << ": " << raw.error_message();
     EXPECT_THAT(raw.error_message(), HasSubstr("result_code"));
   }
-  EXPECT_EQ(client_->Get("t1")->state(), Task::assigned);
+  EXPECT_EQ(taskd_.client->Get("t1")->state(), Task::assigned);
 
   Task task;
   task.set_type("backup");
   task.set_state(static_cast<Task::State>(99));
-  status = client_->Create(task).status();
+  status = taskd_.client->Create(task).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("task.state"));
   task.set_state(Task::STATE_UNSPECIFIED);
   task.set_result_code(static_cast<Task::ResultCode>(-5));
-  status = client_->Create(task).status();
+  status = taskd_.client->Create(task).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("task.result_code"));
 
   Task patch;
   patch.set_id("t1");
   patch.set_state(static_cast<Task::State>(42));
-  status = client_->Update(patch, {}).status();
+  status = taskd_.client->Update(patch, {}).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("task.state"));
 
-  EXPECT_EQ(server_->store()->CurrentRevision(), before);
+  EXPECT_EQ(taskd_.server->store()->CurrentRevision(), before);
   ExpectStillServing();
 }
 
@@ -299,7 +288,7 @@ TEST_F(BadInputTest, OutOfRangeTimestampsInFiltersAreInvalidArgument) {
   for (const char* filter : bad) {
     ListTasksRequest request;
     request.set_filter(filter);
-    absl::Status status = client_->List(request).status();
+    absl::Status status = taskd_.client->List(request).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument)
         << filter << ": " << status;
     EXPECT_THAT(status.message(), HasSubstr("filter")) << filter;
@@ -315,7 +304,8 @@ TEST_F(BadInputTest, OutOfRangeTimestampsInFiltersAreInvalidArgument) {
                              "revision < 9223372036854775807"}) {
     ListTasksRequest request;
     request.set_filter(filter);
-    absl::StatusOr<tasks::v1::ListTasksResponse> page = client_->List(request);
+    absl::StatusOr<tasks::v1::ListTasksResponse> page =
+        taskd_.client->List(request);
     ASSERT_TRUE(page.ok()) << filter << ": " << page.status();
     EXPECT_EQ(page->tasks_size(), 1) << filter;
   }
@@ -327,7 +317,8 @@ TEST_F(BadInputTest, HugePageSizesAreClamped) {
   for (int i = 0; i < 5; ++i) MustCreate(absl::StrCat("t", i));
   ListTasksRequest request;
   request.set_page_size(std::numeric_limits<int32_t>::max());
-  absl::StatusOr<tasks::v1::ListTasksResponse> page = client_->List(request);
+  absl::StatusOr<tasks::v1::ListTasksResponse> page =
+      taskd_.client->List(request);
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_EQ(page->tasks_size(), 5);
   EXPECT_TRUE(page->next_page_token().empty());
@@ -336,7 +327,7 @@ TEST_F(BadInputTest, HugePageSizesAreClamped) {
   Restart();
   int listed = 0, pages = 0;
   while (true) {
-    page = client_->List(request);
+    page = taskd_.client->List(request);
     ASSERT_TRUE(page.ok()) << page.status();
     EXPECT_LE(page->tasks_size(), 2);
     listed += page->tasks_size();
@@ -349,7 +340,7 @@ TEST_F(BadInputTest, HugePageSizesAreClamped) {
 
   request.Clear();
   request.set_page_size(std::numeric_limits<int32_t>::min());
-  absl::Status status = client_->List(request).status();
+  absl::Status status = taskd_.client->List(request).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("page_size"));
 }
@@ -395,7 +386,7 @@ TEST_F(BadInputTest, ExtremeWatchRequests) {
 TEST_F(BadInputTest, OversizedRequestsAreResourceExhausted) {
   Task task;
   task.set_type(std::string(2 << 20, 'x'));
-  EXPECT_EQ(client_->Create(task).status().code(),
+  EXPECT_EQ(taskd_.client->Create(task).status().code(),
             absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(
       RawCall("GetTask", BytesField(1, std::string(3 << 20, 'y'))).error_code(),
@@ -405,12 +396,12 @@ TEST_F(BadInputTest, OversizedRequestsAreResourceExhausted) {
   EXPECT_EQ(Watch(watch).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   // Under the limit but over the field limits: the service names the field.
   task.set_type(std::string(100'000, 'x'));
-  absl::Status status = client_->Create(task).status();
+  absl::Status status = taskd_.client->Create(task).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("task.type"));
   ListTasksRequest list;
   list.set_filter(std::string(500'000, '('));
-  status = client_->List(list).status();
+  status = taskd_.client->List(list).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("filter"));
   ExpectStillServing();

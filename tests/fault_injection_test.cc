@@ -24,6 +24,7 @@
 #include "server/task_server.h"
 #include "storage/fault_injection_vfs.h"
 #include "tests/db_check.h"
+#include "tests/test_server.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -137,8 +138,7 @@ class FaultInjectionTest : public ::testing::Test {
   }
   void TearDown() override {
     vfs_->Clear();
-    client_.reset();
-    if (server_) server_->Shutdown(absl::Seconds(2));
+    taskd_.Stop(absl::Seconds(2));
   }
 
   void StartServer() {
@@ -151,29 +151,22 @@ class FaultInjectionTest : public ::testing::Test {
       options.store.checkpoint_pages = checkpoint_pages_;
     }
     options.service.default_deadline = default_deadline_;
-    absl::StatusOr<std::unique_ptr<TaskServer>> server =
-        TaskServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    client_ = std::make_unique<TaskClient>(channel_);
+    absl::Status started = taskd_.Start(options);
+    ASSERT_TRUE(started.ok()) << started;
   }
   void Restart() {
-    client_.reset();
-    server_->Shutdown(absl::Seconds(2));
-    server_.reset();
+    taskd_.Stop(absl::Seconds(2));
     StartServer();
   }
 
   std::string db_path() const { return dir_.File("taskd.db"); }
-  int64_t revision() const { return server_->store()->CurrentRevision(); }
+  int64_t revision() const { return taskd_.server->store()->CurrentRevision(); }
 
   absl::StatusOr<Task> Create(const std::string& id) {
     Task task;
     task.set_id(id);
     task.set_type("backup");
-    return client_->Create(task);
+    return taskd_.client->Create(task);
   }
 
   // The file is consistent and the server's revision is the file's.
@@ -189,9 +182,7 @@ class FaultInjectionTest : public ::testing::Test {
   bool synchronous_full_ = true;
   int checkpoint_pages_ = 0;  // 0: the store's default
   absl::Duration default_deadline_ = absl::Seconds(30);
-  std::unique_ptr<TaskServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<TaskClient> client_;
+  testing::InProcessTaskd taskd_;
 };
 FaultInjectionVfs* FaultInjectionTest::vfs_ = nullptr;
 
@@ -204,7 +195,7 @@ TEST_F(FaultInjectionTest, AStalledDiskEndsWritesAtTheDefaultDeadline) {
   default_deadline_ = absl::Milliseconds(300);
   Restart();
   ASSERT_TRUE(Create("before").ok());
-  auto stub = tasks::v1::TaskService::NewStub(channel_);
+  auto stub = tasks::v1::TaskService::NewStub(taskd_.channel);
   vfs_->DelaySyncs(1'500'000);
 
   tasks::v1::CreateTaskRequest request;
@@ -275,7 +266,7 @@ TEST_P(FailingDiskTest, WritesFailReadsAndWatchesGoOn) {
   ASSERT_TRUE(Create("a").ok());
   ASSERT_TRUE(Create("b").ok());
   ASSERT_TRUE(Create("c").ok());
-  Watcher watcher(channel_, 1);
+  Watcher watcher(taskd_.channel, 1);
   ASSERT_TRUE(watcher.WaitFor(3));
   const int64_t before = revision();
 
@@ -289,22 +280,23 @@ TEST_P(FailingDiskTest, WritesFailReadsAndWatchesGoOn) {
     EXPECT_THAT(status.message(), HasSubstr(fault.mentions)) << call;
   };
   expect_failed(Create("d").status(), "create");
-  expect_failed(client_->Assign("a", "agent-1").status(), "assign");
+  expect_failed(taskd_.client->Assign("a", "agent-1").status(), "assign");
   Task patch;
   patch.set_id("b");
   patch.set_priority("high");
-  expect_failed(client_->Update(patch, {"priority"}).status(), "update");
-  expect_failed(client_->Delete("c"), "delete");
-  expect_failed(client_->Cancel("c").status(), "cancel");
+  expect_failed(taskd_.client->Update(patch, {"priority"}).status(), "update");
+  expect_failed(taskd_.client->Delete("c"), "delete");
+  expect_failed(taskd_.client->Cancel("c").status(), "cancel");
   EXPECT_GT(vfs_->injected(), 0);
   EXPECT_EQ(revision(), before) << "a failed write consumed a revision";
 
   // Reads see the state before the failures.
-  absl::StatusOr<Task> a = client_->Get("a");
+  absl::StatusOr<Task> a = taskd_.client->Get("a");
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->state(), Task::enqueued);
-  EXPECT_EQ(client_->Get("d").status().code(), absl::StatusCode::kNotFound);
-  absl::StatusOr<tasks::v1::ListTasksResponse> list = client_->List({});
+  EXPECT_EQ(taskd_.client->Get("d").status().code(),
+            absl::StatusCode::kNotFound);
+  absl::StatusOr<tasks::v1::ListTasksResponse> list = taskd_.client->List({});
   ASSERT_TRUE(list.ok()) << list.status();
   EXPECT_EQ(list->tasks_size(), 3);
   // The watch is still open and progressing, with nothing new to tell.
@@ -317,7 +309,7 @@ TEST_P(FailingDiskTest, WritesFailReadsAndWatchesGoOn) {
   absl::StatusOr<Task> d = Create("d");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->revision(), before + 1) << "the revision skipped";
-  absl::StatusOr<Task> assigned = client_->Assign("a", "agent-1");
+  absl::StatusOr<Task> assigned = taskd_.client->Assign("a", "agent-1");
   ASSERT_TRUE(assigned.ok()) << assigned.status();
   EXPECT_EQ(assigned->revision(), before + 2);
   ASSERT_TRUE(watcher.WaitFor(before + 2));
@@ -330,10 +322,10 @@ TEST_P(FailingDiskTest, WritesFailReadsAndWatchesGoOn) {
   // What was acknowledged survives a restart; what failed does not appear.
   Restart();
   EXPECT_EQ(revision(), before + 2);
-  absl::StatusOr<Task> b = client_->Get("b");
+  absl::StatusOr<Task> b = taskd_.client->Get("b");
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->priority(), "normal");
-  EXPECT_TRUE(client_->Get("c").ok());
+  EXPECT_TRUE(taskd_.client->Get("c").ok());
   ExpectConsistent();
 }
 
@@ -383,7 +375,7 @@ TEST_F(FaultInjectionTest, FailingAnyOneCallOfACommit) {
       if (created.ok()) {
         EXPECT_EQ(created->revision(), before + 1);
         EXPECT_EQ(revision(), before + 1);
-        EXPECT_TRUE(client_->Get(id).ok());
+        EXPECT_TRUE(taskd_.client->Get(id).ok());
       } else {
         ++failed_writes;
         EXPECT_THAT(created.status().code(),
@@ -391,7 +383,8 @@ TEST_F(FaultInjectionTest, FailingAnyOneCallOfACommit) {
                                      absl::StatusCode::kUnavailable))
             << created.status();
         EXPECT_EQ(revision(), before) << created.status();
-        EXPECT_EQ(client_->Get(id).status().code(), absl::StatusCode::kNotFound)
+        EXPECT_EQ(taskd_.client->Get(id).status().code(),
+                  absl::StatusCode::kNotFound)
             << "a failed create is visible";
       }
       // The disk works again: the next write takes the next revision.
@@ -445,16 +438,15 @@ TEST_F(FaultInjectionTest, ShutdownWhileTheDiskIsFull) {
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(Create(absl::StrCat("t", i)).ok());
   vfs_->FailWrites({SQLITE_FULL});
   EXPECT_FALSE(Create("lost").ok());
-  client_.reset();
-  server_->Shutdown(absl::Seconds(2));
-  server_.reset();
+  taskd_.Stop(absl::Seconds(2));
   vfs_->Clear();
   StartServer();
   EXPECT_EQ(revision(), 20);
   for (int i = 0; i < 20; ++i) {
-    EXPECT_TRUE(client_->Get(absl::StrCat("t", i)).ok()) << i;
+    EXPECT_TRUE(taskd_.client->Get(absl::StrCat("t", i)).ok()) << i;
   }
-  EXPECT_EQ(client_->Get("lost").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(taskd_.client->Get("lost").status().code(),
+            absl::StatusCode::kNotFound);
   ExpectConsistent();
 }
 
@@ -472,7 +464,7 @@ TEST_F(FaultInjectionTest, CrashAfterAFailedSyncIsConsistent) {
   ASSERT_EQ(failed.status().code(), absl::StatusCode::kUnavailable)
       << failed.status();
   EXPECT_EQ(revision(), before);
-  EXPECT_EQ(client_->Get("unsure").status().code(),
+  EXPECT_EQ(taskd_.client->Get("unsure").status().code(),
             absl::StatusCode::kNotFound);
 
   // The files as a crash right now would leave them (no write is under way).
@@ -511,7 +503,7 @@ TEST_F(FaultInjectionTest, CrashAfterAFailedSyncIsConsistent) {
 // exactly the acknowledged creates in revision order, and the file is
 // consistent.
 TEST_F(FaultInjectionTest, FaultsComingAndGoingUnderConcurrentWriters) {
-  Watcher watcher(channel_, 1);
+  Watcher watcher(taskd_.channel, 1);
   constexpr int kWriters = 4;
   std::atomic<bool> stop{false};
   std::mutex mu;
@@ -520,7 +512,7 @@ TEST_F(FaultInjectionTest, FaultsComingAndGoingUnderConcurrentWriters) {
   std::vector<std::thread> writers;
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
-      TaskClient client(channel_);
+      TaskClient client(taskd_.channel);
       for (int i = 0; !stop; ++i) {
         std::string id = absl::StrCat("w", w, "-", i);
         Task task;

@@ -24,6 +24,7 @@
 #include "server/task_server.h"
 #include "storage/fault_injection_vfs.h"
 #include "storage/sqlite_task_store.h"
+#include "tests/test_server.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -544,27 +545,17 @@ class GroupCommitServerTest : public ::testing::Test {
     options.listen_address = "127.0.0.1:0";
     options.store.path = dir_.File("taskd.db");
     options.store.synchronous_full = false;
-    absl::StatusOr<std::unique_ptr<TaskServer>> server =
-        TaskServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    client_ = std::make_unique<TaskClient>(channel_);
+    absl::Status started = taskd_.Start(options);
+    ASSERT_TRUE(started.ok()) << started;
   }
-  void TearDown() override {
-    client_.reset();
-    if (server_) server_->Shutdown(absl::Seconds(2));
-  }
+  void TearDown() override { taskd_.Stop(absl::Seconds(2)); }
 
   testing::TempDir dir_;
-  std::unique_ptr<TaskServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<TaskClient> client_;
+  testing::InProcessTaskd taskd_;
 };
 
 TEST_F(GroupCommitServerTest, EveryAcknowledgedChangeIsWatchedOnceInOrder) {
-  auto stub = tasks::v1::TaskService::NewStub(channel_);
+  auto stub = tasks::v1::TaskService::NewStub(taskd_.channel);
   grpc::ClientContext watch_context;
   WatchTasksRequest request;
   request.set_start_revision(1);
@@ -587,17 +578,17 @@ TEST_F(GroupCommitServerTest, EveryAcknowledgedChangeIsWatchedOnceInOrder) {
         Task task;
         task.set_id(absl::StrCat("g", t, "-", i));
         task.set_type("backup");
-        absl::StatusOr<Task> created = client_->Create(task);
+        absl::StatusOr<Task> created = taskd_.client->Create(task);
         record(created);
         if (!created.ok()) return;
         // The same id again fails alone, whatever batch it lands in.
-        EXPECT_EQ(client_->Create(task).status().code(),
+        EXPECT_EQ(taskd_.client->Create(task).status().code(),
                   absl::StatusCode::kAlreadyExists);
-        record(client_->Assign(created->id(), "agent-7"));
-        EXPECT_EQ(client_->Resume(created->id()).status().code(),
+        record(taskd_.client->Assign(created->id(), "agent-7"));
+        EXPECT_EQ(taskd_.client->Resume(created->id()).status().code(),
                   absl::StatusCode::kFailedPrecondition);
-        record(client_->Start(created->id()));
-        record(client_->Complete(created->id(), Task::ok));
+        record(taskd_.client->Start(created->id()));
+        record(taskd_.client->Complete(created->id(), Task::ok));
       }
     });
   }

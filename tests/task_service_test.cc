@@ -17,6 +17,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/task_server.h"
+#include "tests/test_server.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -32,29 +33,19 @@ constexpr char kPolicy[] = "7d3b1f2a-9c8e-4a5b-8c7d-6e5f4a3b2c1d";
 class TaskServiceTest : public ::testing::Test {
  protected:
   void SetUp() override { StartServer(); }
-  void TearDown() override {
-    client_.reset();
-    if (server_) server_->Shutdown(absl::Seconds(1));
-  }
+  void TearDown() override { taskd_.Stop(absl::Seconds(1)); }
 
   void StartServer() {
     TaskServerOptions options;
     options.listen_address = "127.0.0.1:0";
     options.store.path = dir_.File("taskd.db");
     options.service.max_page_size = max_page_size_;
-    absl::StatusOr<std::unique_ptr<TaskServer>> server =
-        TaskServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    client_ = std::make_unique<TaskClient>(channel_);
+    absl::Status started = taskd_.Start(options);
+    ASSERT_TRUE(started.ok()) << started;
   }
 
   void Restart() {
-    client_.reset();
-    server_->Shutdown(absl::Seconds(1));
-    server_.reset();
+    taskd_.Stop(absl::Seconds(1));
     StartServer();
   }
 
@@ -67,7 +58,7 @@ class TaskServiceTest : public ::testing::Test {
   }
 
   Task MustCreate(const std::string& id = "") {
-    absl::StatusOr<Task> task = client_->Create(Backup(id));
+    absl::StatusOr<Task> task = taskd_.client->Create(Backup(id));
     EXPECT_TRUE(task.ok()) << task.status();
     return task.ok() ? *task : Task();
   }
@@ -78,7 +69,7 @@ class TaskServiceTest : public ::testing::Test {
     request.set_page_size(page_size);
     while (true) {
       absl::StatusOr<tasks::v1::ListTasksResponse> page =
-          client_->List(request);
+          taskd_.client->List(request);
       EXPECT_TRUE(page.ok()) << page.status();
       if (!page.ok()) break;
       for (const Task& t : page->tasks()) ids.push_back(t.id());
@@ -90,9 +81,7 @@ class TaskServiceTest : public ::testing::Test {
 
   testing::TempDir dir_;
   int max_page_size_ = 1000;
-  std::unique_ptr<TaskServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<TaskClient> client_;
+  testing::InProcessTaskd taskd_;
 };
 
 void ExpectCode(const absl::Status& status, absl::StatusCode code,
@@ -104,7 +93,7 @@ void ExpectCode(const absl::Status& status, absl::StatusCode code,
 TEST_F(TaskServiceTest, CreateAssignsServerFields) {
   Task request = Backup();
   request.set_policy_id(kPolicy);
-  absl::StatusOr<Task> task = client_->Create(request);
+  absl::StatusOr<Task> task = taskd_.client->Create(request);
   ASSERT_TRUE(task.ok()) << task.status();
   EXPECT_EQ(task->state(), Task::enqueued);
   EXPECT_EQ(task->priority(), "normal");
@@ -118,7 +107,7 @@ TEST_F(TaskServiceTest, CreateAssignsServerFields) {
   EXPECT_FALSE(task->etag().empty());
   EXPECT_EQ(task->policy_id(), kPolicy);
 
-  absl::StatusOr<Task> got = client_->Get(task->id());
+  absl::StatusOr<Task> got = taskd_.client->Get(task->id());
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->SerializeAsString(), task->SerializeAsString());
 }
@@ -127,9 +116,9 @@ TEST_F(TaskServiceTest, CreateWithOwnIdAndDuplicate) {
   Task first = MustCreate("task-uuid-001");
   EXPECT_EQ(first.id(), "task-uuid-001");
   EXPECT_NE(first.uuid(), first.id());
-  ExpectCode(client_->Create(Backup("task-uuid-001")).status(),
+  ExpectCode(taskd_.client->Create(Backup("task-uuid-001")).status(),
              absl::StatusCode::kAlreadyExists, "task-uuid-001");
-  absl::StatusOr<Task> by_uuid = client_->Get(first.uuid());
+  absl::StatusOr<Task> by_uuid = taskd_.client->Get(first.uuid());
   ASSERT_TRUE(by_uuid.ok());
   EXPECT_EQ(by_uuid->id(), "task-uuid-001");
 }
@@ -137,63 +126,64 @@ TEST_F(TaskServiceTest, CreateWithOwnIdAndDuplicate) {
 TEST_F(TaskServiceTest, CreateRejectsBadInputNamingTheField) {
   Task no_type = Backup();
   no_type.clear_type();
-  ExpectCode(client_->Create(no_type).status(),
+  ExpectCode(taskd_.client->Create(no_type).status(),
              absl::StatusCode::kInvalidArgument, "task.type");
   Task with_state = Backup();
   with_state.set_state(Task::started);
-  ExpectCode(client_->Create(with_state).status(),
+  ExpectCode(taskd_.client->Create(with_state).status(),
              absl::StatusCode::kInvalidArgument, "task.state");
   Task bad_tenant = Backup();
   bad_tenant.set_tenant_id("tenant-1");
-  ExpectCode(client_->Create(bad_tenant).status(),
+  ExpectCode(taskd_.client->Create(bad_tenant).status(),
              absl::StatusCode::kInvalidArgument, "task.tenant_id");
   Task bad_priority = Backup();
   bad_priority.set_priority("urgent");
-  ExpectCode(client_->Create(bad_priority).status(),
+  ExpectCode(taskd_.client->Create(bad_priority).status(),
              absl::StatusCode::kInvalidArgument, "task.priority");
   tasks::v1::CreateTaskRequest empty;
   grpc::ClientContext context;
   Task response;
-  grpc::Status status = client_->stub()->CreateTask(&context, empty, &response);
+  grpc::Status status =
+      taskd_.client->stub()->CreateTask(&context, empty, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(server_->store()->CurrentRevision(), 0);
+  EXPECT_EQ(taskd_.server->store()->CurrentRevision(), 0);
 }
 
 TEST_F(TaskServiceTest, RetryWithSameRequestIdReturnsTheFirstTask) {
-  absl::StatusOr<Task> first = client_->Create(Backup(), "req-42");
+  absl::StatusOr<Task> first = taskd_.client->Create(Backup(), "req-42");
   ASSERT_TRUE(first.ok());
-  absl::StatusOr<Task> retry = client_->Create(Backup(), "req-42");
+  absl::StatusOr<Task> retry = taskd_.client->Create(Backup(), "req-42");
   ASSERT_TRUE(retry.ok());
   EXPECT_EQ(retry->id(), first->id());
   EXPECT_EQ(ListAllIds(50).size(), 1u);
-  absl::StatusOr<Task> other = client_->Create(Backup(), "req-43");
+  absl::StatusOr<Task> other = taskd_.client->Create(Backup(), "req-43");
   ASSERT_TRUE(other.ok());
   EXPECT_NE(other->id(), first->id());
 }
 
 TEST_F(TaskServiceTest, GetErrors) {
-  ExpectCode(client_->Get("missing").status(), absl::StatusCode::kNotFound,
-             "missing");
-  ExpectCode(client_->Get("").status(), absl::StatusCode::kInvalidArgument,
-             "id");
+  ExpectCode(taskd_.client->Get("missing").status(),
+             absl::StatusCode::kNotFound, "missing");
+  ExpectCode(taskd_.client->Get("").status(),
+             absl::StatusCode::kInvalidArgument, "id");
 }
 
 TEST_F(TaskServiceTest, FullLifeCycle) {
   Task task = MustCreate();
-  absl::StatusOr<Task> assigned = client_->Assign(task.id(), "agent-7");
+  absl::StatusOr<Task> assigned = taskd_.client->Assign(task.id(), "agent-7");
   ASSERT_TRUE(assigned.ok()) << assigned.status();
   EXPECT_EQ(assigned->state(), Task::assigned);
   EXPECT_EQ(assigned->executor_id(), "agent-7");
-  absl::StatusOr<Task> started = client_->Start(task.id());
+  absl::StatusOr<Task> started = taskd_.client->Start(task.id());
   ASSERT_TRUE(started.ok());
   EXPECT_TRUE(started->has_started_at());
-  absl::StatusOr<Task> paused = client_->Pause(task.id());
+  absl::StatusOr<Task> paused = taskd_.client->Pause(task.id());
   ASSERT_TRUE(paused.ok());
   EXPECT_EQ(paused->state(), Task::paused);
-  absl::StatusOr<Task> resumed = client_->Resume(task.id());
+  absl::StatusOr<Task> resumed = taskd_.client->Resume(task.id());
   ASSERT_TRUE(resumed.ok());
   EXPECT_EQ(resumed->state(), Task::started);
-  absl::StatusOr<Task> completed = client_->Complete(task.id(), Task::ok);
+  absl::StatusOr<Task> completed = taskd_.client->Complete(task.id(), Task::ok);
   ASSERT_TRUE(completed.ok());
   EXPECT_EQ(completed->state(), Task::completed);
   EXPECT_EQ(completed->result_code(), Task::ok);
@@ -203,29 +193,29 @@ TEST_F(TaskServiceTest, FullLifeCycle) {
   EXPECT_LT(started->revision(), paused->revision());
   EXPECT_LT(resumed->revision(), completed->revision());
   // completed is final.
-  ExpectCode(client_->Cancel(task.id()).status(),
+  ExpectCode(taskd_.client->Cancel(task.id()).status(),
              absl::StatusCode::kFailedPrecondition, "completed");
-  ExpectCode(client_->Start(task.id()).status(),
+  ExpectCode(taskd_.client->Start(task.id()).status(),
              absl::StatusCode::kFailedPrecondition, "completed");
 }
 
 TEST_F(TaskServiceTest, IllegalMovesNameStateAndMove) {
   Task task = MustCreate();
-  ExpectCode(client_->Start(task.id()).status(),
+  ExpectCode(taskd_.client->Start(task.id()).status(),
              absl::StatusCode::kFailedPrecondition, "enqueued");
-  ExpectCode(client_->Pause(task.id()).status(),
+  ExpectCode(taskd_.client->Pause(task.id()).status(),
              absl::StatusCode::kFailedPrecondition, "pause");
-  ExpectCode(client_->Resume(task.id()).status(),
+  ExpectCode(taskd_.client->Resume(task.id()).status(),
              absl::StatusCode::kFailedPrecondition, "resume");
-  ExpectCode(client_->Complete(task.id(), Task::ok).status(),
+  ExpectCode(taskd_.client->Complete(task.id(), Task::ok).status(),
              absl::StatusCode::kFailedPrecondition, "complete");
-  ExpectCode(client_->Assign(task.id(), "").status(),
+  ExpectCode(taskd_.client->Assign(task.id(), "").status(),
              absl::StatusCode::kInvalidArgument, "executor_id");
-  ExpectCode(client_->Complete(task.id(), Task::cancelled).status(),
+  ExpectCode(taskd_.client->Complete(task.id(), Task::cancelled).status(),
              absl::StatusCode::kInvalidArgument, "result_code");
-  ExpectCode(client_->Start("nope").status(), absl::StatusCode::kNotFound,
+  ExpectCode(taskd_.client->Start("nope").status(), absl::StatusCode::kNotFound,
              "nope");
-  absl::StatusOr<Task> cancelled = client_->Cancel(task.id());
+  absl::StatusOr<Task> cancelled = taskd_.client->Cancel(task.id());
   ASSERT_TRUE(cancelled.ok());
   EXPECT_EQ(cancelled->result_code(), Task::cancelled);
 }
@@ -233,13 +223,13 @@ TEST_F(TaskServiceTest, IllegalMovesNameStateAndMove) {
 TEST_F(TaskServiceTest, RacingMovesExactlyOneWins) {
   for (int round = 0; round < 5; ++round) {
     Task task = MustCreate();
-    ASSERT_TRUE(client_->Assign(task.id(), "agent").ok());
+    ASSERT_TRUE(taskd_.client->Assign(task.id(), "agent").ok());
     std::atomic<int> won{0}, refused{0};
     std::vector<std::thread> threads;
     for (int i = 0; i < 8; ++i) {
       threads.emplace_back([&, i] {
-        absl::Status status = i % 2 ? client_->Start(task.id()).status()
-                                    : client_->Cancel(task.id()).status();
+        absl::Status status = i % 2 ? taskd_.client->Start(task.id()).status()
+                                    : taskd_.client->Cancel(task.id()).status();
         // Start loses only to a cancel; cancel loses only to a cancel.
         if (status.ok()) {
           ++won;
@@ -251,7 +241,7 @@ TEST_F(TaskServiceTest, RacingMovesExactlyOneWins) {
     for (auto& t : threads) t.join();
     // Starts can win once and then cancels may still win once; what must
     // never happen is two starts or two cancels both winning.
-    absl::StatusOr<Task> final_task = client_->Get(task.id());
+    absl::StatusOr<Task> final_task = taskd_.client->Get(task.id());
     ASSERT_TRUE(final_task.ok());
     EXPECT_EQ(won + refused, 8);
     EXPECT_LE(won, 2);
@@ -259,12 +249,12 @@ TEST_F(TaskServiceTest, RacingMovesExactlyOneWins) {
   }
   // The pure case: eight starts on one assigned task.
   Task task = MustCreate();
-  ASSERT_TRUE(client_->Assign(task.id(), "agent").ok());
+  ASSERT_TRUE(taskd_.client->Assign(task.id(), "agent").ok());
   std::atomic<int> won{0}, refused{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&] {
-      absl::Status status = client_->Start(task.id()).status();
+      absl::Status status = taskd_.client->Start(task.id()).status();
       if (status.ok()) ++won;
       if (status.code() == absl::StatusCode::kFailedPrecondition) ++refused;
     });
@@ -281,34 +271,34 @@ TEST_F(TaskServiceTest, UpdateWithMaskAndEtag) {
   patch.set_priority("high");
   patch.set_type("ignored-not-in-mask");
   absl::StatusOr<Task> updated =
-      client_->Update(patch, {"priority"}, task.etag());
+      taskd_.client->Update(patch, {"priority"}, task.etag());
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(updated->priority(), "high");
   EXPECT_EQ(updated->type(), "backup");
   EXPECT_NE(updated->etag(), task.etag());
   // The old etag is stale now.
   patch.set_priority("low");
-  ExpectCode(client_->Update(patch, {"priority"}, task.etag()).status(),
+  ExpectCode(taskd_.client->Update(patch, {"priority"}, task.etag()).status(),
              absl::StatusCode::kAborted, "etag");
-  ExpectCode(client_->Update(patch, {"state"}).status(),
+  ExpectCode(taskd_.client->Update(patch, {"state"}).status(),
              absl::StatusCode::kInvalidArgument, "state");
-  ExpectCode(client_->Update(patch, {"tenant_id"}).status(),
+  ExpectCode(taskd_.client->Update(patch, {"tenant_id"}).status(),
              absl::StatusCode::kInvalidArgument, "tenant_id");
-  EXPECT_EQ(client_->Get(task.id())->priority(), "high");
+  EXPECT_EQ(taskd_.client->Get(task.id())->priority(), "high");
   // Moves honour etags too.
-  ExpectCode(client_->Assign(task.id(), "a", task.etag()).status(),
+  ExpectCode(taskd_.client->Assign(task.id(), "a", task.etag()).status(),
              absl::StatusCode::kAborted, "etag");
-  EXPECT_TRUE(client_->Assign(task.id(), "a", updated->etag()).ok());
+  EXPECT_TRUE(taskd_.client->Assign(task.id(), "a", updated->etag()).ok());
 }
 
 TEST_F(TaskServiceTest, DeleteWithEtag) {
   Task task = MustCreate();
-  ExpectCode(client_->Delete(task.id(), "r999999"), absl::StatusCode::kAborted,
-             "etag");
-  EXPECT_TRUE(client_->Delete(task.id(), task.etag()).ok());
-  ExpectCode(client_->Get(task.id()).status(), absl::StatusCode::kNotFound,
-             task.id());
-  ExpectCode(client_->Delete(task.id()), absl::StatusCode::kNotFound,
+  ExpectCode(taskd_.client->Delete(task.id(), "r999999"),
+             absl::StatusCode::kAborted, "etag");
+  EXPECT_TRUE(taskd_.client->Delete(task.id(), task.etag()).ok());
+  ExpectCode(taskd_.client->Get(task.id()).status(),
+             absl::StatusCode::kNotFound, task.id());
+  ExpectCode(taskd_.client->Delete(task.id()), absl::StatusCode::kNotFound,
              task.id());
 }
 
@@ -319,7 +309,7 @@ TEST_F(TaskServiceTest, ListPagesEveryTaskOnce) {
   EXPECT_EQ(ListAllIds(0), created);
   ListTasksRequest negative;
   negative.set_page_size(-1);
-  ExpectCode(client_->List(negative).status(),
+  ExpectCode(taskd_.client->List(negative).status(),
              absl::StatusCode::kInvalidArgument, "page_size");
 }
 
@@ -329,7 +319,8 @@ TEST_F(TaskServiceTest, PageSizeIsCapped) {
   for (int i = 0; i < 6; ++i) MustCreate();
   ListTasksRequest request;
   request.set_page_size(1'000'000);
-  absl::StatusOr<tasks::v1::ListTasksResponse> page = client_->List(request);
+  absl::StatusOr<tasks::v1::ListTasksResponse> page =
+      taskd_.client->List(request);
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->tasks_size(), 4);
   EXPECT_FALSE(page->next_page_token().empty());
@@ -339,24 +330,25 @@ TEST_F(TaskServiceTest, BadPageTokensAreInvalidArgument) {
   for (int i = 0; i < 3; ++i) MustCreate();
   ListTasksRequest request;
   request.set_page_size(1);
-  absl::StatusOr<tasks::v1::ListTasksResponse> page = client_->List(request);
+  absl::StatusOr<tasks::v1::ListTasksResponse> page =
+      taskd_.client->List(request);
   ASSERT_TRUE(page.ok());
   std::string token = page->next_page_token();
   ASSERT_FALSE(token.empty());
   for (std::string bad : {std::string("garbage"),
                           token.substr(0, token.size() / 2), token + "x"}) {
     request.set_page_token(bad);
-    ExpectCode(client_->List(request).status(),
+    ExpectCode(taskd_.client->List(request).status(),
                absl::StatusCode::kInvalidArgument, "page_token");
   }
   std::string edited = token;
   edited[edited.size() / 2] = edited[edited.size() / 2] == 'A' ? 'B' : 'A';
   request.set_page_token(edited);
-  ExpectCode(client_->List(request).status(),
+  ExpectCode(taskd_.client->List(request).status(),
              absl::StatusCode::kInvalidArgument, "page_token");
   request.set_page_token(token);
   request.set_order_by("enqueuedAt desc");
-  ExpectCode(client_->List(request).status(),
+  ExpectCode(taskd_.client->List(request).status(),
              absl::StatusCode::kInvalidArgument, "page_token");
 }
 
@@ -380,21 +372,21 @@ TEST_F(TaskServiceTest, PagingUnderConcurrentInsertsNeverSkipsNorRepeats) {
 TEST_F(TaskServiceTest, RestartKeepsEveryTask) {
   std::vector<Task> created;
   for (int i = 0; i < 10; ++i) created.push_back(MustCreate());
-  ASSERT_TRUE(client_->Assign(created[0].id(), "agent-1").ok());
-  int64_t revision = server_->store()->CurrentRevision();
+  ASSERT_TRUE(taskd_.client->Assign(created[0].id(), "agent-1").ok());
+  int64_t revision = taskd_.server->store()->CurrentRevision();
   Restart();
-  EXPECT_EQ(server_->store()->CurrentRevision(), revision);
+  EXPECT_EQ(taskd_.server->store()->CurrentRevision(), revision);
   EXPECT_EQ(ListAllIds(4).size(), 10u);
-  absl::StatusOr<Task> first = client_->Get(created[0].id());
+  absl::StatusOr<Task> first = taskd_.client->Get(created[0].id());
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(first->state(), Task::assigned);
-  absl::StatusOr<Task> next = client_->Create(Backup());
+  absl::StatusOr<Task> next = taskd_.client->Create(Backup());
   ASSERT_TRUE(next.ok());
   EXPECT_EQ(next->revision(), revision + 1);
 }
 
 TEST_F(TaskServiceTest, HealthReportsServing) {
-  auto health = grpc::health::v1::Health::NewStub(channel_);
+  auto health = grpc::health::v1::Health::NewStub(taskd_.channel);
   for (const char* service : {"", "tasks.v1.TaskService"}) {
     grpc::ClientContext context;
     grpc::health::v1::HealthCheckRequest request;
@@ -413,14 +405,14 @@ TEST_F(TaskServiceTest, HealthReportsServing) {
 }
 
 TEST_F(TaskServiceTest, HealthWatchEndsOnShutdown) {
-  auto health = grpc::health::v1::Health::NewStub(channel_);
+  auto health = grpc::health::v1::Health::NewStub(taskd_.channel);
   grpc::ClientContext context;
   grpc::health::v1::HealthCheckRequest request;
   auto reader = health->Watch(&context, request);
   grpc::health::v1::HealthCheckResponse response;
   ASSERT_TRUE(reader->Read(&response));
   EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
-  std::thread stopper([&] { server_->Shutdown(absl::Seconds(5)); });
+  std::thread stopper([&] { taskd_.server->Shutdown(absl::Seconds(5)); });
   ASSERT_TRUE(reader->Read(&response));
   EXPECT_EQ(response.status(),
             grpc::health::v1::HealthCheckResponse::NOT_SERVING);
@@ -430,7 +422,7 @@ TEST_F(TaskServiceTest, HealthWatchEndsOnShutdown) {
 }
 
 TEST_F(TaskServiceTest, HealthWatchOfAnUnknownServiceSaysSo) {
-  auto health = grpc::health::v1::Health::NewStub(channel_);
+  auto health = grpc::health::v1::Health::NewStub(taskd_.channel);
   grpc::ClientContext context;
   grpc::health::v1::HealthCheckRequest request;
   request.set_service("no.such.Service");
@@ -439,7 +431,7 @@ TEST_F(TaskServiceTest, HealthWatchOfAnUnknownServiceSaysSo) {
   ASSERT_TRUE(reader->Read(&response));
   EXPECT_EQ(response.status(),
             grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
-  std::thread stopper([&] { server_->Shutdown(absl::Seconds(5)); });
+  std::thread stopper([&] { taskd_.server->Shutdown(absl::Seconds(5)); });
   // Shutdown ends the stream without claiming the unknown service changed.
   while (reader->Read(&response)) {
     EXPECT_EQ(response.status(),
@@ -454,23 +446,23 @@ TEST_F(TaskServiceTest, TasksInEveryStateValidateAgainstTheSchema) {
   Task enqueued = MustCreate("enqueued-1");
   tasks.push_back(enqueued);
   Task t = MustCreate("assigned-1");
-  tasks.push_back(*client_->Assign(t.id(), "agent-1"));
+  tasks.push_back(*taskd_.client->Assign(t.id(), "agent-1"));
   t = MustCreate("started-1");
-  client_->Assign(t.id(), "agent-1").IgnoreError();
-  tasks.push_back(*client_->Start(t.id()));
+  taskd_.client->Assign(t.id(), "agent-1").IgnoreError();
+  tasks.push_back(*taskd_.client->Start(t.id()));
   t = MustCreate("paused-1");
-  client_->Assign(t.id(), "agent-1").IgnoreError();
-  client_->Start(t.id()).IgnoreError();
-  tasks.push_back(*client_->Pause(t.id()));
+  taskd_.client->Assign(t.id(), "agent-1").IgnoreError();
+  taskd_.client->Start(t.id()).IgnoreError();
+  tasks.push_back(*taskd_.client->Pause(t.id()));
   for (Task::ResultCode code : {Task::ok, Task::error, Task::warning,
                                 Task::timedout, Task::abandoned}) {
     t = MustCreate(absl::StrCat("completed-", Task::ResultCode_Name(code)));
-    client_->Assign(t.id(), "agent-1").IgnoreError();
-    client_->Start(t.id()).IgnoreError();
-    tasks.push_back(*client_->Complete(t.id(), code));
+    taskd_.client->Assign(t.id(), "agent-1").IgnoreError();
+    taskd_.client->Start(t.id()).IgnoreError();
+    tasks.push_back(*taskd_.client->Complete(t.id(), code));
   }
   t = MustCreate("cancelled-1");
-  tasks.push_back(*client_->Cancel(t.id()));
+  tasks.push_back(*taskd_.client->Cancel(t.id()));
   std::string lines;
   std::set<std::string> states;
   for (const Task& task : tasks) {
@@ -521,7 +513,7 @@ Details DetailsOf(const grpc::Status& status) {
 }
 
 TEST_F(TaskServiceTest, ErrorsCarryReasonsAndFieldViolations) {
-  auto stub = tasks::v1::TaskService::NewStub(channel_);
+  auto stub = tasks::v1::TaskService::NewStub(taskd_.channel);
   Task task = MustCreate("t-1");
   {
     grpc::ClientContext context;
