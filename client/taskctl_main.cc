@@ -5,15 +5,13 @@
 // Run `taskctl help` for the commands. Exit status: 0 on success, 1 when the
 // server answered with an error (printed as CODE: message), 2 for a usage
 // error.
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/channel.h"
 #include "client/task_client.h"
 #include "client/task_format.h"
 #include "client/task_watch.h"
@@ -56,9 +55,16 @@ global flags:
   -o         output: table (default) or json (the task schema's JSON)
   --timeout  deadline of each call (default 10s)
   --token    bearer token (default $TASKD_TOKEN)
+  --tls      speak TLS, trusting the system's CAs
   --tls-ca   PEM CA bundle: speak TLS and trust this CA
   --tls-cert, --tls-key
              PEM client certificate and key, for servers that require them
+  --tls-server-name
+             name to check the server's certificate against (default: the
+             host in --server)
+
+Exit status: 0 success, 1 the server answered with an error (printed as
+CODE: message), 2 usage error (including an unreadable --tls-* file).
 )";
 
 struct Args {
@@ -72,6 +78,11 @@ struct Args {
     return it == flags.end() ? fallback : it->second;
   }
 };
+
+// Flags every command takes.
+const std::set<std::string> kGlobalFlags = {
+    "server", "o",        "timeout", "token",          "tls",
+    "tls-ca", "tls-cert", "tls-key", "tls-server-name"};
 
 int UsageError(const std::string& message) {
   std::cerr << "taskctl: " << message << "\n(run `taskctl help` for usage)\n";
@@ -95,7 +106,7 @@ bool Parse(int argc, char** argv, Args* args, std::string* error) {
         value = name.substr(eq + 1);
         name = name.substr(0, eq);
       } else if (name == "all" || name == "help" || name == "h" ||
-                 name == "initial") {
+                 name == "initial" || name == "tls") {
         value = "true";
       } else if (i + 1 < argc) {
         value = argv[++i];
@@ -112,6 +123,45 @@ bool Parse(int argc, char** argv, Args* args, std::string* error) {
     }
   }
   return true;
+}
+
+// Reads the file a --tls-* flag names into *pem; an error names the flag.
+std::string ReadPemFlag(const Args& args, const std::string& flag,
+                        std::string* pem) {
+  if (!args.Has(flag)) return "";
+  const std::string path = args.Get(flag);
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || path.empty()) {
+    return absl::StrCat("--", flag, ": cannot read \"", path, "\"");
+  }
+  *pem = text.str();
+  if (pem->find("-----BEGIN ") == std::string::npos) {
+    return absl::StrCat("--", flag, ": \"", path, "\" is not a PEM file");
+  }
+  return "";
+}
+
+// Fills the TLS part of *options from the flags; returns a usage error or "".
+std::string ChannelSecurity(const Args& args, taskd::ChannelOptions* options) {
+  if (args.Has("tls-cert") != args.Has("tls-key")) {
+    return "--tls-cert and --tls-key go together";
+  }
+  for (auto [flag, pem] : {std::pair{"tls-ca", &options->tls_ca_pem},
+                           std::pair{"tls-cert", &options->tls_cert_pem},
+                           std::pair{"tls-key", &options->tls_key_pem}}) {
+    if (std::string error = ReadPemFlag(args, flag, pem); !error.empty()) {
+      return error;
+    }
+  }
+  options->tls = (args.Has("tls") && args.Get("tls") != "false") ||
+                 args.Has("tls-ca") || args.Has("tls-cert");
+  options->tls_server_name = args.Get("tls-server-name");
+  if (!options->tls && !options->tls_server_name.empty()) {
+    return "--tls-server-name needs --tls or --tls-ca";
+  }
+  return "";
 }
 
 class Command {
@@ -350,11 +400,21 @@ int main(int argc, char** argv) {
       timeout <= absl::ZeroDuration()) {
     return UsageError("--timeout must be a duration such as 10s");
   }
+  taskd::ChannelOptions channel_options;
+  channel_options.address = server;
+  if (std::string error = ChannelSecurity(args, &channel_options);
+      !error.empty()) {
+    return UsageError(error);
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      taskd::OpenChannel(channel_options);
+  if (!channel.ok()) return UsageError(std::string(channel.status().message()));
   taskd::TaskClient::Options options;
   options.deadline = timeout;
-  auto channel =
-      grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
-  taskd::TaskClient client(channel, options);
+  const char* env_token = std::getenv("TASKD_TOKEN");
+  options.bearer_token =
+      args.Get("token", env_token != nullptr ? env_token : "");
+  taskd::TaskClient client(*channel, options);
   // Reject a misspelt flag before anything is sent.
   static const std::map<std::string, std::vector<std::string>> kFlags = {
       {"create",
@@ -377,18 +437,14 @@ int main(int argc, char** argv) {
     return UsageError(absl::StrCat("unknown command \"", args.command, "\""));
   }
   for (const auto& [name, value] : args.flags) {
-    if (name == "server" || name == "o" || name == "timeout" ||
-        name == "token" || name == "tls-ca" || name == "tls-cert" ||
-        name == "tls-key") {
-      continue;
-    }
+    if (kGlobalFlags.count(name) > 0) continue;
     if (std::find(allowed->second.begin(), allowed->second.end(), name) ==
         allowed->second.end()) {
       return UsageError(
           absl::StrCat("unknown flag --", name, " for ", args.command));
     }
   }
-  Command command(&args, channel, &client, output == "json",
+  Command command(&args, *channel, &client, output == "json",
                   options.bearer_token);
   return command.Run();
 }
