@@ -6,6 +6,11 @@ namespace {
 class RealClock final : public Clock {
  public:
   absl::Time Now() override { return absl::Now(); }
+  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condition,
+                         absl::Time deadline) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return mu->AwaitWithDeadline(condition, deadline);
+  }
 };
 
 }  // namespace
@@ -18,6 +23,17 @@ Clock* Clock::Real() {
 absl::Time FakeClock::Now() {
   absl::MutexLock lock(&mu_);
   return now_;
+}
+
+bool FakeClock::AwaitWithDeadline(absl::Mutex* mu,
+                                  const absl::Condition& condition,
+                                  absl::Time deadline) {
+  // Advance() cannot signal `mu` (it does not hold it), so the wait polls
+  // the clock in short slices of real time.
+  while (Now() < deadline) {
+    if (mu->AwaitWithTimeout(condition, absl::Milliseconds(1))) return true;
+  }
+  return condition.Eval();
 }
 
 void FakeClock::Advance(absl::Duration d) {

@@ -4,6 +4,7 @@
 #include <openssl/sha.h>
 
 #include <fstream>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -105,12 +106,6 @@ bool RoleAllows(Role role, Method method) {
   return false;
 }
 
-std::string Authorizer::TenantOf(absl::string_view authorization) {
-  absl::StatusOr<Caller> caller = AuthorizeHeader(authorization, Method::kGet);
-  if (!caller.ok()) return "";
-  return caller->scoped() ? caller->tenant : "*";
-}
-
 std::string Authorizer::HashToken(absl::string_view token) {
   return absl::BytesToHexString(Sha256(token));
 }
@@ -177,6 +172,26 @@ absl::Status Authorizer::Reload() {
 
 absl::StatusOr<Caller> Authorizer::Authorize(
     const grpc::ServerContextBase& context, Method method) {
+  absl::StatusOr<Caller> caller = Identify(context);
+  if (!caller.ok()) return caller;
+  if (absl::Status permitted = Permit(*caller, method); !permitted.ok()) {
+    return permitted;
+  }
+  return caller;
+}
+
+absl::StatusOr<Caller> Authorizer::AuthorizeHeader(
+    absl::string_view authorization, Method method) {
+  absl::StatusOr<Caller> caller = IdentifyHeader(authorization);
+  if (!caller.ok()) return caller;
+  if (absl::Status permitted = Permit(*caller, method); !permitted.ok()) {
+    return permitted;
+  }
+  return caller;
+}
+
+absl::StatusOr<Caller> Authorizer::Identify(
+    const grpc::ServerContextBase& context) {
   if (open()) return Caller();
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
@@ -184,11 +199,11 @@ absl::StatusOr<Caller> Authorizer::Authorize(
   if (it != metadata.end()) {
     header = absl::string_view(it->second.data(), it->second.size());
   }
-  return AuthorizeHeader(header, method);
+  return IdentifyHeader(header);
 }
 
-absl::StatusOr<Caller> Authorizer::AuthorizeHeader(
-    absl::string_view authorization, Method method) {
+absl::StatusOr<Caller> Authorizer::IdentifyHeader(
+    absl::string_view authorization) {
   if (open()) return Caller();
   absl::string_view token = authorization;
   if (!absl::ConsumePrefix(&token, "Bearer ") || token.empty()) {
@@ -198,31 +213,32 @@ absl::StatusOr<Caller> Authorizer::AuthorizeHeader(
         "UNAUTHENTICATED");
   }
   std::string hash = Sha256(token);
-  const Entry* match = nullptr;
+  std::optional<Caller> match;
   {
     absl::MutexLock lock(&mu_);
     // Every entry is compared, in constant time, so that timing tells
     // nothing about which hashes are close.
     for (const Entry& entry : entries_) {
       if (CRYPTO_memcmp(entry.hash.data(), hash.data(), hash.size()) == 0) {
-        match = &entry;
+        match = entry.caller;
       }
-    }
-    if (match != nullptr) {
-      Caller caller = match->caller;
-      if (!RoleAllows(caller.role, method)) {
-        return WithReason(
-            absl::PermissionDeniedError(
-                absl::StrCat("role ", RoleName(caller.role), " may not call ",
-                             MethodName(method))),
-            "PERMISSION_DENIED",
-            {{"role", RoleName(caller.role)}, {"method", MethodName(method)}});
-      }
-      return caller;
     }
   }
-  return WithReason(absl::UnauthenticatedError("unknown token"),
-                    "UNAUTHENTICATED");
+  if (!match.has_value()) {
+    return WithReason(absl::UnauthenticatedError("unknown token"),
+                      "UNAUTHENTICATED");
+  }
+  return *match;
+}
+
+absl::Status Authorizer::Permit(const Caller& caller, Method method) {
+  if (RoleAllows(caller.role, method)) return absl::OkStatus();
+  return WithReason(
+      absl::PermissionDeniedError(absl::StrCat("role ", RoleName(caller.role),
+                                               " may not call ",
+                                               MethodName(method))),
+      "PERMISSION_DENIED",
+      {{"role", RoleName(caller.role)}, {"method", MethodName(method)}});
 }
 
 }  // namespace taskd

@@ -81,18 +81,20 @@ class Authorizer {
 
   bool open() const { return path_.empty(); }
 
-  // The caller of a call, if its token may call `method`:
-  // UNAUTHENTICATED for a missing or unknown token, PERMISSION_DENIED if
-  // the role may not call `method`.
+  // The caller of a call, if its token may call `method`: Identify, then
+  // Permit.
   absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context,
                                    Method method);
   // The same for an `authorization` header value.
   absl::StatusOr<Caller> AuthorizeHeader(absl::string_view authorization,
                                          Method method);
 
-  // The tenant of the token in an `authorization` header value, "*" for
-  // every tenant, "" if there is no known token. For logs; grants nothing.
-  std::string TenantOf(absl::string_view authorization);
+  // Who sends the call's token: UNAUTHENTICATED for a missing or unknown
+  // token; in open mode, an admin of every tenant.
+  absl::StatusOr<Caller> Identify(const grpc::ServerContextBase& context);
+  absl::StatusOr<Caller> IdentifyHeader(absl::string_view authorization);
+  // OK if `caller`'s role may call `method`, else PERMISSION_DENIED.
+  static absl::Status Permit(const Caller& caller, Method method);
 
   // The hex SHA-256 of a token, as the token file wants it.
   static std::string HashToken(absl::string_view token);

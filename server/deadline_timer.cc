@@ -1,10 +1,9 @@
 #include "server/deadline_timer.h"
 
-#include "absl/time/clock.h"
-
 namespace taskd {
 
-DeadlineTimer::DeadlineTimer() : thread_([this] { Loop(); }) {}
+DeadlineTimer::DeadlineTimer(Clock* clock)
+    : clock_(clock), thread_([this] { Loop(); }) {}
 
 DeadlineTimer::~DeadlineTimer() {
   {
@@ -40,7 +39,7 @@ size_t DeadlineTimer::pending() {
 void DeadlineTimer::Loop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {
-    absl::Time now = absl::Now();
+    absl::Time now = clock_->Now();
     if (!queue_.empty() && queue_.begin()->first.first <= now) {
       auto first = queue_.begin();
       std::function<void()> callback = std::move(first->second);
@@ -59,7 +58,7 @@ void DeadlineTimer::Loop() {
       return stop_ || queue_.size() != size ||
              (!queue_.empty() && queue_.begin()->first.first < wake);
     };
-    mu_.AwaitWithDeadline(absl::Condition(&changed), wake);
+    clock_->AwaitWithDeadline(&mu_, absl::Condition(&changed), wake);
   }
 }
 

@@ -3,15 +3,17 @@
 // TaskService uses it to end write calls that carry no deadline of their own
 // once the server's default deadline has passed:
 //
-//   DeadlineTimer timer;
-//   DeadlineTimer::Id id = timer.Schedule(absl::Now() + absl::Seconds(30),
+//   DeadlineTimer timer(clock);
+//   DeadlineTimer::Id id = timer.Schedule(clock->Now() + absl::Seconds(30),
 //                                         [] { /* give up */ });
 //   ...
 //   if (timer.Cancel(id)) { /* it will not run */ }
 //
 // A callback runs at most once, after its time, on the timer's thread; it
 // must be quick (the next ones wait for it) and must not call the timer.
-// Callbacks not yet run when the timer is destroyed never run.
+// Callbacks not yet run when the timer is destroyed never run. Times are
+// those of the clock the timer was given: with a FakeClock, a callback runs
+// once the clock is advanced past its time.
 //
 // Thread-safe.
 #ifndef TASKD_SERVER_DEADLINE_TIMER_H_
@@ -26,6 +28,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/clock.h"
 
 namespace taskd {
 
@@ -33,7 +36,8 @@ class DeadlineTimer {
  public:
   using Id = uint64_t;
 
-  DeadlineTimer();
+  // `clock` (not owned) must outlive the timer.
+  explicit DeadlineTimer(Clock* clock = Clock::Real());
   DeadlineTimer(const DeadlineTimer&) = delete;
   DeadlineTimer& operator=(const DeadlineTimer&) = delete;
   ~DeadlineTimer();
@@ -49,6 +53,7 @@ class DeadlineTimer {
  private:
   void Loop();
 
+  Clock* const clock_;
   absl::Mutex mu_;
   std::map<std::pair<absl::Time, Id>, std::function<void()>> queue_
       ABSL_GUARDED_BY(mu_);

@@ -8,6 +8,7 @@
 #ifndef TASKD_SERVER_GRPC_STATUS_H_
 #define TASKD_SERVER_GRPC_STATUS_H_
 
+#include <grpcpp/support/server_interceptor.h>
 #include <grpcpp/support/status.h>
 
 #include "absl/status/status.h"
@@ -15,6 +16,19 @@
 namespace taskd {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// gRPC 1.51's callback API answers a request it cannot decode (malformed
+// bytes, a string field that is not UTF-8) with a bare UNIMPLEMENTED, before
+// any handler runs. Every tasks.v1.TaskService method is implemented, so for
+// them that status can only mean such a request: this interceptor turns it
+// into INVALID_ARGUMENT (reason MALFORMED_REQUEST) naming the request type.
+// Register it before interceptors that observe the status sent.
+class MalformedRequestInterceptor
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override;
+};
 
 }  // namespace taskd
 

@@ -1,5 +1,5 @@
-// Metrics: taskd's Prometheus metrics, and the gRPC interceptor that
-// observes and logs every call.
+// Metrics: taskd's Prometheus metrics. The per-call ones are observed by
+// the call log (server/call_log.h).
 //
 //   taskd_calls_total{method,code}              calls by method and status
 //   taskd_call_duration_seconds{method}         latency histogram
@@ -15,20 +15,21 @@
 #ifndef TASKD_SERVER_METRICS_H_
 #define TASKD_SERVER_METRICS_H_
 
-#include <grpcpp/support/server_interceptor.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/auth.h"
+#include "storage/task_store.h"
 
 namespace taskd {
 
@@ -46,7 +47,11 @@ class Metrics {
   void SetOpenWatchStreams(size_t open);
   void AddEventsDelivered(int64_t events);
   void SetRevision(int64_t revision);
-  void SetTasksByState(const std::map<std::string, int64_t>& counts);
+  // taskd_tasks{state}: set from a count of the store (at start), then kept
+  // up to date from every commit's changes. Thread-safe; cheap enough for
+  // the committing thread.
+  void SetTaskCounts(const std::map<Task::State, int64_t>& counts);
+  void CountChanges(const std::vector<Change>& changes);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -58,25 +63,9 @@ class Metrics {
   prometheus::Counter& events_delivered_;
   prometheus::Gauge& revision_;
   prometheus::Family<prometheus::Gauge>& tasks_;
-};
-
-// Observes every call: metrics (if `metrics` is not null) and one log line,
-// at debug level for successes and at warning for errors, with method,
-// status, peer, tenant and duration. `authorizer` (may be null) names the
-// caller's tenant. A TaskService request gRPC could not decode, which gRPC
-// 1.51 answers with a bare UNIMPLEMENTED, is answered INVALID_ARGUMENT
-// (reason MALFORMED_REQUEST) instead.
-class CallObserverFactory
-    : public grpc::experimental::ServerInterceptorFactoryInterface {
- public:
-  CallObserverFactory(Metrics* metrics, Authorizer* authorizer)
-      : metrics_(metrics), authorizer_(authorizer) {}
-  grpc::experimental::Interceptor* CreateServerInterceptor(
-      grpc::experimental::ServerRpcInfo* info) override;
-
- private:
-  Metrics* const metrics_;
-  Authorizer* const authorizer_;
+  // One gauge of tasks_ per state, by the state's number; null for numbers
+  // that name no state.
+  std::array<prometheus::Gauge*, Task::State_ARRAYSIZE> tasks_by_state_{};
 };
 
 }  // namespace taskd

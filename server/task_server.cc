@@ -5,15 +5,24 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/call_log.h"
+#include "server/grpc_status.h"
 
 namespace taskd {
 
 absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     const TaskServerOptions& options) {
   std::unique_ptr<TaskServer> server(new TaskServer());
-  server->watch_hub_ = std::make_unique<WatchHub>(options.watch);
-  server->metrics_ = std::make_unique<Metrics>();
+  WatchHubOptions watch_options = options.watch;
   SqliteTaskStoreOptions store_options = options.store;
+  TaskServiceOptions service_options = options.service;
+  if (options.clock != nullptr) {
+    watch_options.clock = options.clock;
+    store_options.clock = options.clock;
+    service_options.clock = options.clock;
+  }
+  server->watch_hub_ = std::make_unique<WatchHub>(watch_options);
+  server->metrics_ = std::make_unique<Metrics>();
   Metrics* metrics = server->metrics_.get();
   auto observe = store_options.observe_commit;
   store_options.observe_commit = [metrics, observe](absl::Duration took,
@@ -23,17 +32,22 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   };
   WatchHub* hub = server->watch_hub_.get();
   auto chained = store_options.on_commit;
-  TaskServer* self = server.get();
   store_options.on_commit = [hub, chained,
-                             self](const std::vector<Change>& changes) {
+                             metrics](const std::vector<Change>& changes) {
     hub->OnCommit(changes);
-    self->CountStates(changes);
+    metrics->CountChanges(changes);
     if (chained) chained(changes);
   };
   absl::StatusOr<std::unique_ptr<TaskStore>> store =
       OpenSqliteTaskStore(store_options);
   if (!store.ok()) return store.status();
   server->store_ = std::move(*store);
+  // Counted before serving, so that every later commit adjusts the count
+  // exactly once.
+  absl::StatusOr<std::map<Task::State, int64_t>> counts =
+      server->store_->CountByState();
+  if (!counts.ok()) return counts.status();
+  metrics->SetTaskCounts(*counts);
   hub->Attach(server->store_.get());
   if (options.auth_tokens_path.empty()) {
     server->authorizer_ = std::make_unique<Authorizer>();
@@ -43,8 +57,18 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     if (!authorizer.ok()) return authorizer.status();
     server->authorizer_ = std::move(*authorizer);
   }
+  // Owned by the gRPC server once built; it outlives every call it sees.
+  auto call_log = std::make_unique<CallLog>(metrics);
+  CallLog* log = call_log.get();
+  auto noted = service_options.on_caller;
+  service_options.on_caller = [log, noted](
+                                  const grpc::ServerContextBase& context,
+                                  const Caller& caller) {
+    log->NoteCaller(context, caller);
+    if (noted) noted(context, caller);
+  };
   server->task_service_ = std::make_unique<TaskService>(
-      server->store_.get(), hub, server->authorizer_.get(), options.service);
+      server->store_.get(), hub, server->authorizer_.get(), service_options);
   server->health_service_ = std::make_unique<HealthService>();
 
   std::vector<std::string> names = {
@@ -69,8 +93,9 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
-  interceptors.push_back(std::make_unique<CallObserverFactory>(
-      server->metrics_.get(), server->authorizer_.get()));
+  // The rewrite first, so that the call log sees the status sent.
+  interceptors.push_back(std::make_unique<MalformedRequestInterceptor>());
+  interceptors.push_back(std::move(call_log));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.AddListeningPort(options.listen_address,
                            options.credentials != nullptr
@@ -101,14 +126,7 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
         absl::StrCat("cannot listen on ", options.listen_address,
                      " (address in use or not valid?)"));
   }
-  // Tasks by state: counted once here, then kept up to date by
-  // CountStates() from every commit.
-  absl::StatusOr<std::map<Task::State, int64_t>> counts =
-      server->store_->CountByState();
-  if (!counts.ok()) return counts.status();
-  for (const auto& [state, count] : *counts) {
-    if (state >= 0 && state < kStates) server->tasks_by_state_[state] += count;
-  }
+  TaskServer* self = server.get();
   server->metrics_thread_ = std::thread([self] {
     int64_t delivered = 0;
     while (true) {
@@ -117,12 +135,6 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
       self->metrics_->AddEventsDelivered(now - delivered);
       delivered = now;
       self->metrics_->SetRevision(self->store_->CurrentRevision());
-      std::map<std::string, int64_t> by_name;
-      for (int s = Task::enqueued; s <= Task::completed; ++s) {
-        by_name[Task::State_Name(static_cast<Task::State>(s))] =
-            self->tasks_by_state_[s].load();
-      }
-      self->metrics_->SetTasksByState(by_name);
       if (self->stop_metrics_.WaitForNotificationWithTimeout(
               absl::Seconds(1))) {
         return;
@@ -130,16 +142,6 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     }
   });
   return server;
-}
-
-void TaskServer::CountStates(const std::vector<Change>& changes) {
-  auto add = [this](Task::State state, int64_t delta) {
-    if (state >= 0 && state < kStates) tasks_by_state_[state] += delta;
-  };
-  for (const Change& change : changes) {
-    if (change.previous.has_value()) add(change.previous->state(), -1);
-    if (change.kind != Change::Kind::kDeleted) add(change.task.state(), +1);
-  }
 }
 
 int TaskServer::metrics_port() const {

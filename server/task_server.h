@@ -65,6 +65,11 @@ struct TaskServerOptions {
   absl::Duration min_client_ping_interval = absl::Seconds(10);
   // host:port for Prometheus text on /metrics; empty: not served.
   std::string metrics_listen;
+  // The one clock of the whole server: if set, the store, the service and
+  // the watch hub all read time through it (and their own clock options
+  // are ignored). Not owned; must outlive the server. Null: each
+  // component's own (by default the real clock).
+  Clock* clock = nullptr;
 };
 
 class TaskServer {
@@ -106,11 +111,8 @@ class TaskServer {
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<prometheus::Exposer> exposer_;
-  // Copies gauges (open streams, revision, tasks by state) into metrics_.
+  // Copies gauges (open streams, events delivered, revision) into metrics_.
   std::thread metrics_thread_;
-  void CountStates(const std::vector<Change>& changes);
-  static constexpr int kStates = Task::State_ARRAYSIZE;
-  std::atomic<int64_t> tasks_by_state_[kStates] = {};
   absl::Notification stop_metrics_;
   std::unique_ptr<TaskService> task_service_;
   std::unique_ptr<HealthService> health_service_;

@@ -60,6 +60,20 @@ absl::Status AsFieldError(const absl::Status& status, absl::string_view field,
                             field, status.message());
 }
 
+// The filter a caller's `text` means: parsed, and for a scoped caller
+// intersected with its tenant. InvalidArgument (INVALID_FILTER) naming the
+// request field for a bad one.
+absl::StatusOr<std::shared_ptr<const FilterExpr>> ScopedFilter(
+    const std::string& text, const Caller& caller) {
+  absl::StatusOr<std::shared_ptr<const FilterExpr>> filter = ParseFilter(text);
+  if (!filter.ok()) {
+    return AsFieldError(filter.status(), "filter", "INVALID_FILTER");
+  }
+  if (!caller.scoped()) return filter;
+  return AndFilters(std::move(*filter),
+                    EqualsFilter(TaskField::kTenantId, caller.tenant));
+}
+
 // The query a page token is bound to. The filter is bound by its text as
 // given and the order by its canonical form.
 std::string QueryBinding(absl::string_view filter, const OrderBy& order,
@@ -109,7 +123,8 @@ TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
       watch_hub_(watch_hub),
       authorizer_(authorizer),
       options_(options),
-      page_tokens_(store->InstanceSecret()) {}
+      page_tokens_(store->InstanceSecret()),
+      deadlines_(options.clock) {}
 
 absl::StatusOr<Task> TaskService::Commit(Write write) {
   switch (write.kind) {
@@ -201,16 +216,9 @@ absl::StatusOr<ListTasksResponse> TaskService::List(
                     ? options_.default_page_size
                     : std::min(request.page_size(), options_.max_page_size);
   absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
-      ParseFilter(request.filter());
-  if (!filter.ok()) {
-    return AsFieldError(filter.status(), "filter", "INVALID_FILTER");
-  }
-  // A scoped caller's filter is the intersection of its own and its tenant.
-  query.filter =
-      caller.scoped()
-          ? AndFilters(std::move(*filter),
-                       EqualsFilter(TaskField::kTenantId, caller.tenant))
-          : std::move(*filter);
+      ScopedFilter(request.filter(), caller);
+  if (!filter.ok()) return filter.status();
+  query.filter = *std::move(filter);
   absl::StatusOr<OrderBy> order = ParseOrderBy(request.order_by());
   if (!order.ok()) {
     return AsFieldError(order.status(), "order_by", "INVALID_ORDER_BY");
@@ -390,12 +398,26 @@ absl::StatusOr<TaskService::Write> TaskService::Plan(
   return PlanMove({request.id(), request.etag(), Move::kCancel, {}}, caller);
 }
 
+absl::StatusOr<Caller> TaskService::Authorize(
+    const grpc::CallbackServerContext& context, Method method) {
+  absl::StatusOr<Caller> caller = authorizer_->Identify(context);
+  if (!caller.ok()) return caller;
+  if (options_.on_caller && !authorizer_->open()) {
+    options_.on_caller(context, *caller);
+  }
+  if (absl::Status permitted = Authorizer::Permit(*caller, method);
+      !permitted.ok()) {
+    return permitted;
+  }
+  return caller;
+}
+
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* TaskService::ServeWrite(
     grpc::CallbackServerContext* context, Method method, const Request& request,
     Response* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<Caller> caller = authorizer_->Authorize(*context, method);
+  absl::StatusOr<Caller> caller = Authorize(*context, method);
   absl::StatusOr<Write> write = caller.ok()
                                     ? Plan(request, *caller)
                                     : absl::StatusOr<Write>(caller.status());
@@ -418,7 +440,7 @@ grpc::ServerUnaryReactor* TaskService::ServeWrite(
   if (!client_deadline && options_.default_deadline > absl::ZeroDuration()) {
     absl::Duration limit = options_.default_deadline;
     outcome->timer = deadlines_.Schedule(
-        absl::Now() + limit, [outcome, reactor, method, limit] {
+        options_.clock->Now() + limit, [outcome, reactor, method, limit] {
           if (outcome->finished.exchange(true)) return;
           reactor->Finish(ToGrpcStatus(WithReason(
               absl::DeadlineExceededError(absl::StrCat(
@@ -446,7 +468,7 @@ template <typename Response, typename Logic>
 grpc::ServerUnaryReactor* TaskService::Serve(
     grpc::CallbackServerContext* context, Method method, Response* response,
     Logic logic) {
-  absl::StatusOr<Caller> caller = authorizer_->Authorize(*context, method);
+  absl::StatusOr<Caller> caller = Authorize(*context, method);
   if (!caller.ok()) {
     return Reply(context, absl::StatusOr<Response>(caller.status()), response);
   }
@@ -524,8 +546,7 @@ grpc::ServerUnaryReactor* TaskService::CancelTask(
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TaskService::WatchTasks(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
-  absl::StatusOr<Caller> caller =
-      authorizer_->Authorize(*context, Method::kWatch);
+  absl::StatusOr<Caller> caller = Authorize(*context, Method::kWatch);
   if (!caller.ok()) return watch_hub_->Refuse(caller.status());
   tasks::v1::WatchTasksRequest request;
   std::vector<grpc::Slice> slices;
@@ -542,10 +563,45 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TaskService::WatchTasks(
             "bytes, or a string field that is not UTF-8)"),
         "MALFORMED_REQUEST"));
   }
-  std::shared_ptr<const FilterExpr> scope;
-  if (caller->scoped())
-    scope = EqualsFilter(TaskField::kTenantId, caller->tenant);
-  return watch_hub_->Watch(context, &request, scope, caller->tenant);
+  absl::StatusOr<WatchSpec> spec = Watch(request, *caller);
+  if (!spec.ok()) return watch_hub_->Refuse(spec.status());
+  return watch_hub_->Watch(*std::move(spec));
+}
+
+absl::StatusOr<WatchSpec> TaskService::Watch(
+    const tasks::v1::WatchTasksRequest& request, const Caller& caller) {
+  // Checks, in the order a caller fixes them.
+  if (request.start_revision() < 0) {
+    return InvalidRequest("start_revision",
+                          absl::StrCat("must not be negative (got ",
+                                       request.start_revision(), ")"),
+                          "INVALID_FIELD");
+  }
+  if (request.send_initial_state() && request.start_revision() != 0) {
+    return InvalidRequest("start_revision",
+                          "must be 0 with send_initial_state (the initial "
+                          "state is the current one)",
+                          "INVALID_FIELD");
+  }
+  WatchSpec spec;
+  if (request.has_progress_interval()) {
+    absl::Duration interval =
+        absl::Seconds(request.progress_interval().seconds()) +
+        absl::Nanoseconds(request.progress_interval().nanos());
+    if (interval < absl::ZeroDuration()) {
+      return InvalidRequest("progress_interval", "must not be negative",
+                            "INVALID_FIELD");
+    }
+    spec.progress_interval = interval;
+  }
+  absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
+      ScopedFilter(request.filter(), caller);
+  if (!filter.ok()) return filter.status();
+  spec.filter = *std::move(filter);
+  spec.start_revision = request.start_revision();
+  spec.send_initial_state = request.send_initial_state();
+  spec.tenant = caller.tenant;
+  return spec;
 }
 
 }  // namespace taskd

@@ -12,6 +12,7 @@
 #ifndef TASKD_SERVER_TASK_SERVICE_H_
 #define TASKD_SERVER_TASK_SERVICE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -40,6 +41,11 @@ struct TaskServiceOptions {
   // request_id (create) or etag (update) is safe. Zero: no default. Reads
   // do not wait on the writer and get none. Default 30 s.
   absl::Duration default_deadline = absl::Seconds(30);
+  // Told each call's caller once its token is known (before the role is
+  // checked; never in open mode, where there are no tokens), for the call
+  // log. Runs on the handler's thread; must be
+  // quick. Empty: nobody is told.
+  std::function<void(const grpc::ServerContextBase&, const Caller&)> on_caller;
 };
 
 // WatchTasks is served raw (its responses are assembled from pre-encoded
@@ -77,6 +83,10 @@ class TaskService final
                                 const Caller& caller);
   absl::StatusOr<Task> Cancel(const tasks::v1::CancelTaskRequest& request,
                               const Caller& caller);
+  // What a WatchTasks stream should watch (for WatchHub::Watch), or
+  // InvalidArgument naming the request field at fault.
+  absl::StatusOr<WatchSpec> Watch(const tasks::v1::WatchTasksRequest& request,
+                                  const Caller& caller);
 
   // tasks::v1::TaskService::CallbackService
   grpc::ServerUnaryReactor* CreateTask(
@@ -154,6 +164,10 @@ class TaskService final
   template <typename Request>
   absl::StatusOr<Task> RunSync(const Request& request, const Caller& caller);
 
+  // Who calls (the one parse of the call's token, reported to on_caller),
+  // and whether that caller may call `method`.
+  absl::StatusOr<Caller> Authorize(const grpc::CallbackServerContext& context,
+                                   Method method);
   template <typename Response, typename Logic>
   grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context,
                                   Method method, Response* response,

@@ -174,7 +174,7 @@ class WatchHub::Watcher final
     {
       absl::MutexLock lock(&mu_);
       if (finished_ || writing_) return;
-      absl::Time now = absl::Now();
+      absl::Time now = hub_->options_.clock->Now();
       Response response;
       int64_t revision = 0;
       bool initial_state_complete = false;
@@ -413,41 +413,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Refuse(
   return watcher;
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(
-    grpc::CallbackServerContext* context, const WatchTasksRequest* request,
-    std::shared_ptr<const FilterExpr> scope, const std::string& tenant) {
-  absl::Duration interval = options_.default_progress_interval;
-  if (request->has_progress_interval()) {
-    interval = absl::Seconds(request->progress_interval().seconds()) +
-               absl::Nanoseconds(request->progress_interval().nanos());
-  }
+grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(WatchSpec spec) {
   auto fail = [this](const absl::Status& status) { return Refuse(status); };
-  // Checks, in the order a caller fixes them.
-  if (request->start_revision() < 0) {
-    return fail(absl::InvalidArgumentError(
-        absl::StrCat("start_revision: must not be negative (got ",
-                     request->start_revision(), ")")));
-  }
-  if (request->send_initial_state() && request->start_revision() != 0) {
-    return fail(absl::InvalidArgumentError(
-        "start_revision: must be 0 with send_initial_state (the initial state "
-        "is the current one)"));
-  }
-  if (interval < absl::ZeroDuration()) {
-    return fail(
-        absl::InvalidArgumentError("progress_interval: must not be negative"));
-  }
-  interval = std::clamp(interval, options_.min_progress_interval,
-                        options_.max_progress_interval);
-  absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
-      ParseFilter(request->filter());
-  if (!filter.ok()) {
-    return fail(WithFieldViolation(
-        WithReason(filter.status(), "INVALID_FILTER", {{"field", "filter"}}),
-        "filter", filter.status().message()));
-  }
-  std::shared_ptr<const FilterExpr> effective =
-      AndFilters(std::move(*filter), std::move(scope));
+  const absl::Duration interval = std::clamp(
+      spec.progress_interval.value_or(options_.default_progress_interval),
+      options_.min_progress_interval, options_.max_progress_interval);
+  std::shared_ptr<const FilterExpr> effective = std::move(spec.filter);
+  const std::string& tenant = spec.tenant;
   {
     absl::MutexLock lock(&watchers_mu_);
     if (shutting_down_) {
@@ -459,9 +431,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(
     if (absl::Status s = CheckCapsLocked(tenant); !s.ok()) return fail(s);
   }
 
-  int64_t next_revision = request->start_revision();
+  int64_t next_revision = spec.start_revision;
   std::optional<ListResult> snapshot;
-  if (request->send_initial_state()) {
+  if (spec.send_initial_state) {
     ListQuery query;
     query.filter = effective;
     query.limit = options_.max_initial_state;
@@ -627,12 +599,14 @@ int64_t WatchHub::Publish(std::vector<Change> changes,
 }
 
 void WatchHub::DispatchLoop() {
-  absl::Time next_tick = absl::Now() + options_.tick;
+  Clock* const clock = options_.clock;
+  absl::Time next_tick = clock->Now() + options_.tick;
   while (true) {
     std::vector<Change> changes;
     {
       absl::MutexLock lock(&dispatch_mu_);
-      dispatch_mu_.AwaitWithDeadline(
+      clock->AwaitWithDeadline(
+          &dispatch_mu_,
           absl::Condition(
               +[](WatchHub* hub) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                 return hub->dirty_ || hub->stop_;
@@ -645,7 +619,7 @@ void WatchHub::DispatchLoop() {
     }
     std::map<std::string, int64_t> touched;
     int64_t last = changes.empty() ? 0 : Publish(std::move(changes), &touched);
-    absl::Time now = absl::Now();
+    absl::Time now = clock->Now();
     bool tick = now >= next_tick;
     if (tick) next_tick = now + options_.tick;
 

@@ -42,6 +42,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -50,6 +51,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/clock.h"
 #include "storage/task_store.h"
 #include "tasks/v1/tasks.grpc.pb.h"
 
@@ -79,6 +81,23 @@ struct WatchHubOptions {
   // 2,000.
   int max_watchers = 20'000;
   int max_watchers_per_tenant = 2'000;
+  // Where progress and ticks read the time. Not owned; must outlive the hub.
+  Clock* clock = Clock::Real();
+};
+
+// One WatchTasks request, checked: what a stream watches and from where.
+struct WatchSpec {
+  // The request's filter ANDed with the caller's scope; null: every task.
+  std::shared_ptr<const FilterExpr> filter;
+  // The first revision to send; 0: changes after the current revision.
+  int64_t start_revision = 0;
+  // Send the tasks matching `filter` first (start_revision is then 0).
+  bool send_initial_state = false;
+  // Progress response interval; unset: the hub's default. Clamped to
+  // [min_progress_interval, max_progress_interval].
+  std::optional<absl::Duration> progress_interval;
+  // The caller's tenant ("" for every tenant), for the per-tenant cap.
+  std::string tenant;
 };
 
 class WatchHub {
@@ -96,19 +115,15 @@ class WatchHub {
   // Feed for TaskStore's on_commit: changes in revision order.
   void OnCommit(const std::vector<Change>& changes);
 
-  // The reactor for one WatchTasks call; it writes serialized
-  // WatchTasksResponse messages. Request errors (bad filter,
-  // negative start_revision, start_revision below the history kept, ...)
-  // end the call at once with the matching status.
-  //
-  // `scope`, if not null, is ANDed with the request's filter (the caller's
-  // tenant); `tenant` names whose stream this is, for the per-tenant cap.
-  // Beyond max_watchers or max_watchers_per_tenant: RESOURCE_EXHAUSTED.
-  grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(
-      grpc::CallbackServerContext* context,
-      const tasks::v1::WatchTasksRequest* request,
-      std::shared_ptr<const FilterExpr> scope = nullptr,
-      const std::string& tenant = "");
+  // The reactor for one WatchTasks call, as checked and parsed by the
+  // service (TaskService::Watch); it writes serialized WatchTasksResponse
+  // messages. What only the hub can judge ends the call at once with the
+  // matching status: OUT_OF_RANGE for a start_revision below the history
+  // kept (REVISION_COMPACTED) or beyond the newest revision + 1
+  // (REVISION_AHEAD); RESOURCE_EXHAUSTED beyond max_watchers,
+  // max_watchers_per_tenant or max_initial_state; UNAVAILABLE while
+  // shutting down.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(WatchSpec spec);
 
   // A reactor that ends the call at once with `status`.
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Refuse(

@@ -36,22 +36,41 @@ TEST(DeadlineTimerTest, RunsCallbacksInDeadlineOrderAfterTheirTime) {
   EXPECT_EQ(timer.pending(), 0u);
 }
 
+// The tests below step a FakeClock instead of sleeping.
+constexpr absl::Time kStart = absl::FromUnixSeconds(1'700'000'000);
+
+TEST(DeadlineTimerTest, ACallbackRunsOnlyWhenTheClockPassesItsTime) {
+  FakeClock clock(kStart);
+  DeadlineTimer timer(&clock);
+  absl::Notification ran;
+  timer.Schedule(kStart + absl::Hours(1), [&] { ran.Notify(); });
+  EXPECT_FALSE(ran.WaitForNotificationWithTimeout(absl::Milliseconds(50)));
+  clock.Advance(absl::Minutes(59));
+  EXPECT_FALSE(ran.WaitForNotificationWithTimeout(absl::Milliseconds(50)));
+  EXPECT_EQ(timer.pending(), 1u);
+  clock.Advance(absl::Minutes(1));
+  EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(timer.pending(), 0u);
+}
+
 TEST(DeadlineTimerTest, ACancelledCallbackNeverRuns) {
-  DeadlineTimer timer;
+  FakeClock clock(kStart);
+  DeadlineTimer timer(&clock);
   std::atomic<int> runs{0};
-  DeadlineTimer::Id id = timer.Schedule(absl::Now() + absl::Milliseconds(50),
+  DeadlineTimer::Id id = timer.Schedule(kStart + absl::Milliseconds(50),
                                         [&] { runs.fetch_add(1); });
   EXPECT_TRUE(timer.Cancel(id));
   EXPECT_FALSE(timer.Cancel(id));  // once only
   absl::Notification later;
-  timer.Schedule(absl::Now() + absl::Milliseconds(100),
-                 [&] { later.Notify(); });
+  timer.Schedule(kStart + absl::Milliseconds(100), [&] { later.Notify(); });
+  clock.Advance(absl::Seconds(1));
   ASSERT_TRUE(later.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_EQ(runs.load(), 0);
 }
 
 TEST(DeadlineTimerTest, CancelAfterItRanReturnsFalse) {
-  DeadlineTimer timer;
+  FakeClock clock(kStart);
+  DeadlineTimer timer(&clock);
   absl::Notification ran;
   DeadlineTimer::Id id =
       timer.Schedule(absl::InfinitePast(), [&] { ran.Notify(); });
@@ -60,10 +79,12 @@ TEST(DeadlineTimerTest, CancelAfterItRanReturnsFalse) {
 }
 
 TEST(DeadlineTimerTest, AnEarlierDeadlineScheduledLaterWakesTheTimer) {
-  DeadlineTimer timer;
-  timer.Schedule(absl::Now() + absl::Hours(1), [] {});
+  FakeClock clock(kStart);
+  DeadlineTimer timer(&clock);
+  timer.Schedule(kStart + absl::Hours(1), [] {});
   absl::Notification ran;
-  timer.Schedule(absl::Now() + absl::Milliseconds(10), [&] { ran.Notify(); });
+  timer.Schedule(kStart + absl::Milliseconds(10), [&] { ran.Notify(); });
+  clock.Advance(absl::Seconds(1));
   EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_EQ(timer.pending(), 1u);
   // Destroying the timer with a callback pending does not run it.
