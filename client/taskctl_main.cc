@@ -292,7 +292,7 @@ class Command {
     taskd::TaskWatch watch(channel_, request, watch_options);
     taskd::TaskWatch::Callbacks callbacks;
     bool header = false;
-    callbacks.on_event = [&](const tasks::v1::TaskEvent& event) {
+    auto print = [&](const tasks::v1::TaskEvent& event) {
       if (json_) {
         std::cout << taskd::ToJson(event, false) << std::endl;
         return;
@@ -312,7 +312,23 @@ class Command {
                 << (task.executor_id().empty() ? "-" : task.executor_id())
                 << std::endl;
     };
+    // The initial state is printed once it is complete: if the stream breaks
+    // before, it is sent again from its start, and printing as it came
+    // would print some tasks twice.
+    bool buffering = request.send_initial_state();
+    std::vector<tasks::v1::TaskEvent> initial;
+    callbacks.on_event = [&](const tasks::v1::TaskEvent& event) {
+      if (buffering) {
+        initial.push_back(event);
+      } else {
+        print(event);
+      }
+    };
+    callbacks.on_initial_state_restart = [&] { initial.clear(); };
     callbacks.on_initial_state_complete = [&](int64_t revision) {
+      for (const tasks::v1::TaskEvent& event : initial) print(event);
+      initial.clear();
+      buffering = false;
       std::cerr << "(initial state complete at revision " << revision << ")\n";
     };
     callbacks.on_reconnect = [&](const absl::Status& why,

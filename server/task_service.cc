@@ -212,9 +212,10 @@ absl::StatusOr<ListTasksResponse> TaskService::List(
         "INVALID_FIELD");
   }
   ListQuery query;
-  query.limit = request.page_size() == 0
-                    ? options_.default_page_size
-                    : std::min(request.page_size(), options_.max_page_size);
+  // The cap applies to the default page too (a server may cap below 50).
+  query.limit = std::min(request.page_size() == 0 ? options_.default_page_size
+                                                  : request.page_size(),
+                         options_.max_page_size);
   absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
       ScopedFilter(request.filter(), caller);
   if (!filter.ok()) return filter.status();

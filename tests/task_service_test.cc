@@ -324,6 +324,11 @@ TEST_F(TaskServiceTest, PageSizeIsCapped) {
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->tasks_size(), 4);
   EXPECT_FALSE(page->next_page_token().empty());
+  // Asking for no size gets the default (50), capped as well.
+  request.set_page_size(0);
+  page = taskd_.client->List(request);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->tasks_size(), 4);
 }
 
 TEST_F(TaskServiceTest, BadPageTokensAreInvalidArgument) {
