@@ -1,0 +1,259 @@
+// taskctl's commands and flags as a user runs them, against a real taskd:
+// every command, --etag, list's paging flags, $TASKD_SERVER, --timeout, the
+// usage errors. (Security flags: taskctl_security_test.cc.)
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/taskd_process.h"
+#include "tests/test_util.h"
+
+namespace taskd {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Run {
+  int rc = -1;
+  std::string out;
+  std::string err;
+};
+
+std::ostream& operator<<(std::ostream& os, const Run& run) {
+  return os << "exit " << run.rc << "\nstdout: " << run.out
+            << "\nstderr: " << run.err;
+}
+
+// The value of "key": "value" in taskctl's JSON output ("" if absent).
+std::string JsonField(const std::string& json, const std::string& key) {
+  std::string needle = absl::StrCat("\"", key, "\": \"");
+  size_t at = json.find(needle);
+  if (at == std::string::npos) return "";
+  at += needle.size();
+  return json.substr(at, json.find('"', at) - at);
+}
+
+class TaskctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    taskd_ =
+        std::make_unique<testing::TaskdProcess>(testing::TaskdProcess::Options{
+            .flags = {"--sync=normal", "--max_page_size=2"},
+            .db_path = dir_.File("taskd.db")});
+    absl::Status started = taskd_->Start();
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
+  // taskctl with `args`, talking to the test's taskd unless `args` or `env`
+  // says otherwise.
+  Run Taskctl(const std::vector<std::string>& args,
+              const std::vector<std::string>& env = {},
+              bool with_server = true) {
+    std::vector<std::string> argv = {"/usr/bin/env", "-u", "TASKD_TOKEN", "-u",
+                                     "TASKD_SERVER"};
+    argv.insert(argv.end(), env.begin(), env.end());
+    argv.push_back(testing::TaskctlPath());
+    if (with_server) argv.push_back("--server=" + taskd_->address());
+    argv.insert(argv.end(), args.begin(), args.end());
+    Run run;
+    run.rc = testing::RunCommand(argv, "", &run.out, &run.err);
+    return run;
+  }
+
+  Run MustRun(const std::vector<std::string>& args) {
+    Run run = Taskctl(args);
+    EXPECT_EQ(run.rc, 0) << run;
+    return run;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<testing::TaskdProcess> taskd_;
+};
+
+TEST_F(TaskctlTest, EveryLifeCycleCommandMovesTheTask) {
+  MustRun({"create", "--type=backup", "--id=job", "--priority=low"});
+  Run updated = MustRun(
+      {"update", "job", "--priority=high", "--type=restore", "-o", "json"});
+  EXPECT_EQ(JsonField(updated.out, "priority"), "high");
+  EXPECT_EQ(JsonField(updated.out, "type"), "restore");
+  MustRun({"assign", "job", "--executor=agent-1"});
+  MustRun({"start", "job"});
+  EXPECT_EQ(JsonField(MustRun({"pause", "job", "-o", "json"}).out, "state"),
+            "paused");
+  EXPECT_EQ(JsonField(MustRun({"resume", "job", "-o", "json"}).out, "state"),
+            "started");
+  Run cancelled = MustRun({"cancel", "job", "-o", "json"});
+  EXPECT_EQ(JsonField(cancelled.out, "state"), "completed");
+  Run deleted = MustRun({"delete", "job"});
+  EXPECT_THAT(deleted.out, HasSubstr("deleted job"));
+  Run gone = Taskctl({"get", "job"});
+  EXPECT_EQ(gone.rc, 1) << gone;
+  EXPECT_THAT(gone.err, HasSubstr("NOT_FOUND"));
+}
+
+TEST_F(TaskctlTest, EtagMakesAChangeConditional) {
+  Run created = MustRun({"create", "--type=backup", "--id=job", "-o", "json"});
+  const std::string etag = JsonField(created.out, "etag");
+  ASSERT_FALSE(etag.empty()) << created;
+  Run stale = Taskctl({"assign", "job", "--executor=a", "--etag=not-it"});
+  EXPECT_EQ(stale.rc, 1) << stale;
+  EXPECT_THAT(stale.err, HasSubstr("ABORTED"));
+  Run fresh = Taskctl({"assign", "job", "--executor=a", "--etag=" + etag});
+  EXPECT_EQ(fresh.rc, 0) << fresh;
+  // The etag moved with the change: the old one no longer deletes.
+  Run old = Taskctl({"delete", "job", "--etag=" + etag});
+  EXPECT_EQ(old.rc, 1) << old;
+  EXPECT_THAT(old.err, HasSubstr("ABORTED"));
+}
+
+TEST_F(TaskctlTest, CreateFlagsReachTheTask) {
+  const std::string policy = "0f1e2d3c-4b5a-4968-8776-655443322110";
+  Run first = MustRun({"create", "--type=backup", "--policy-id=" + policy,
+                       "--request-id=retry-1", "-o", "json"});
+  EXPECT_EQ(JsonField(first.out, "policy_id"), policy);
+  // The same request id is the same task: a retry creates nothing.
+  Run again = MustRun(
+      {"create", "--type=backup", "--request-id=retry-1", "-o", "json"});
+  EXPECT_EQ(JsonField(again.out, "uuid"), JsonField(first.out, "uuid"));
+  Run listed = MustRun({"list", "--all", "-o", "json"});
+  EXPECT_EQ(absl::StrSplit(listed.out, "\"uuid\"").end() -
+                absl::StrSplit(listed.out, "\"uuid\"").begin(),
+            2)
+      << listed;
+}
+
+TEST_F(TaskctlTest, ListPagesFiltersAndOrders) {
+  // The server caps pages at 2 (--max_page_size=2), even the default page.
+  for (const char* id : {"a", "b", "c", "d", "e"}) {
+    MustRun({"create", "--type", std::string(id) == "c" ? "restore" : "backup",
+             "--id", id});
+  }
+  auto ids = [](const std::string& table) {
+    std::vector<std::string> ids;
+    for (absl::string_view line : absl::StrSplit(table, '\n')) {
+      if (line.empty() || absl::StartsWith(line, "ID")) continue;
+      ids.push_back(std::string(line.substr(0, line.find(' '))));
+    }
+    return ids;
+  };
+  Run first = MustRun({"list", "--order-by=id"});
+  EXPECT_THAT(ids(first.out), ::testing::ElementsAre("a", "b"));
+  EXPECT_THAT(first.err, HasSubstr("(more: --page-token="));
+  std::string token = first.err.substr(first.err.find("--page-token=") + 13);
+  token = token.substr(0, token.find(' '));
+  Run second = MustRun({"list", "--order-by=id", "--page-token=" + token});
+  EXPECT_THAT(ids(second.out), ::testing::ElementsAre("c", "d"));
+  Run all = MustRun({"list", "--order-by=id desc", "--all"});
+  EXPECT_THAT(ids(all.out), ::testing::ElementsAre("e", "d", "c", "b", "a"));
+  EXPECT_THAT(all.err, Not(HasSubstr("more:")));
+  Run limited = MustRun({"list", "--order-by=id", "--limit=3"});
+  EXPECT_THAT(ids(limited.out), ::testing::ElementsAre("a", "b", "c"));
+  Run filtered = MustRun({"list", "--filter=type = \"restore\"", "--all"});
+  EXPECT_THAT(ids(filtered.out), ::testing::ElementsAre("c"));
+  Run bad = Taskctl({"list", "--filter=type =="});
+  EXPECT_EQ(bad.rc, 1) << bad;
+  EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT: filter"));
+}
+
+TEST_F(TaskctlTest, ServerComesFromTheFlagOrTheEnvironment) {
+  MustRun({"create", "--type=backup", "--id=here"});
+  Run from_env = Taskctl({"list"}, {"TASKD_SERVER=" + taskd_->address()},
+                         /*with_server=*/false);
+  EXPECT_EQ(from_env.rc, 0) << from_env;
+  EXPECT_THAT(from_env.out, HasSubstr("here"));
+  // --server wins over the environment.
+  Run flag_wins = Taskctl({"list", "--server=" + taskd_->address()},
+                          {"TASKD_SERVER=127.0.0.1:1"}, false);
+  EXPECT_EQ(flag_wins.rc, 0) << flag_wins;
+  Run nowhere =
+      Taskctl({"list", "--timeout=2s"}, {"TASKD_SERVER=127.0.0.1:1"}, false);
+  EXPECT_EQ(nowhere.rc, 1) << nowhere;
+  EXPECT_THAT(nowhere.err, HasSubstr("UNAVAILABLE"));
+}
+
+TEST_F(TaskctlTest, TimeoutEndsACallToAServerThatDoesNotAnswer) {
+  // A socket that accepts connections (the kernel does) and never speaks.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 8), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string silent = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  absl::Time start = absl::Now();
+  Run run = Taskctl({"--server=" + silent, "--timeout=1s", "list"}, {}, false);
+  absl::Duration took = absl::Now() - start;
+  close(fd);
+  EXPECT_EQ(run.rc, 1) << run;
+  EXPECT_THAT(run.err, HasSubstr("DEADLINE_EXCEEDED"));
+  EXPECT_LT(took, absl::Seconds(8)) << "the default is 10 s";
+}
+
+TEST_F(TaskctlTest, UsageErrorsExitTwoAndSendNothing) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"list", "-o", "xml"},
+           {"list", "--timeout=0"},
+           {"list", "--timeout=soon"},
+           {"list", "--limit=0"},
+           {"list", "--all", "--limit=3"},
+           {"complete", "x", "--result=great"},
+           {"watch", "--since=0"},
+           {"update", "x"},
+           {"assign", "x"},
+           {"create"},
+           {"get"},
+           {"list", "--colour=red"},
+       }) {
+    Run run = Taskctl(args);
+    EXPECT_EQ(run.rc, 2) << absl::StrJoin(args, " ") << "\n" << run;
+    EXPECT_THAT(run.err, HasSubstr("taskctl: ")) << absl::StrJoin(args, " ");
+  }
+  Run none = Taskctl({});
+  EXPECT_EQ(none.rc, 2) << none;
+  EXPECT_THAT(none.out, HasSubstr("usage: taskctl"));
+  Run help = Taskctl({"help"});
+  EXPECT_EQ(help.rc, 0) << help;
+  EXPECT_THAT(help.out, HasSubstr("--tls-server-name"));
+  // Nothing reached the server.
+  EXPECT_THAT(MustRun({"list", "--all", "-o", "json"}).out,
+              Not(HasSubstr("\"id\"")));
+}
+
+TEST_F(TaskctlTest, WatchWithInitialStatePrintsEachTaskOnce) {
+  MustRun({"create", "--type=backup", "--id=one"});
+  MustRun({"create", "--type=backup", "--id=two"});
+  std::vector<std::string> argv = {"/usr/bin/timeout",
+                                   "3",
+                                   testing::TaskctlPath(),
+                                   "--server=" + taskd_->address(),
+                                   "-o",
+                                   "json",
+                                   "watch",
+                                   "--initial"};
+  Run run;
+  run.rc = testing::RunCommand(argv, "", &run.out, &run.err);
+  EXPECT_EQ(run.rc, 124) << run;  // stopped by timeout, not an error
+  EXPECT_THAT(run.err, HasSubstr("(initial state complete at revision 2)"));
+  EXPECT_EQ(std::count(run.out.begin(), run.out.end(), '\n'), 2) << run;
+  EXPECT_THAT(run.out, HasSubstr("\"one\""));
+  EXPECT_THAT(run.out, HasSubstr("\"two\""));
+}
+
+}  // namespace
+}  // namespace taskd

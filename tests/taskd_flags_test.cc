@@ -1,0 +1,228 @@
+// taskd's flags and signals on the real binary: each documented flag reaches
+// the server (not only the option behind it), bad values are refused with
+// exit 2 naming the flag, SIGHUP reloads tokens, SIGINT stops cleanly.
+#include <signal.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "client/task_client.h"
+#include "client/task_watch.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/auth.h"
+#include "tests/taskd_process.h"
+#include "tests/test_certificates.h"
+#include "tests/test_util.h"
+
+namespace taskd {
+namespace {
+
+using ::testing::HasSubstr;
+
+class TaskdFlagsTest : public ::testing::Test {
+ protected:
+  testing::TaskdProcess::Options With(std::vector<std::string> flags) {
+    return {.flags = std::move(flags), .db_path = dir_.File("taskd.db")};
+  }
+
+  // Runs taskd with `flags`, expecting it to refuse them: exit 2 and a
+  // message on stderr containing `message`.
+  void ExpectRefused(std::vector<std::string> flags,
+                     const std::string& message) {
+    testing::TaskdProcess taskd(With(flags));
+    taskd.Launch();
+    EXPECT_EQ(taskd.Wait(absl::Seconds(20)), 2)
+        << absl::StrJoin(flags, " ") << "\n"
+        << taskd.log();
+    EXPECT_THAT(taskd.log(), HasSubstr(message)) << absl::StrJoin(flags, " ");
+  }
+
+  // Waits up to 10 s for a line of taskd's log that holds every one of
+  // `needles`.
+  static bool WaitForLog(testing::TaskdProcess& taskd,
+                         std::vector<std::string> needles) {
+    absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      for (absl::string_view line : absl::StrSplit(taskd.log(), '\n')) {
+        bool all = true;
+        for (const std::string& needle : needles) {
+          all = all && absl::StrContains(line, needle);
+        }
+        if (all) return true;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
+  void WriteTokens(const std::string& token) {
+    std::ofstream out(dir_.File("tokens"));
+    out << Authorizer::HashToken(token) << " * admin\n";
+  }
+
+  static absl::Status ListAs(testing::TaskdProcess& taskd,
+                             const std::string& token) {
+    TaskClient::Options options;
+    options.bearer_token = token;
+    options.deadline = absl::Seconds(5);
+    TaskClient client(taskd.NewChannel(), options);
+    return client.List(tasks::v1::ListTasksRequest()).status();
+  }
+
+  testing::TempDir dir_;
+};
+
+TEST_F(TaskdFlagsTest, BadValuesAreRefusedNamingTheFlag) {
+  ExpectRefused({"--max_batch=0"}, "--max_batch");
+  ExpectRefused({"--read_connections=0"}, "--read_connections");
+  ExpectRefused({"--checkpoint_pages=0"}, "--checkpoint_pages");
+  ExpectRefused({"--max_page_size=0"}, "--max_page_size");
+  ExpectRefused({"--max_receive_bytes=10"}, "--max_receive_bytes");
+  ExpectRefused({"--log_level=loud"}, "--log_level");
+  ExpectRefused({"--tls_cert=" + dir_.File("x.pem")},
+                "--tls_cert and --tls_key go together");
+  ExpectRefused({"--tls_client_ca=" + dir_.File("ca.pem")},
+                "--tls_client_ca needs --tls_cert and --tls_key");
+  ExpectRefused(
+      {"--tls_cert=" + dir_.File("no.pem"), "--tls_key=" + dir_.File("no.key")},
+      "cannot read");
+}
+
+TEST_F(TaskdFlagsTest, PlaintextOnANonLoopbackAddressNeedsInsecure) {
+  testing::TaskdProcess::Options refused = With({});
+  refused.listen = "0.0.0.0:0";
+  testing::TaskdProcess taskd(refused);
+  taskd.Launch();
+  EXPECT_EQ(taskd.Wait(), 2) << taskd.log();
+  EXPECT_THAT(taskd.log(), HasSubstr("--insecure"));
+
+  testing::TaskdProcess::Options allowed = With({"--insecure"});
+  allowed.listen = "0.0.0.0:0";
+  testing::TaskdProcess insecure(allowed);
+  absl::Status started = insecure.Start();
+  ASSERT_TRUE(started.ok()) << started;
+  EXPECT_THAT(insecure.log(), HasSubstr("serving PLAINTEXT"));
+  EXPECT_EQ(insecure.serving_field("tls"), "off");
+  EXPECT_EQ(insecure.Stop(SIGTERM), 0) << insecure.log();
+}
+
+TEST_F(TaskdFlagsTest, TheStartUpLineSaysHowItServes) {
+  testing::TaskdProcess open(With({}));
+  ASSERT_TRUE(open.Start().ok()) << open.log();
+  EXPECT_EQ(open.serving_field("sync"), "full");  // the default
+  EXPECT_EQ(open.serving_field("auth"), "off");
+  EXPECT_EQ(open.serving_field("tls"), "off");
+  EXPECT_THAT(open.log(), HasSubstr("no --auth_tokens"));
+  EXPECT_EQ(open.Stop(SIGINT), 0) << open.log();  // SIGINT as SIGTERM
+  EXPECT_THAT(open.log(), HasSubstr("taskd stopped cleanly"));
+
+  absl::StatusOr<testing::TestCertificates> pki =
+      testing::TestCertificates::Make(dir_.path());
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  WriteTokens("t");
+  testing::TaskdProcess secured(
+      With({"--sync=normal", "--auth_tokens=" + dir_.File("tokens"),
+            "--tls_cert=" + pki->server_cert, "--tls_key=" + pki->server_key,
+            "--tls_client_ca=" + pki->ca_cert, "--max_page_size=7"}));
+  ASSERT_TRUE(secured.Start().ok()) << secured.log();
+  EXPECT_EQ(secured.serving_field("sync"), "normal");
+  EXPECT_EQ(secured.serving_field("auth"), "tokens");
+  EXPECT_EQ(secured.serving_field("tls"), "mutual");
+  EXPECT_EQ(secured.serving_field("max_page_size"), "7");
+  EXPECT_THAT(secured.log(), ::testing::Not(HasSubstr("no --auth_tokens")));
+}
+
+TEST_F(TaskdFlagsTest, SighupReloadsTheTokenFileAndABadFileKeepsTheOld) {
+  WriteTokens("first");
+  testing::TaskdProcess taskd(
+      With({"--sync=normal", "--auth_tokens=" + dir_.File("tokens")}));
+  ASSERT_TRUE(taskd.Start().ok()) << taskd.log();
+  EXPECT_TRUE(ListAs(taskd, "first").ok());
+  EXPECT_EQ(ListAs(taskd, "second").code(), absl::StatusCode::kUnauthenticated);
+
+  WriteTokens("second");
+  taskd.Signal(SIGHUP);
+  ASSERT_TRUE(WaitForLog(taskd, {"SIGHUP: token file reloaded"}))
+      << taskd.log();
+  EXPECT_TRUE(ListAs(taskd, "second").ok());
+  EXPECT_EQ(ListAs(taskd, "first").code(), absl::StatusCode::kUnauthenticated);
+
+  {
+    std::ofstream broken(dir_.File("tokens"));
+    broken << "this is not a token line\n";
+  }
+  taskd.Signal(SIGHUP);
+  ASSERT_TRUE(WaitForLog(taskd, {"token file not reloaded"})) << taskd.log();
+  EXPECT_TRUE(ListAs(taskd, "second").ok()) << "the old tokens stay";
+  EXPECT_EQ(taskd.Stop(SIGTERM), 0) << taskd.log();
+}
+
+TEST_F(TaskdFlagsTest, LimitFlagsReachTheServer) {
+  testing::TaskdProcess taskd(With({"--sync=normal", "--max_receive_bytes=2048",
+                                    "--max_watchers=1", "--log_level=debug"}));
+  ASSERT_TRUE(taskd.Start().ok()) << taskd.log();
+  TaskClient client(taskd.NewChannel());
+  // A request over --max_receive_bytes.
+  absl::StatusOr<tasks::v1::Task> big = client.Get(std::string(4096, 'x'));
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted)
+      << big.status();
+  // A second stream beyond --max_watchers=1.
+  grpc::ClientContext first_context, second_context;
+  tasks::v1::WatchTasksRequest request;
+  auto first = client.stub()->WatchTasks(&first_context, request);
+  tasks::v1::WatchTasksResponse response;
+  ASSERT_TRUE(first->Read(&response));  // open: its first progress
+  auto second = client.stub()->WatchTasks(&second_context, request);
+  EXPECT_FALSE(second->Read(&response));
+  EXPECT_EQ(second->Finish().error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  first_context.TryCancel();
+  first->Finish();
+  // --log_level=debug logs every call, successes too.
+  ASSERT_TRUE(client.List(tasks::v1::ListTasksRequest()).ok());
+  EXPECT_TRUE(WaitForLog(
+      taskd, "call method=/tasks.v1.TaskService/ListTasks status=OK"))
+      << taskd.log();
+}
+
+TEST_F(TaskdFlagsTest, TheCallLogNamesTheCallersTenant) {
+  const std::string tenant = "cccccccc-0000-4000-8000-000000000003";
+  {
+    std::ofstream out(dir_.File("tokens"));
+    out << Authorizer::HashToken("scoped") << " " << tenant << " viewer\n";
+    out << Authorizer::HashToken("root") << " * admin\n";
+  }
+  testing::TaskdProcess taskd(
+      With({"--sync=normal", "--auth_tokens=" + dir_.File("tokens")}));
+  ASSERT_TRUE(taskd.Start().ok()) << taskd.log();
+  TaskClient::Options options;
+  options.bearer_token = "scoped";
+  TaskClient scoped(taskd.NewChannel(), options);
+  // Failed calls are logged at the default level: a viewer may not create.
+  EXPECT_EQ(scoped.Create(tasks::v1::Task()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(WaitForLog(taskd, {"status=PERMISSION_DENIED",
+                                 absl::StrCat("tenant=", tenant, " ")}))
+      << taskd.log();
+  options.bearer_token = "root";
+  TaskClient root(taskd.NewChannel(), options);
+  EXPECT_EQ(root.Get("missing").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(WaitForLog(taskd, {"status=NOT_FOUND", "tenant=* "}))
+      << taskd.log();
+  options.bearer_token = "nobody";
+  TaskClient nobody(taskd.NewChannel(), options);
+  EXPECT_EQ(nobody.List(tasks::v1::ListTasksRequest()).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(WaitForLog(taskd, {"status=UNAUTHENTICATED", "tenant=- "}))
+      << taskd.log();
+}
+
+}  // namespace
+}  // namespace taskd
