@@ -176,6 +176,13 @@ class Command {
 
   int Run() {
     const std::string& c = args_.command;
+    // Commands on one task: a missing ID is a usage error, before any call.
+    static const std::set<std::string> kOnOneTask = {
+        "get",   "update", "delete", "assign",  "start",
+        "pause", "resume", "cancel", "complete"};
+    if (kOnOneTask.count(c) > 0 && args_.positional.empty()) {
+      return UsageError(c + " needs a task ID");
+    }
     if (c == "create") return Create();
     if (c == "get") return PrintTask(client_.Get(Id()));
     if (c == "list") return List();

@@ -188,7 +188,7 @@ TEST_F(TaskdFlagsTest, LimitFlagsReachTheServer) {
   // --log_level=debug logs every call, successes too.
   ASSERT_TRUE(client.List(tasks::v1::ListTasksRequest()).ok());
   EXPECT_TRUE(WaitForLog(
-      taskd, "call method=/tasks.v1.TaskService/ListTasks status=OK"))
+      taskd, {"call method=/tasks.v1.TaskService/ListTasks", "status=OK"}))
       << taskd.log();
 }
 
