@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "base/error_details.h"
 #include "client/task_client.h"
 #include "client/task_format.h"
 #include "gmock/gmock.h"
@@ -565,6 +566,36 @@ TEST_F(TaskServiceTest, ErrorsCarryReasonsAndFieldViolations) {
     Details details = DetailsOf(stub->GetTask(&context, request, &response));
     EXPECT_EQ(details.reason, "TASK_NOT_FOUND");
   }
+}
+
+// TaskClient keeps the details: the reason and metadata of the ErrorInfo and
+// the BadRequest's fields come back as the payloads base/error_details.h
+// reads.
+TEST_F(TaskServiceTest, TaskClientKeepsReasonsAndFieldViolations) {
+  MustCreate("t-1");
+  absl::Status invalid = taskd_.client->Start("t-1").status();
+  EXPECT_EQ(invalid.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(invalid), "INVALID_TRANSITION");
+  absl::optional<absl::Cord> info_payload = invalid.GetPayload(kErrorInfoUrl);
+  ASSERT_TRUE(info_payload.has_value());
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(info.ParseFromString(std::string(*info_payload)));
+  EXPECT_EQ(info.domain(), "taskd");
+  EXPECT_EQ(info.metadata().at("move"), "start");
+
+  Task bad = Backup();
+  bad.set_policy_id("nope");
+  absl::Status bad_field = taskd_.client->Create(bad).status();
+  EXPECT_EQ(ReasonOf(bad_field), "INVALID_FIELD");
+  absl::optional<absl::Cord> bad_payload = bad_field.GetPayload(kBadRequestUrl);
+  ASSERT_TRUE(bad_payload.has_value());
+  google::rpc::BadRequest bad_request;
+  ASSERT_TRUE(bad_request.ParseFromString(std::string(*bad_payload)));
+  ASSERT_EQ(bad_request.field_violations_size(), 1);
+  EXPECT_EQ(bad_request.field_violations(0).field(), "task.policy_id");
+
+  EXPECT_EQ(ReasonOf(taskd_.client->Get("missing").status()), "TASK_NOT_FOUND");
+  EXPECT_EQ(ReasonOf(taskd_.client->Get("t-1").status()), "");
 }
 
 }  // namespace
