@@ -144,7 +144,6 @@ class FaultInjectionTest : public ::testing::Test {
 
   void StartServer() {
     TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.store.path = db_path();
     options.store.vfs = vfs_->name();
     options.store.synchronous_full = synchronous_full_;

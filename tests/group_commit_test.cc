@@ -529,7 +529,6 @@ class GroupCommitServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.store.path = dir_.File("taskd.db");
     options.store.synchronous_full = false;
     absl::Status started = taskd_.Start(options);

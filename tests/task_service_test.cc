@@ -33,21 +33,19 @@ constexpr char kPolicy[] = "7d3b1f2a-9c8e-4a5b-8c7d-6e5f4a3b2c1d";
 
 class TaskServiceTest : public ::testing::Test {
  protected:
-  void SetUp() override { StartServer(); }
-  void TearDown() override { taskd_.Stop(absl::Seconds(1)); }
-
-  void StartServer() {
+  void SetUp() override {
     TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.store.path = dir_.File("taskd.db");
-    options.service.max_page_size = max_page_size_;
+    options.service.max_page_size = 1000;
     absl::Status started = taskd_.Start(options);
     ASSERT_TRUE(started.ok()) << started;
   }
+  void TearDown() override { taskd_.Stop(absl::Seconds(1)); }
 
+  // The same port and database, with what taskd_.options() says now.
   void Restart() {
-    taskd_.Stop(absl::Seconds(1));
-    StartServer();
+    absl::Status restarted = taskd_.Restart(absl::Seconds(1));
+    ASSERT_TRUE(restarted.ok()) << restarted;
   }
 
   Task Backup(const std::string& id = "") {
@@ -81,7 +79,6 @@ class TaskServiceTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  int max_page_size_ = 1000;
   testing::InProcessTaskd taskd_;
 };
 
@@ -315,7 +312,7 @@ TEST_F(TaskServiceTest, ListPagesEveryTaskOnce) {
 }
 
 TEST_F(TaskServiceTest, PageSizeIsCapped) {
-  max_page_size_ = 4;
+  taskd_.options().server.service.max_page_size = 4;
   Restart();
   for (int i = 0; i < 6; ++i) MustCreate();
   ListTasksRequest request;
