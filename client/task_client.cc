@@ -2,7 +2,9 @@
 
 #include <grpcpp/client_context.h>
 
+#include "absl/strings/cord.h"
 #include "absl/time/clock.h"
+#include "google/rpc/status.pb.h"
 
 namespace taskd {
 
@@ -10,8 +12,18 @@ using tasks::v1::Task;
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+  absl::Status result(static_cast<absl::StatusCode>(status.error_code()),
                       status.error_message());
+  // The details taskd sends (server/grpc_status.h), as the payloads they
+  // were on the server's side; details that do not parse are dropped.
+  google::rpc::Status details;
+  if (!status.error_details().empty() &&
+      details.ParseFromString(status.error_details())) {
+    for (const google::protobuf::Any& any : details.details()) {
+      result.SetPayload(any.type_url(), absl::Cord(any.value()));
+    }
+  }
+  return result;
 }
 
 TaskClient::TaskClient(std::shared_ptr<grpc::Channel> channel,

@@ -7,7 +7,8 @@
 //   if (!task.ok()) { ... task.status().code() ... }
 //
 // Every call has a deadline (Options::deadline) and returns the server's
-// status as an absl::Status with the same code and message. Thread-safe:
+// status as an absl::Status with the same code and message and the error
+// details as payloads (ReasonOf in base/error_details.h). Thread-safe:
 // one client may be shared by many threads.
 #ifndef TASKD_CLIENT_TASK_CLIENT_H_
 #define TASKD_CLIENT_TASK_CLIENT_H_
@@ -26,7 +27,10 @@
 
 namespace taskd {
 
-// Same code, same message.
+// Same code, same message, and the error details of the
+// grpc-status-details-bin trailer (google.rpc.ErrorInfo, BadRequest) as
+// payloads keyed by their type URL, as base/error_details.h reads them:
+// ReasonOf(FromGrpcStatus(status)) is the server's reason.
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 class TaskClient {

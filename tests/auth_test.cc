@@ -2,9 +2,6 @@
 // streams and request sizes.
 #include "server/auth.h"
 
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-
 #include <fstream>
 #include <map>
 #include <random>
@@ -14,7 +11,7 @@
 #include "client/task_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/task_server.h"
+#include "tests/test_server.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -38,9 +35,7 @@ class AuthTest : public ::testing::Test {
                  {"root", "*", "admin"}});
     StartServer();
   }
-  void TearDown() override {
-    if (server_) server_->Shutdown(absl::Seconds(2));
-  }
+  void TearDown() override { taskd_.Stop(absl::Seconds(2)); }
 
   void WriteTokens(const std::vector<std::vector<std::string>>& tokens) {
     std::ofstream out(dir_.File("tokens"));
@@ -52,24 +47,19 @@ class AuthTest : public ::testing::Test {
 
   void StartServer() {
     TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.store.path = dir_.File("taskd.db");
     options.store.synchronous_full = false;
     options.auth_tokens_path = dir_.File("tokens");
-    options.watch.max_watchers = max_watchers_;
-    options.watch.max_watchers_per_tenant = max_watchers_per_tenant_;
-    absl::StatusOr<std::unique_ptr<TaskServer>> server =
-        TaskServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
+    options.watch.max_watchers = 100;
+    options.watch.max_watchers_per_tenant = 50;
+    absl::Status started = taskd_.Start(options);
+    ASSERT_TRUE(started.ok()) << started;
   }
 
   TaskClient As(const std::string& token) {
     TaskClient::Options options;
     options.bearer_token = token;
-    return TaskClient(channel_, options);
+    return TaskClient(taskd_.channel, options);
   }
 
   // Opens a watch as `token`.
@@ -85,16 +75,13 @@ class AuthTest : public ::testing::Test {
     }
     stream->context.set_deadline(
         absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    stream->reader = tasks::v1::TaskService::NewStub(channel_)->WatchTasks(
-        &stream->context, request);
+    stream->reader = tasks::v1::TaskService::NewStub(taskd_.channel)
+                         ->WatchTasks(&stream->context, request);
     return stream;
   }
 
   testing::TempDir dir_;
-  int max_watchers_ = 100;
-  int max_watchers_per_tenant_ = 50;
-  std::unique_ptr<TaskServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
+  testing::InProcessTaskd taskd_;
 };
 
 // Calls `method` as `client` on task `id`, with arguments that pass
@@ -210,7 +197,7 @@ TEST_F(AuthTest, ReloadPicksUpNewTokensAndKeepsOldOnError) {
   EXPECT_EQ(newcomer.List({}).status().code(),
             absl::StatusCode::kUnauthenticated);
   WriteTokens({{"newcomer", kTenantA, "viewer"}});
-  ASSERT_TRUE(server_->ReloadAuth().ok());
+  ASSERT_TRUE(taskd_.server->ReloadAuth().ok());
   EXPECT_TRUE(newcomer.List({}).ok());
   EXPECT_EQ(As("root").List({}).status().code(),
             absl::StatusCode::kUnauthenticated);
@@ -218,7 +205,7 @@ TEST_F(AuthTest, ReloadPicksUpNewTokensAndKeepsOldOnError) {
     std::ofstream broken(dir_.File("tokens"));
     broken << "not a token line\n";
   }
-  absl::Status reload = server_->ReloadAuth();
+  absl::Status reload = taskd_.server->ReloadAuth();
   EXPECT_EQ(reload.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(reload.message(), HasSubstr(":1:"));
   EXPECT_TRUE(newcomer.List({}).ok());
@@ -346,7 +333,7 @@ TEST_F(AuthTest, RandomisedTenantIsolation) {
     }
   }
   // Streams.
-  int64_t last = server_->store()->CurrentRevision();
+  int64_t last = taskd_.server->store()->CurrentRevision();
   int root_events = 0;
   std::vector<std::pair<Stream*, std::string>> streams = {
       {watch_a.get(), kTenantA},
@@ -370,10 +357,9 @@ TEST_F(AuthTest, RandomisedTenantIsolation) {
 }
 
 TEST_F(AuthTest, WatchStreamCapsGlobalAndPerTenant) {
-  max_watchers_ = 5;
-  max_watchers_per_tenant_ = 2;
-  server_->Shutdown(absl::Seconds(1));
-  StartServer();
+  taskd_.options().server.watch.max_watchers = 5;
+  taskd_.options().server.watch.max_watchers_per_tenant = 2;
+  ASSERT_TRUE(taskd_.Restart(absl::Seconds(1)).ok());
   std::vector<std::unique_ptr<Stream>> open;
   auto open_one = [&](const std::string& token) {
     auto stream = Watch(token, WatchTasksRequest());
@@ -401,7 +387,8 @@ TEST_F(AuthTest, WatchStreamCapsGlobalAndPerTenant) {
   open.front()->reader->Finish();
   open.erase(open.begin());
   absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (server_->watch_hub()->open_watchers() > 4 && absl::Now() < deadline) {
+  while (taskd_.server->watch_hub()->open_watchers() > 4 &&
+         absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   EXPECT_TRUE(open_one("executor-a"));

@@ -20,8 +20,6 @@
 // which makes the same promise for a crash of the process; every fifth
 // round sends SIGTERM first and SIGKILL during the clean shutdown; every
 // seventh also kills a taskd while it is starting (recovering the WAL).
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 #include <signal.h>
 
 #include <atomic>
@@ -33,14 +31,12 @@
 #include <random>
 #include <thread>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "client/task_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/db_check.h"
+#include "tests/taskd_process.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -91,34 +87,6 @@ std::string ToString(const std::vector<Step>& steps) {
   for (const Step& s : steps) absl::StrAppend(&out, s.ToString(), " ");
   return out;
 }
-
-// A running taskd, started on a free port.
-class Taskd {
- public:
-  Taskd(const std::string& db, const std::string& sync) {
-    process_ = std::make_unique<testing::Subprocess>(
-        std::vector<std::string>{testing::TaskdPath(), "--listen=127.0.0.1:0",
-                                 "--db=" + db, "--sync=" + sync});
-    std::string line =
-        process_->WaitForLine("taskd serving", absl::Seconds(30));
-    for (absl::string_view field : absl::StrSplit(line, ' ')) {
-      if (absl::ConsumePrefix(&field, "port=")) {
-        (void)absl::SimpleAtoi(field, &port_);
-      } else if (absl::ConsumePrefix(&field, "revision=")) {
-        (void)absl::SimpleAtoi(field, &revision_);
-      }
-    }
-  }
-  int port() const { return port_; }
-  // The revision taskd said it started at.
-  int64_t revision() const { return revision_; }
-  testing::Subprocess& process() { return *process_; }
-
- private:
-  std::unique_ptr<testing::Subprocess> process_;
-  int port_ = 0;
-  int64_t revision_ = -1;
-};
 
 class CrashTest : public ::testing::Test {
  protected:
@@ -249,12 +217,21 @@ class CrashTest : public ::testing::Test {
     }
   }
 
+  // taskd on the test's database, serving (*taskd) or not (a failure).
+  void StartTaskd(const std::string& sync,
+                  std::unique_ptr<testing::TaskdProcess>* taskd) {
+    *taskd = std::make_unique<testing::TaskdProcess>(
+        testing::TaskdProcess::Options{{"--sync=" + sync}, db_});
+    absl::Status started = (*taskd)->Start();
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
   // After a restart: the file and the served state against the model.
-  void Verify(Taskd& taskd, int round) {
+  void Verify(testing::TaskdProcess& taskd, int round) {
     SCOPED_TRACE(absl::StrCat("after round ", round));
     testing::DbCheck check = testing::CheckDatabase(db_);
     ASSERT_THAT(check.problems, IsEmpty());
-    EXPECT_EQ(taskd.revision(), check.meta_revision)
+    EXPECT_EQ(taskd.start_revision(), check.meta_revision)
         << "taskd started at another revision than the file's";
     if (!check.history.empty()) {
       EXPECT_EQ(check.oldest, 1) << "the history was trimmed";
@@ -311,9 +288,7 @@ class CrashTest : public ::testing::Test {
               << applied_pending << " unanswered calls were committed\n";
 
     // taskd serves what the file holds.
-    TaskClient client(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", taskd.port()),
-                            grpc::InsecureChannelCredentials()));
+    TaskClient client(taskd.NewChannel());
     tasks::v1::ListTasksRequest request;
     request.set_page_size(1000);
     size_t listed = 0;
@@ -351,20 +326,18 @@ TEST_F(CrashTest, EveryAcknowledgedChangeSurvivesKillNine) {
     if (round % 7 == 3) {
       // Killed while starting: opening the database, recovering the WAL
       // the last kill left, migrating.
-      testing::Subprocess starting(
-          {testing::TaskdPath(), "--listen=127.0.0.1:0", "--db=" + db_});
+      testing::TaskdProcess starting(testing::TaskdProcess::Options{{}, db_});
+      starting.Launch();
       absl::SleepFor(absl::Milliseconds(random() % 30));
-      starting.Signal(SIGKILL);
-      starting.Wait(absl::Seconds(20));
+      starting.Kill();
     }
-    Taskd taskd(db_, sync);
-    ASSERT_GT(taskd.port(), 0) << taskd.process().output();
+    std::unique_ptr<testing::TaskdProcess> taskd;
+    ASSERT_NO_FATAL_FAILURE(StartTaskd(sync, &taskd));
     if (round > 0) {
-      Verify(taskd, round - 1);
+      Verify(*taskd, round - 1);
       if (HasFatalFailure() || HasFailure()) return;
     }
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", taskd.port()),
-                                       grpc::InsecureChannelCredentials());
+    auto channel = taskd->NewChannel();
     std::atomic<bool> stop{false};
     std::vector<std::thread> writers;
     for (int w = 0; w < kWriters; ++w) {
@@ -377,20 +350,19 @@ TEST_F(CrashTest, EveryAcknowledgedChangeSurvivesKillNine) {
     absl::SleepFor(absl::Milliseconds(delay_ms));
     if (round % 5 == 4) {
       // Killed during the clean shutdown (checkpoint included).
-      taskd.process().Signal(SIGTERM);
+      taskd->Signal(SIGTERM);
       absl::SleepFor(absl::Milliseconds(random() % 30));
     }
-    taskd.process().Signal(SIGKILL);
-    int exit = taskd.process().Wait(absl::Seconds(20));
+    int exit = taskd->Kill(absl::Seconds(20));
     EXPECT_TRUE(exit == 128 + SIGKILL || (round % 5 == 4 && exit == 0))
         << "exit " << exit;
     stop = true;
     for (auto& t : writers) t.join();
   }
   // The last kill, checked on a final start.
-  Taskd taskd(db_, "full");
-  ASSERT_GT(taskd.port(), 0) << taskd.process().output();
-  Verify(taskd, rounds - 1);
+  std::unique_ptr<testing::TaskdProcess> taskd;
+  ASSERT_NO_FATAL_FAILURE(StartTaskd("full", &taskd));
+  Verify(*taskd, rounds - 1);
   std::cout << "[ figures  ] " << rounds << " kills in "
             << absl::FormatDuration(absl::Now() - start) << "; "
             << acknowledged_ << " calls acknowledged, " << lost_answers_

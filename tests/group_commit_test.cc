@@ -25,6 +25,7 @@
 #include "storage/fault_injection_vfs.h"
 #include "storage/sqlite_task_store.h"
 #include "tests/test_server.h"
+#include "tests/test_store.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -92,8 +93,6 @@ std::map<std::string, Task> Replay(const std::vector<Change>& changes) {
 class GroupCommitTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    options_.path = dir_.File("tasks.db");
-    options_.clock = &clock_;
     // The durability mode does not change what is batched; NORMAL keeps the
     // test quick on slow disks.
     options_.synchronous_full = false;
@@ -110,24 +109,12 @@ class GroupCommitTest : public ::testing::Test {
   }
 
   void Open() {
-    store_.reset();
-    absl::StatusOr<std::unique_ptr<TaskStore>> store =
-        OpenSqliteTaskStore(options_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
+    absl::Status opened = temp_.Open();
+    ASSERT_TRUE(opened.ok()) << opened;
   }
 
   Task NewTask(const std::string& id) {
-    Task task;
-    task.set_id(id);
-    task.set_uuid(absl::StrCat("00000000-0000-4000-8000-",
-                               100000000000 + n_.fetch_add(1)));
-    task.set_type("backup");
-    task.set_state(Task::enqueued);
-    task.set_priority("normal");
-    *task.mutable_enqueued_at() = ToTimestamp(clock_.Now());
-    *task.mutable_updated_at() = ToTimestamp(clock_.Now());
-    return task;
+    return testing::NewStoreTask(id, n_.fetch_add(1), clock_.Now());
   }
 
   static TaskStore::Mutation SetState(Task::State from, Task::State to) {
@@ -170,10 +157,10 @@ class GroupCommitTest : public ::testing::Test {
     return commits_;
   }
 
-  testing::TempDir dir_;
-  FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
-  SqliteTaskStoreOptions options_;
-  std::unique_ptr<TaskStore> store_;
+  testing::TempStore temp_;
+  FakeClock& clock_ = temp_.clock;
+  SqliteTaskStoreOptions& options_ = temp_.options;
+  std::unique_ptr<TaskStore>& store_ = temp_.store;
   std::atomic<int64_t> n_{0};
   absl::Notification held_, release_;
   absl::Mutex mu_;
@@ -542,7 +529,6 @@ class GroupCommitServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.store.path = dir_.File("taskd.db");
     options.store.synchronous_full = false;
     absl::Status started = taskd_.Start(options);

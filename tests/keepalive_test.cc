@@ -21,7 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "server/task_server.h"
+#include "tests/test_server.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -109,23 +109,21 @@ class KeepaliveTest : public ::testing::Test {
  protected:
   void SetUp() override {
     TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.store.path = dir_.File("taskd.db");
     options.store.synchronous_full = false;
     options.keepalive_time = absl::Milliseconds(300);
     options.keepalive_timeout = absl::Milliseconds(500);
-    absl::StatusOr<std::unique_ptr<TaskServer>> server =
-        TaskServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    relay_ = std::make_unique<Relay>(server_->port());
+    absl::Status started = taskd_.Start(options);
+    ASSERT_TRUE(started.ok()) << started;
+    // (taskd_.channel, direct, stays unused and so unconnected.)
+    relay_ = std::make_unique<Relay>(taskd_.port());
     // A client that never pings on its own: what passes is the server's.
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", relay_->port()),
                                    grpc::InsecureChannelCredentials());
   }
   void TearDown() override {
     relay_.reset();
-    server_->Shutdown(absl::Seconds(2));
+    taskd_.Stop(absl::Seconds(2));
   }
 
   // Opens a watch and reads its first (progress) response.
@@ -134,11 +132,11 @@ class KeepaliveTest : public ::testing::Test {
     reader_ = stub_->WatchTasks(&context_, tasks::v1::WatchTasksRequest());
     tasks::v1::WatchTasksResponse first;
     ASSERT_TRUE(reader_->Read(&first));
-    ASSERT_EQ(server_->watch_hub()->open_watchers(), 1u);
+    ASSERT_EQ(taskd_.server->watch_hub()->open_watchers(), 1u);
   }
 
   testing::TempDir dir_;
-  std::unique_ptr<TaskServer> server_;
+  testing::InProcessTaskd taskd_;
   std::unique_ptr<Relay> relay_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<tasks::v1::TaskService::Stub> stub_;
@@ -157,7 +155,7 @@ TEST_F(KeepaliveTest, AnIdleWatchKeepsSeeingPings) {
   // Ping frames are 17 bytes; several keepalive intervals have passed.
   EXPECT_GE(relay_->bytes_to_client() - before, 2 * 17)
       << "the server stopped pinging an idle connection";
-  EXPECT_EQ(server_->watch_hub()->open_watchers(), 1u);
+  EXPECT_EQ(taskd_.server->watch_hub()->open_watchers(), 1u);
   context_.TryCancel();
 }
 
@@ -165,10 +163,11 @@ TEST_F(KeepaliveTest, APeerThatStopsAnsweringIsDropped) {
   OpenWatch();
   relay_->Freeze();
   absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (server_->watch_hub()->open_watchers() > 0 && absl::Now() < deadline) {
+  while (taskd_.server->watch_hub()->open_watchers() > 0 &&
+         absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(50));
   }
-  EXPECT_EQ(server_->watch_hub()->open_watchers(), 0u)
+  EXPECT_EQ(taskd_.server->watch_hub()->open_watchers(), 0u)
       << "the stream of an unanswering peer is still open";
   context_.TryCancel();
 }

@@ -31,6 +31,7 @@
 #include "query/order_by.h"
 #include "query/task_fields.h"
 #include "storage/sqlite_task_store.h"
+#include "tests/test_store.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -445,14 +446,9 @@ class QueryDifferentialTest : public ::testing::Test {
     seed_ = SeedFromEnvironment();
     std::printf("TASKD_QUERY_SEED=%llu\n",
                 static_cast<unsigned long long>(seed_));
-    SqliteTaskStoreOptions options;
-    options.path = dir_.File("tasks.db");
-    options.clock = &clock_;
-    options.synchronous_full = false;
-    absl::StatusOr<std::unique_ptr<TaskStore>> store =
-        OpenSqliteTaskStore(options);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
+    temp_.options.synchronous_full = false;
+    absl::Status opened = temp_.Open();
+    ASSERT_TRUE(opened.ok()) << opened;
     Random rng(seed_);
     std::set<std::string> ids;
     for (int i = 0; i < kTasks; ++i) {
@@ -552,9 +548,8 @@ class QueryDifferentialTest : public ::testing::Test {
   }
 
   uint64_t seed_ = 0;
-  testing::TempDir dir_;
-  FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
-  std::unique_ptr<TaskStore> store_;
+  testing::TempStore temp_;
+  std::unique_ptr<TaskStore>& store_ = temp_.store;
   std::vector<Task> tasks_;  // as stored, in id order
 };
 

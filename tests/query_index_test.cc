@@ -26,6 +26,7 @@
 #include "query/order_by.h"
 #include "storage/sqlite_query.h"
 #include "storage/sqlite_task_store.h"
+#include "tests/test_store.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -149,19 +150,17 @@ const std::vector<std::string>& CurrentIndexes() {
 
 class QueryIndexTest : public ::testing::Test {
  protected:
+  // A store on the fixture's file (not kept by temp_: tests hold several
+  // in turn).
   std::unique_ptr<TaskStore> Open() {
-    SqliteTaskStoreOptions options;
-    options.path = path_;
-    options.clock = &clock_;
     absl::StatusOr<std::unique_ptr<TaskStore>> store =
-        OpenSqliteTaskStore(options);
+        OpenSqliteTaskStore(temp_.options);
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? std::move(*store) : nullptr;
   }
 
-  testing::TempDir dir_;
-  const std::string path_ = dir_.File("tasks.db");
-  FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
+  testing::TempStore temp_;
+  const std::string path_ = temp_.options.path;
 };
 
 TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {

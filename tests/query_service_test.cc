@@ -1,9 +1,6 @@
 // ListTasks' filter, order_by and paging end to end: a real taskd server on a
 // free port over a real SQLite file, spoken to through TaskClient. The
 // server's clock is fake, so every timestamp below is known exactly.
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-
 #include <map>
 #include <string>
 #include <utility>
@@ -15,7 +12,7 @@
 #include "client/task_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/task_server.h"
+#include "tests/test_server.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -44,23 +41,14 @@ class QueryServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.store.path = dir_.File("taskd.db");
     options.store.clock = &clock_;
     options.service.clock = &clock_;
-    absl::StatusOr<std::unique_ptr<TaskServer>> server =
-        TaskServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    client_ = std::make_unique<TaskClient>(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                            grpc::InsecureChannelCredentials()));
+    absl::Status started = taskd_.Start(options);
+    ASSERT_TRUE(started.ok()) << started;
   }
 
-  void TearDown() override {
-    client_.reset();
-    if (server_) server_->Shutdown(absl::Seconds(1));
-  }
+  void TearDown() override { taskd_.Stop(absl::Seconds(1)); }
 
   // Advances the clock one minute, then returns `result`'s task.
   Task Must(absl::StatusOr<Task> result) {
@@ -77,7 +65,7 @@ class QueryServiceTest : public ::testing::Test {
     task.set_tenant_id(tenant);
     task.set_priority(priority);
     if (type == "backup") task.set_policy_id(kPolicy);
-    return Must(client_->Create(task));
+    return Must(taskd_.client->Create(task));
   }
 
   // A fixed set of tasks in every state, created one minute apart (times
@@ -101,19 +89,19 @@ class QueryServiceTest : public ::testing::Test {
     tasks_["ok-1"] = Create("ok-1", "backup", kTenantA, "normal");
     tasks_["err-1"] = Create("err-1", "backup", kTenantB, "high");
     tasks_["can-1"] = Create("can-1", "restore", kTenantA, "");
-    tasks_["asg-1"] = Must(client_->Assign("asg-1", "agent-7"));
-    Must(client_->Assign("run-1", "agent-1"));
-    tasks_["run-1"] = Must(client_->Start("run-1"));
-    Must(client_->Assign("pau-1", "agent-7"));
-    Must(client_->Start("pau-1"));
-    tasks_["pau-1"] = Must(client_->Pause("pau-1"));
-    Must(client_->Assign("ok-1", "agent-1"));
-    Must(client_->Start("ok-1"));
-    tasks_["ok-1"] = Must(client_->Complete("ok-1", Task::ok));
-    Must(client_->Assign("err-1", "agent-7"));
-    Must(client_->Start("err-1"));
-    tasks_["err-1"] = Must(client_->Complete("err-1", Task::error));
-    tasks_["can-1"] = Must(client_->Cancel("can-1"));
+    tasks_["asg-1"] = Must(taskd_.client->Assign("asg-1", "agent-7"));
+    Must(taskd_.client->Assign("run-1", "agent-1"));
+    tasks_["run-1"] = Must(taskd_.client->Start("run-1"));
+    Must(taskd_.client->Assign("pau-1", "agent-7"));
+    Must(taskd_.client->Start("pau-1"));
+    tasks_["pau-1"] = Must(taskd_.client->Pause("pau-1"));
+    Must(taskd_.client->Assign("ok-1", "agent-1"));
+    Must(taskd_.client->Start("ok-1"));
+    tasks_["ok-1"] = Must(taskd_.client->Complete("ok-1", Task::ok));
+    Must(taskd_.client->Assign("err-1", "agent-7"));
+    Must(taskd_.client->Start("err-1"));
+    tasks_["err-1"] = Must(taskd_.client->Complete("err-1", Task::error));
+    tasks_["can-1"] = Must(taskd_.client->Cancel("can-1"));
   }
 
   // The time of `field` of fixture task `id`, as filter text.
@@ -136,7 +124,7 @@ class QueryServiceTest : public ::testing::Test {
     request.set_order_by(order_by);
     request.set_page_size(page_size);
     request.set_page_token(token);
-    return client_->List(request);
+    return taskd_.client->List(request);
   }
 
   // Every id ListTasks returns for (filter, order_by), following tokens.
@@ -169,8 +157,7 @@ class QueryServiceTest : public ::testing::Test {
 
   testing::TempDir dir_;
   FakeClock clock_{kStart};
-  std::unique_ptr<TaskServer> server_;
-  std::unique_ptr<TaskClient> client_;
+  testing::InProcessTaskd taskd_;
   std::map<std::string, Task> tasks_;
 };
 

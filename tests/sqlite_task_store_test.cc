@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "query/task_fields.h"
+#include "tests/test_store.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -19,38 +20,23 @@ using ::testing::HasSubstr;
 
 class SqliteTaskStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    options_.path = dir_.File("tasks.db");
-    options_.clock = &clock_;
-    Reopen();
-  }
+  void SetUp() override { Reopen(); }
 
   void Reopen() {
-    store_.reset();
-    absl::StatusOr<std::unique_ptr<TaskStore>> store =
-        OpenSqliteTaskStore(options_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
+    absl::Status opened = temp_.Open();
+    ASSERT_TRUE(opened.ok()) << opened;
   }
 
   Task NewTask(const std::string& id) {
-    Task task;
-    task.set_id(id);
-    task.set_uuid(
-        absl::StrCat("00000000-0000-4000-8000-", 100000000000 + ++n_));
-    task.set_type("backup");
-    task.set_state(Task::enqueued);
-    task.set_priority("normal");
-    *task.mutable_enqueued_at() = ToTimestamp(clock_.Now());
-    *task.mutable_updated_at() = ToTimestamp(clock_.Now());
+    Task task = testing::NewStoreTask(id, ++n_, clock_.Now());
     clock_.Advance(absl::Milliseconds(1));
     return task;
   }
 
-  testing::TempDir dir_;
-  FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
-  SqliteTaskStoreOptions options_;
-  std::unique_ptr<TaskStore> store_;
+  testing::TempStore temp_;
+  FakeClock& clock_ = temp_.clock;
+  SqliteTaskStoreOptions& options_ = temp_.options;
+  std::unique_ptr<TaskStore>& store_ = temp_.store;
   int n_ = 0;
 };
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "base/error_details.h"
 #include "client/task_client.h"
 #include "client/task_format.h"
 #include "gmock/gmock.h"
@@ -32,21 +33,19 @@ constexpr char kPolicy[] = "7d3b1f2a-9c8e-4a5b-8c7d-6e5f4a3b2c1d";
 
 class TaskServiceTest : public ::testing::Test {
  protected:
-  void SetUp() override { StartServer(); }
-  void TearDown() override { taskd_.Stop(absl::Seconds(1)); }
-
-  void StartServer() {
+  void SetUp() override {
     TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.store.path = dir_.File("taskd.db");
-    options.service.max_page_size = max_page_size_;
+    options.service.max_page_size = 1000;
     absl::Status started = taskd_.Start(options);
     ASSERT_TRUE(started.ok()) << started;
   }
+  void TearDown() override { taskd_.Stop(absl::Seconds(1)); }
 
+  // The same port and database, with what taskd_.options() says now.
   void Restart() {
-    taskd_.Stop(absl::Seconds(1));
-    StartServer();
+    absl::Status restarted = taskd_.Restart(absl::Seconds(1));
+    ASSERT_TRUE(restarted.ok()) << restarted;
   }
 
   Task Backup(const std::string& id = "") {
@@ -80,7 +79,6 @@ class TaskServiceTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  int max_page_size_ = 1000;
   testing::InProcessTaskd taskd_;
 };
 
@@ -314,7 +312,7 @@ TEST_F(TaskServiceTest, ListPagesEveryTaskOnce) {
 }
 
 TEST_F(TaskServiceTest, PageSizeIsCapped) {
-  max_page_size_ = 4;
+  taskd_.options().server.service.max_page_size = 4;
   Restart();
   for (int i = 0; i < 6; ++i) MustCreate();
   ListTasksRequest request;
@@ -570,6 +568,36 @@ TEST_F(TaskServiceTest, ErrorsCarryReasonsAndFieldViolations) {
     Details details = DetailsOf(stub->GetTask(&context, request, &response));
     EXPECT_EQ(details.reason, "TASK_NOT_FOUND");
   }
+}
+
+// TaskClient keeps the details: the reason and metadata of the ErrorInfo and
+// the BadRequest's fields come back as the payloads base/error_details.h
+// reads.
+TEST_F(TaskServiceTest, TaskClientKeepsReasonsAndFieldViolations) {
+  MustCreate("t-1");
+  absl::Status invalid = taskd_.client->Start("t-1").status();
+  EXPECT_EQ(invalid.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(invalid), "INVALID_TRANSITION");
+  absl::optional<absl::Cord> info_payload = invalid.GetPayload(kErrorInfoUrl);
+  ASSERT_TRUE(info_payload.has_value());
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(info.ParseFromString(std::string(*info_payload)));
+  EXPECT_EQ(info.domain(), "taskd");
+  EXPECT_EQ(info.metadata().at("move"), "start");
+
+  Task bad = Backup();
+  bad.set_policy_id("nope");
+  absl::Status bad_field = taskd_.client->Create(bad).status();
+  EXPECT_EQ(ReasonOf(bad_field), "INVALID_FIELD");
+  absl::optional<absl::Cord> bad_payload = bad_field.GetPayload(kBadRequestUrl);
+  ASSERT_TRUE(bad_payload.has_value());
+  google::rpc::BadRequest bad_request;
+  ASSERT_TRUE(bad_request.ParseFromString(std::string(*bad_payload)));
+  ASSERT_EQ(bad_request.field_violations_size(), 1);
+  EXPECT_EQ(bad_request.field_violations(0).field(), "task.policy_id");
+
+  EXPECT_EQ(ReasonOf(taskd_.client->Get("missing").status()), "TASK_NOT_FOUND");
+  EXPECT_EQ(ReasonOf(taskd_.client->Get("t-1").status()), "");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // The taskd and taskctl executables as a user runs them: a real process on a
 // real port, reflection spoken through its own protocol, signals, restarts.
 
+#include "tests/taskd_process.h"
+
 #include <arpa/inet.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -17,7 +19,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "client/task_client.h"
 #include "gmock/gmock.h"
@@ -48,31 +50,6 @@ int64_t RssBytes(pid_t pid) {
   return kb * 1024;
 }
 
-class TaskdProcess {
- public:
-  explicit TaskdProcess(const std::string& db,
-                        std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {testing::TaskdPath(),
-                                     "--listen=127.0.0.1:0", "--db=" + db};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    process_ = std::make_unique<testing::Subprocess>(argv);
-    std::string line =
-        process_->WaitForLine("taskd serving", absl::Seconds(20));
-    for (absl::string_view field : absl::StrSplit(line, ' ')) {
-      if (absl::ConsumePrefix(&field, "port=")) {
-        EXPECT_TRUE(absl::SimpleAtoi(field, &port_));
-      }
-    }
-  }
-  int port() const { return port_; }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
-  testing::Subprocess& process() { return *process_; }
-
- private:
-  std::unique_ptr<testing::Subprocess> process_;
-  int port_ = 0;
-};
-
 class TaskdProcessTest : public ::testing::Test {
  protected:
   std::string Taskctl(const std::vector<std::string>& args, int* rc,
@@ -97,7 +74,17 @@ class TaskdProcessTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  std::unique_ptr<TaskdProcess> server_;
+  // Starts taskd on `db` with `flags` as server_; false (and a failure with
+  // its log) if it does not serve.
+  bool StartTaskd(const std::string& db, std::vector<std::string> flags = {}) {
+    server_ = std::make_unique<testing::TaskdProcess>(
+        testing::TaskdProcess::Options{std::move(flags), db});
+    absl::Status started = server_->Start();
+    EXPECT_TRUE(started.ok()) << started;
+    return started.ok();
+  }
+
+  std::unique_ptr<testing::TaskdProcess> server_;
 };
 
 // Lists the services through reflection `Version` and asks, on the same
@@ -171,40 +158,32 @@ struct V1Alpha {
 };
 
 TEST_F(TaskdProcessTest, ReflectionV1DescribesEveryService) {
-  server_ = std::make_unique<TaskdProcess>(dir_.File("t.db"));
-  ASSERT_GT(server_->port(), 0) << server_->process().output();
+  ASSERT_TRUE(StartTaskd(dir_.File("t.db")));
   DescribeEveryService<V1>(server_->address());
 }
 
 TEST_F(TaskdProcessTest, ReflectionV1AlphaDescribesEveryService) {
-  server_ = std::make_unique<TaskdProcess>(dir_.File("t.db"));
-  ASSERT_GT(server_->port(), 0) << server_->process().output();
+  ASSERT_TRUE(StartTaskd(dir_.File("t.db")));
   DescribeEveryService<V1Alpha>(server_->address());
 }
 
 TEST_F(TaskdProcessTest, SigtermExitsZeroAndRestartKeepsTasks) {
   std::string db = dir_.File("t.db");
-  server_ = std::make_unique<TaskdProcess>(db);
-  ASSERT_GT(server_->port(), 0) << server_->process().output();
+  ASSERT_TRUE(StartTaskd(db));
   std::string created_id;
   {
-    TaskClient client(grpc::CreateChannel(server_->address(),
-                                          grpc::InsecureChannelCredentials()));
+    TaskClient client(server_->NewChannel());
     Task task;
     task.set_type("backup");
     absl::StatusOr<Task> created = client.Create(task);
     ASSERT_TRUE(created.ok()) << created.status();
     created_id = created->id();
   }
-  server_->process().Signal(SIGTERM);
-  EXPECT_EQ(server_->process().Wait(absl::Seconds(20)), 0)
-      << server_->process().output();
-  EXPECT_THAT(server_->process().output(), HasSubstr("stopped cleanly"));
+  EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->log();
+  EXPECT_THAT(server_->log(), HasSubstr("stopped cleanly"));
 
-  server_ = std::make_unique<TaskdProcess>(db);
-  ASSERT_GT(server_->port(), 0) << server_->process().output();
-  TaskClient client(grpc::CreateChannel(server_->address(),
-                                        grpc::InsecureChannelCredentials()));
+  ASSERT_TRUE(StartTaskd(db));
+  TaskClient client(server_->NewChannel());
   absl::StatusOr<Task> again = client.Get(created_id);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->type(), "backup");
@@ -212,23 +191,23 @@ TEST_F(TaskdProcessTest, SigtermExitsZeroAndRestartKeepsTasks) {
 
 TEST_F(TaskdProcessTest, SecondTaskdOnTheSameDatabaseIsRefused) {
   std::string db = dir_.File("t.db");
-  server_ = std::make_unique<TaskdProcess>(db);
-  ASSERT_GT(server_->port(), 0);
-  testing::Subprocess second(
-      {testing::TaskdPath(), "--listen=127.0.0.1:0", "--db=" + db});
+  ASSERT_TRUE(StartTaskd(db));
+  testing::TaskdProcess second(testing::TaskdProcess::Options{{}, db});
+  second.Launch();
   EXPECT_EQ(second.Wait(absl::Seconds(20)), 1);
-  EXPECT_THAT(second.output(), HasSubstr("in use by another process"));
+  EXPECT_THAT(second.log(), HasSubstr("in use by another process"));
 }
 
 TEST_F(TaskdProcessTest, BadFlagsAreRefused) {
-  testing::Subprocess bad_sync({testing::TaskdPath(), "--sync=sometimes"});
+  testing::TaskdProcess bad_sync(
+      testing::TaskdProcess::Options{{"--sync=sometimes"}});
+  bad_sync.Launch();
   EXPECT_EQ(bad_sync.Wait(absl::Seconds(20)), 2);
-  EXPECT_THAT(bad_sync.output(), HasSubstr("--sync"));
+  EXPECT_THAT(bad_sync.log(), HasSubstr("--sync"));
 }
 
 TEST_F(TaskdProcessTest, TaskctlDrivesTheLifeCycleAndPrintsSchemaJson) {
-  server_ = std::make_unique<TaskdProcess>(dir_.File("t.db"));
-  ASSERT_GT(server_->port(), 0);
+  ASSERT_TRUE(StartTaskd(dir_.File("t.db")));
   int rc = 0;
   std::string out =
       Taskctl({"create", "--type=backup", "--id=job-1", "--priority=high",
@@ -263,8 +242,7 @@ TEST_F(TaskdProcessTest, TaskctlDrivesTheLifeCycleAndPrintsSchemaJson) {
 }
 
 TEST_F(TaskdProcessTest, TaskctlErrorsAndUsage) {
-  server_ = std::make_unique<TaskdProcess>(dir_.File("t.db"));
-  ASSERT_GT(server_->port(), 0);
+  ASSERT_TRUE(StartTaskd(dir_.File("t.db")));
   int rc = 0;
   std::string err;
   Taskctl({"start", "missing-task"}, &rc, &err);
@@ -304,12 +282,9 @@ TEST_F(TaskdProcessTest, SchemaValidatorRejectsWrongSpelling) {
 TEST_F(TaskdProcessTest, StalledWatcherKeepsServerMemoryBounded) {
   constexpr int kChanges = 100'000, kWriters = 8;
   constexpr int64_t kBound = 24 << 20;
-  server_ = std::make_unique<TaskdProcess>(
-      dir_.File("t.db"), std::vector<std::string>{"--sync=normal"});
-  ASSERT_GT(server_->port(), 0);
-  pid_t pid = server_->process().pid();
-  auto channel = grpc::CreateChannel(server_->address(),
-                                     grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(StartTaskd(dir_.File("t.db"), {"--sync=normal"}));
+  pid_t pid = server_->pid();
+  auto channel = server_->NewChannel();
   TaskClient client(channel);
   Task task;
   task.set_type("backup");
@@ -430,18 +405,14 @@ std::string HttpGet(int port, const std::string& path) {
 }
 
 TEST_F(TaskdProcessTest, MetricsAreServedInPrometheusText) {
-  server_ = std::make_unique<TaskdProcess>(
-      dir_.File("t.db"),
-      std::vector<std::string>{"--metrics-listen=127.0.0.1:0"});
-  ASSERT_GT(server_->port(), 0);
-  std::string started = server_->process().output();
-  size_t at = started.find("metrics=127.0.0.1:");
-  ASSERT_NE(at, std::string::npos) << started;
-  int metrics_port =
-      std::atoi(started.c_str() + at + strlen("metrics=127.0.0.1:"));
+  ASSERT_TRUE(StartTaskd(dir_.File("t.db"), {"--metrics-listen=127.0.0.1:0"}));
+  const std::string metrics_field = server_->serving_field("metrics");
+  absl::string_view metrics = metrics_field;
+  ASSERT_TRUE(absl::ConsumePrefix(&metrics, "127.0.0.1:")) << server_->log();
+  int metrics_port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(metrics, &metrics_port)) << server_->log();
   ASSERT_GT(metrics_port, 0);
-  TaskClient client(grpc::CreateChannel(server_->address(),
-                                        grpc::InsecureChannelCredentials()));
+  TaskClient client(server_->NewChannel());
   Task task;
   task.set_type("backup");
   absl::StatusOr<Task> created = client.Create(task);
@@ -467,10 +438,8 @@ TEST_F(TaskdProcessTest, MetricsAreServedInPrometheusText) {
 // and taskd exits 0.
 TEST_F(TaskdProcessTest, SigtermWithCallsAndStreamsOpen) {
   std::string db = dir_.File("t.db");
-  server_ = std::make_unique<TaskdProcess>(db);
-  ASSERT_GT(server_->port(), 0);
-  auto channel = grpc::CreateChannel(server_->address(),
-                                     grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(StartTaskd(db));
+  auto channel = server_->NewChannel();
   auto stub = tasks::v1::TaskService::NewStub(channel);
   grpc::ClientContext watch_context;
   tasks::v1::WatchTasksRequest from_start;
@@ -496,23 +465,20 @@ TEST_F(TaskdProcessTest, SigtermWithCallsAndStreamsOpen) {
     });
   }
   absl::SleepFor(absl::Milliseconds(300));
-  server_->process().Signal(SIGTERM);
+  server_->Signal(SIGTERM);
   tasks::v1::WatchTasksResponse response, last;
   while (stream->Read(&response)) last = response;
   grpc::Status end = stream->Finish();
   EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE)
       << end.error_message();
   EXPECT_TRUE(last.progress());
-  EXPECT_EQ(server_->process().Wait(absl::Seconds(20)), 0)
-      << server_->process().output();
+  EXPECT_EQ(server_->Wait(absl::Seconds(20)), 0) << server_->log();
   stop = true;
   for (auto& t : writers) t.join();
   ASSERT_FALSE(acknowledged.empty());
 
-  server_ = std::make_unique<TaskdProcess>(db);
-  ASSERT_GT(server_->port(), 0);
-  TaskClient client(grpc::CreateChannel(server_->address(),
-                                        grpc::InsecureChannelCredentials()));
+  ASSERT_TRUE(StartTaskd(db));
+  TaskClient client(server_->NewChannel());
   for (const std::string& id : acknowledged) {
     EXPECT_TRUE(client.Get(id).ok()) << "acknowledged " << id << " was lost";
   }

@@ -97,6 +97,16 @@ std::string Subprocess::WaitForLine(const std::string& needle,
   }
 }
 
+void Subprocess::ReadAvailable() {
+  char buffer[4096];
+  pollfd pfd{stderr_fd_, POLLIN, 0};
+  while (poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN) != 0) {
+    ssize_t n = read(stderr_fd_, buffer, sizeof(buffer));
+    if (n <= 0) return;
+    output_.append(buffer, n);
+  }
+}
+
 void Subprocess::Signal(int signal) {
   if (!exited_) kill(pid_, signal);
 }

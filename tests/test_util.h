@@ -44,6 +44,8 @@ class Subprocess {
   // Waits for exit; returns the exit status (128 + signal if killed), or -1
   // on timeout.
   int Wait(absl::Duration timeout);
+  // Reads what stderr holds now, without waiting.
+  void ReadAvailable();
   // Everything read from stderr so far.
   const std::string& output() const { return output_; }
 

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/task_client.h"
 #include "gtest/gtest.h"
-#include "server/task_server.h"
+#include "tests/test_server.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -67,14 +67,13 @@ class TlsTest : public ::testing::Test {
     ssl.pem_key_cert_pairs.push_back(
         {Slurp(File("server.key")), Slurp(File("server.pem"))});
     if (require_client_certificate) ssl.pem_root_certs = Slurp(File("ca.pem"));
-    TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.store.path = File("taskd.db");
-    options.credentials = grpc::SslServerCredentials(ssl);
-    absl::StatusOr<std::unique_ptr<TaskServer>> server =
-        TaskServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
+    testing::InProcessTaskd::Options options;
+    options.server.store.path = File("taskd.db");
+    options.server.credentials = grpc::SslServerCredentials(ssl);
+    // The name the server certificate is issued for.
+    options.host = "localhost";
+    absl::Status started = taskd_.Start(options);
+    ASSERT_TRUE(started.ok()) << started;
   }
 
   // Creates a task over a TLS channel trusting `ca`, presenting the client
@@ -89,20 +88,17 @@ class TlsTest : public ::testing::Test {
     TaskClient::Options options;
     options.deadline = absl::Seconds(5);
     TaskClient client(
-        grpc::CreateChannel(absl::StrCat("localhost:", server_->port()),
-                            grpc::SslCredentials(ssl)),
+        grpc::CreateChannel(taskd_.address(), grpc::SslCredentials(ssl)),
         options);
     Task task;
     task.set_type("backup");
     return client.Create(task).status();
   }
 
-  void TearDown() override {
-    if (server_) server_->Shutdown(absl::Seconds(1));
-  }
+  void TearDown() override { taskd_.Stop(absl::Seconds(1)); }
 
   testing::TempDir dir_;
-  std::unique_ptr<TaskServer> server_;
+  testing::InProcessTaskd taskd_;
 };
 
 TEST_F(TlsTest, ServerCertificateTrustedByCa) {
@@ -121,7 +117,7 @@ TEST_F(TlsTest, PlaintextClientCannotTalkToTlsServer) {
   TaskClient::Options options;
   options.deadline = absl::Seconds(5);
   TaskClient client(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", taskd_.port()),
                           grpc::InsecureChannelCredentials()),
       options);
   EXPECT_FALSE(client.Get("x").ok());

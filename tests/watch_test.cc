@@ -12,11 +12,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "base/error_details.h"
 #include "client/task_client.h"
 #include "client/task_watch.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/task_server.h"
+#include "tests/test_server.h"
 #include "tests/test_util.h"
 
 namespace taskd {
@@ -32,49 +33,32 @@ void ExpectConsecutive(const std::vector<TaskEvent>& events, int64_t first);
 
 class WatchTest : public ::testing::Test {
  protected:
-  void SetUp() override { StartServer(); }
-  void TearDown() override {
-    client_.reset();
-    if (server_) server_->Shutdown(absl::Seconds(2));
-  }
-
-  void StartServer() {
-    TaskServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.store.path = dir_.File("taskd.db");
+  void SetUp() override {
+    testing::InProcessTaskd::Options options;
+    options.server.store.path = dir_.File("taskd.db");
     // Commits need not survive power loss here; the watch logic is the same.
-    options.store.synchronous_full = false;
-    options.store.history_max_changes = history_max_changes_;
-    options.store.history_trim_interval = 1;
-    options.watch.ring_capacity = ring_capacity_;
-    absl::StatusOr<std::unique_ptr<TaskServer>> server =
-        TaskServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    channel_ = NewChannel();
-    client_ = std::make_unique<TaskClient>(channel_);
+    options.server.store.synchronous_full = false;
+    options.server.store.history_max_changes = 1'000'000;
+    options.server.store.history_trim_interval = 1;
+    options.server.watch.ring_capacity = 8192;
+    // Each channel a connection of its own, not shared with other channels.
+    options.channel_args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    absl::Status started = taskd_.Start(options);
+    ASSERT_TRUE(started.ok()) << started;
   }
+  void TearDown() override { taskd_.Stop(absl::Seconds(2)); }
 
+  // The same port and database, with what options() says now.
   void Restart() {
-    client_.reset();
-    server_->Shutdown(absl::Seconds(2));
-    server_.reset();
-    StartServer();
+    absl::Status restarted = taskd_.Restart();
+    ASSERT_TRUE(restarted.ok()) << restarted;
   }
-
-  std::shared_ptr<grpc::Channel> NewChannel() {
-    grpc::ChannelArguments args;
-    // A connection of its own, not shared with other channels.
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    return grpc::CreateCustomChannel(
-        absl::StrCat("127.0.0.1:", server_->port()),
-        grpc::InsecureChannelCredentials(), args);
-  }
+  TaskStore* store() { return taskd_.server->store(); }
 
   Task Create(const std::string& type = "backup") {
     Task task;
     task.set_type(type);
-    absl::StatusOr<Task> created = client_->Create(task);
+    absl::StatusOr<Task> created = taskd_.client->Create(task);
     EXPECT_TRUE(created.ok()) << created.status();
     return created.ok() ? *created : Task();
   }
@@ -89,7 +73,8 @@ class WatchTest : public ::testing::Test {
       const WatchTasksRequest& request,
       std::shared_ptr<grpc::Channel> channel = nullptr) {
     auto stream = std::make_unique<Stream>();
-    auto stub = tasks::v1::TaskService::NewStub(channel ? channel : channel_);
+    auto stub =
+        tasks::v1::TaskService::NewStub(channel ? channel : taskd_.channel);
     stream->context.set_deadline(
         absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
     stream->reader = stub->WatchTasks(&stream->context, request);
@@ -117,7 +102,7 @@ class WatchTest : public ::testing::Test {
       request.set_filter(filter);
       request.set_start_revision(start);
       request.mutable_progress_interval()->set_nanos(100'000'000);
-      return Open(request, NewChannel());
+      return Open(request, taskd_.NewChannel());
     };
     auto all = watch("", 1);
     auto a = watch(absl::StrCat("tenant_id = \"", kA, "\""), 1);
@@ -133,16 +118,16 @@ class WatchTest : public ::testing::Test {
           Task task;
           task.set_type((i + w) % 3 == 0 ? "replication" : "backup");
           task.set_tenant_id((i * 7 + w) % 5 < 2 ? kA : kB);
-          absl::StatusOr<Task> created = client_->Create(task);
+          absl::StatusOr<Task> created = taskd_.client->Create(task);
           ASSERT_TRUE(created.ok()) << created.status();
           if (i % 2 == 0) {
-            ASSERT_TRUE(client_->Assign(created->id(), "agent").ok());
+            ASSERT_TRUE(taskd_.client->Assign(created->id(), "agent").ok());
           }
         }
       });
     }
     for (auto& t : writers) t.join();
-    const int64_t last = server_->store()->CurrentRevision();
+    const int64_t last = store()->CurrentRevision();
 
     std::vector<TaskEvent> everything = ReadUntil(all.get(), last);
     ExpectConsecutive(everything, 1);
@@ -184,9 +169,9 @@ class WatchTest : public ::testing::Test {
     Task more;
     more.set_type("backup");
     more.set_tenant_id(kB);
-    ASSERT_TRUE(client_->Create(more).ok());
+    ASSERT_TRUE(taskd_.client->Create(more).ok());
     more.set_tenant_id(kA);
-    absl::StatusOr<Task> in_a = client_->Create(more);
+    absl::StatusOr<Task> in_a = taskd_.client->Create(more);
     ASSERT_TRUE(in_a.ok());
     std::vector<TaskEvent> tail = ReadUntil(resumed.get(), in_a->revision());
     ASSERT_EQ(tail.size(), 1u);
@@ -194,11 +179,7 @@ class WatchTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  int64_t history_max_changes_ = 1'000'000;
-  int ring_capacity_ = 8192;
-  std::unique_ptr<TaskServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<TaskClient> client_;
+  testing::InProcessTaskd taskd_;
 };
 
 void ExpectConsecutive(const std::vector<TaskEvent>& events, int64_t first) {
@@ -219,13 +200,13 @@ TEST_F(WatchTest, OrderedWithoutGapsUnderConcurrentWriters) {
     writers.emplace_back([&] {
       for (int i = 0; i < kEach / 3; ++i) {
         Task t = Create();
-        ASSERT_TRUE(client_->Assign(t.id(), "agent").ok());
-        ASSERT_TRUE(client_->Cancel(t.id()).ok());
+        ASSERT_TRUE(taskd_.client->Assign(t.id(), "agent").ok());
+        ASSERT_TRUE(taskd_.client->Cancel(t.id()).ok());
       }
     });
   }
   for (auto& t : writers) t.join();
-  int64_t last = server_->store()->CurrentRevision();
+  int64_t last = store()->CurrentRevision();
   ASSERT_EQ(last, kWriters * kEach);
   std::vector<TaskEvent> events = ReadUntil(stream.get(), last);
   ASSERT_EQ(static_cast<int64_t>(events.size()), last);
@@ -299,8 +280,7 @@ TEST_F(WatchTest, ClientWatchResumesAcrossRestartExactlyOnce) {
   absl::Mutex mu;
   int reconnects = 0;
   // The client keeps its channel; the server comes back on the same port.
-  auto channel = channel_;
-  int port = server_->port();
+  auto channel = taskd_.channel;
   TaskWatch watch(channel, request, options);
   TaskWatch::Callbacks callbacks;
   callbacks.on_event = [&](const TaskEvent& e) {
@@ -319,22 +299,11 @@ TEST_F(WatchTest, ClientWatchResumesAcrossRestartExactlyOnce) {
     return events.size();
   };
   while (count() < 5) absl::SleepFor(absl::Milliseconds(10));
-  // Restart on the same port.
-  client_.reset();
-  server_->Shutdown(absl::Seconds(2));
-  server_.reset();
-  TaskServerOptions options2;
-  options2.listen_address = absl::StrCat("127.0.0.1:", port);
-  options2.store.path = dir_.File("taskd.db");
-  options2.store.synchronous_full = false;
-  absl::StatusOr<std::unique_ptr<TaskServer>> restarted =
-      TaskServer::Start(options2);
-  ASSERT_TRUE(restarted.ok()) << restarted.status();
-  server_ = std::move(*restarted);
-  // Writes go through a new channel: the old one may still be backing off
-  // from the refused connections of the restart, and would fail them fast
-  // (seen under load). The watch keeps the old channel, as a client would.
-  client_ = std::make_unique<TaskClient>(NewChannel());
+  // Restart on the same port. Writes go through the new channel Restart
+  // makes: the old one may still be backing off from the refused
+  // connections of the restart, and would fail them fast (seen under load).
+  // The watch keeps the old channel, as a client would.
+  Restart();
   for (int i = 0; i < 5; ++i) Create();
   absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (count() < 10 && absl::Now() < deadline) {
@@ -356,8 +325,8 @@ TEST_F(WatchTest, InitialStateSeamUnderConcurrentWrites) {
   std::thread writer([&] {
     for (int i = 0; !stop; ++i) {
       Task t = Create();
-      if (i % 2) client_->Assign(t.id(), "agent").IgnoreError();
-      if (i % 5 == 0) client_->Delete(t.id()).IgnoreError();
+      if (i % 2) taskd_.client->Assign(t.id(), "agent").IgnoreError();
+      if (i % 5 == 0) taskd_.client->Delete(t.id()).IgnoreError();
     }
   });
   absl::SleepFor(absl::Milliseconds(20));
@@ -376,7 +345,7 @@ TEST_F(WatchTest, InitialStateSeamUnderConcurrentWrites) {
   absl::SleepFor(absl::Milliseconds(100));
   stop = true;
   writer.join();
-  int64_t last = server_->store()->CurrentRevision();
+  int64_t last = store()->CurrentRevision();
   if (last > snapshot) live = ReadUntil(stream.get(), last);
   // Nothing lost or doubled at the seam: the live part starts right after
   // the snapshot and runs without gaps.
@@ -396,7 +365,8 @@ TEST_F(WatchTest, InitialStateSeamUnderConcurrentWrites) {
   list.set_page_size(1000);
   std::map<std::string, int64_t> final_state;
   while (true) {
-    absl::StatusOr<tasks::v1::ListTasksResponse> page = client_->List(list);
+    absl::StatusOr<tasks::v1::ListTasksResponse> page =
+        taskd_.client->List(list);
     ASSERT_TRUE(page.ok());
     for (const Task& t : page->tasks()) final_state[t.id()] = t.revision();
     if (page->next_page_token().empty()) break;
@@ -408,7 +378,7 @@ TEST_F(WatchTest, InitialStateSeamUnderConcurrentWrites) {
 }
 
 TEST_F(WatchTest, CompactedRevisionIsOutOfRangeNamingTheOldest) {
-  history_max_changes_ = 10;
+  taskd_.options().server.store.history_max_changes = 10;
   Restart();
   for (int i = 0; i < 30; ++i) Create();
   WatchTasksRequest request;
@@ -441,7 +411,7 @@ TEST_F(WatchTest, StartAheadOfTheNewestRevisionIsOutOfRange) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
   EXPECT_THAT(status.error_message(),
               HasSubstr("ahead of the newest revision, 3"));
-  EXPECT_THAT(status.error_details(), HasSubstr("REVISION_AHEAD"));
+  EXPECT_EQ(ReasonOf(FromGrpcStatus(status)), "REVISION_AHEAD");
 
   request.set_start_revision(4);
   auto next = Open(request);
@@ -460,10 +430,10 @@ TEST_F(WatchTest, FilteredWatchSeesTasksEnterAndLeave) {
   auto stream = Open(request);
   Task a = Create();
   Task b = Create("restore");
-  ASSERT_TRUE(client_->Assign(a.id(), "x").ok());  // 3: not visible
-  ASSERT_TRUE(client_->Start(a.id()).ok());        // 4: enters
-  ASSERT_TRUE(client_->Pause(a.id()).ok());        // 5: leaves
-  ASSERT_TRUE(client_->Cancel(b.id()).ok());       // 6: never visible
+  ASSERT_TRUE(taskd_.client->Assign(a.id(), "x").ok());  // 3: not visible
+  ASSERT_TRUE(taskd_.client->Start(a.id()).ok());        // 4: enters
+  ASSERT_TRUE(taskd_.client->Pause(a.id()).ok());        // 5: leaves
+  ASSERT_TRUE(taskd_.client->Cancel(b.id()).ok());       // 6: never visible
   std::vector<TaskEvent> events = ReadUntil(stream.get(), 6);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].revision(), 4);
@@ -503,7 +473,7 @@ TEST_F(WatchTest, TenantRoutedWatchersSeeExactlyTheirTenant) {
 // The same with a ring of 16 changes: routed watchers fall behind it and
 // catch up from the stored history.
 TEST_F(WatchTest, TenantRoutedWatchersBehindTheRing) {
-  ring_capacity_ = 16;
+  taskd_.options().server.watch.ring_capacity = 16;
   Restart();
   CheckTenantRouting();
 }
@@ -546,7 +516,7 @@ TEST_F(WatchTest, ShutdownSendsFinalProgressThenUnavailable) {
   request.set_start_revision(1);
   auto stream = Open(request);
   EXPECT_EQ(ReadUntil(stream.get(), 3).size(), 3u);
-  std::thread stopper([&] { server_->Shutdown(absl::Seconds(5)); });
+  std::thread stopper([&] { taskd_.server->Shutdown(absl::Seconds(5)); });
   WatchTasksResponse response;
   ASSERT_TRUE(stream->reader->Read(&response));
   EXPECT_TRUE(response.progress());
@@ -556,7 +526,7 @@ TEST_F(WatchTest, ShutdownSendsFinalProgressThenUnavailable) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(status.error_message(), HasSubstr("start_revision=4"));
   stopper.join();
-  server_.reset();
+  taskd_.Stop();
 }
 
 // A watcher on the callback API, so that a thousand of them need no thread
@@ -606,7 +576,7 @@ TEST_F(WatchTest, AThousandWatchersEachReceiveEveryEvent) {
   constexpr int kWatchers = 1000, kChannels = 8, kChanges = 50;
   std::vector<std::unique_ptr<tasks::v1::TaskService::Stub>> stubs;
   for (int i = 0; i < kChannels; ++i) {
-    stubs.push_back(tasks::v1::TaskService::NewStub(NewChannel()));
+    stubs.push_back(tasks::v1::TaskService::NewStub(taskd_.NewChannel()));
   }
   std::vector<std::unique_ptr<CountingWatcher>> watchers;
   for (int i = 0; i < kWatchers; ++i) {
@@ -614,11 +584,11 @@ TEST_F(WatchTest, AThousandWatchersEachReceiveEveryEvent) {
         stubs[i % kChannels].get(), 1, kChanges));
   }
   absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (server_->watch_hub()->open_watchers() < kWatchers &&
+  while (taskd_.server->watch_hub()->open_watchers() < kWatchers &&
          absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  ASSERT_EQ(server_->watch_hub()->open_watchers(), size_t{kWatchers});
+  ASSERT_EQ(taskd_.server->watch_hub()->open_watchers(), size_t{kWatchers});
   for (int i = 0; i < kChanges; ++i) Create();
   for (auto& w : watchers) w->WaitDone();
   for (auto& w : watchers) {
@@ -639,11 +609,11 @@ TEST_F(WatchTest, ManyStreamsCancelledDuringWritesLeaveTheServerUp) {
   constexpr int kRounds = 3, kWatchers = 300, kChannels = 4;
   std::vector<std::unique_ptr<tasks::v1::TaskService::Stub>> stubs;
   for (int i = 0; i < kChannels; ++i) {
-    stubs.push_back(tasks::v1::TaskService::NewStub(NewChannel()));
+    stubs.push_back(tasks::v1::TaskService::NewStub(taskd_.NewChannel()));
   }
   std::atomic<bool> stop{false};
   std::thread writer([&] {
-    TaskClient client(NewChannel());
+    TaskClient client(taskd_.NewChannel());
     Task task;
     task.set_type("backup");
     while (!stop.load()) ASSERT_TRUE(client.Create(task).ok());
@@ -661,22 +631,24 @@ TEST_F(WatchTest, ManyStreamsCancelledDuringWritesLeaveTheServerUp) {
   stop = true;
   writer.join();
   absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (server_->watch_hub()->open_watchers() > 0 && absl::Now() < deadline) {
+  while (taskd_.server->watch_hub()->open_watchers() > 0 &&
+         absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  EXPECT_EQ(server_->watch_hub()->open_watchers(), 0u);
+  EXPECT_EQ(taskd_.server->watch_hub()->open_watchers(), 0u);
   Create();  // still serving
 }
 
 TEST_F(WatchTest, StalledReaderSlowsNobody) {
-  ring_capacity_ = 64;  // so that the stalled reader falls off the ring
+  taskd_.options().server.watch.ring_capacity =
+      64;  // so that the stalled reader falls off the ring
   Restart();
   // Opens a stream and never reads it.
   WatchTasksRequest request;
   request.set_start_revision(1);
-  auto stalled = Open(request, NewChannel());
+  auto stalled = Open(request, taskd_.NewChannel());
   constexpr int kChanges = 3000;
-  auto active_stub = tasks::v1::TaskService::NewStub(NewChannel());
+  auto active_stub = tasks::v1::TaskService::NewStub(taskd_.NewChannel());
   CountingWatcher active(active_stub.get(), 1, kChanges);
   std::vector<std::thread> writers;
   for (int w = 0; w < 4; ++w) {
@@ -684,7 +656,7 @@ TEST_F(WatchTest, StalledReaderSlowsNobody) {
       Task task;
       task.set_type(std::string(60, 'x'));  // fills flow-control windows sooner
       for (int i = 0; i < kChanges / 4; ++i) {
-        absl::Status status = client_->Create(task).status();
+        absl::Status status = taskd_.client->Create(task).status();
         ASSERT_TRUE(status.ok()) << status;
       }
     });
