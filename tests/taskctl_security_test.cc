@@ -23,34 +23,19 @@ using ::testing::Not;
 constexpr char kTenantA[] = "aaaaaaaa-0000-4000-8000-000000000001";
 constexpr char kTenantB[] = "bbbbbbbb-0000-4000-8000-000000000002";
 
-// What one taskctl run printed and how it exited.
-struct Run {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
-std::ostream& operator<<(std::ostream& os, const Run& run) {
-  return os << "exit " << run.rc << "\nstdout: " << run.out
-            << "\nstderr: " << run.err;
-}
+using Result = testing::CommandResult;
 
 class TaskctlSecurityTest : public ::testing::Test {
  protected:
   // Runs taskctl with `env` (NAME=VALUE) and nothing else of the caller's
   // TASKD_* environment.
-  Run Taskctl(const std::vector<std::string>& args,
-              const std::vector<std::string>& env = {}) {
-    std::vector<std::string> argv = {"/usr/bin/env", "-u", "TASKD_TOKEN", "-u",
-                                     "TASKD_SERVER"};
-    argv.insert(argv.end(), env.begin(), env.end());
-    argv.push_back(testing::TaskctlPath());
+  Result Taskctl(const std::vector<std::string>& args,
+                 const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv;
     argv.push_back("--server=" + server_address_);
     argv.push_back("--timeout=5s");
     argv.insert(argv.end(), args.begin(), args.end());
-    Run run;
-    run.rc = testing::RunCommand(argv, "", &run.out, &run.err);
-    return run;
+    return testing::RunTaskctl(argv, env);
   }
 
   void StartTaskd(std::vector<std::string> flags) {
@@ -85,34 +70,36 @@ class TaskctlTokenTest : public TaskctlSecurityTest {
 };
 
 TEST_F(TaskctlTokenTest, NoTokenAndAWrongTokenAreUnauthenticated) {
-  Run none = Taskctl({"list"});
+  Result none = Taskctl({"list"});
   EXPECT_EQ(none.rc, 1) << none;
   EXPECT_THAT(none.err, HasSubstr("UNAUTHENTICATED: missing credentials"));
-  Run wrong = Taskctl({"--token=not-a-token", "list"});
+  Result wrong = Taskctl({"--token=not-a-token", "list"});
   EXPECT_EQ(wrong.rc, 1) << wrong;
   EXPECT_THAT(wrong.err, HasSubstr("UNAUTHENTICATED: unknown token"));
-  Run wrong_env = Taskctl({"list"}, {"TASKD_TOKEN=not-a-token"});
+  Result wrong_env = Taskctl({"list"}, {"TASKD_TOKEN=not-a-token"});
   EXPECT_EQ(wrong_env.rc, 1) << wrong_env;
   EXPECT_THAT(wrong_env.err, HasSubstr("UNAUTHENTICATED: unknown token"));
 }
 
 TEST_F(TaskctlTokenTest, EachRoleMayDoWhatItsRoleAllowsAndNothingElse) {
   // issuer: creates and cancels, may not move a task along.
-  Run created = Taskctl({"--token=issuer-a", "create", "--type=backup",
-                         "--id=job-1", "--tenant-id", kTenantA});
+  Result created = Taskctl({"--token=issuer-a", "create", "--type=backup",
+                            "--id=job-1", "--tenant-id", kTenantA});
   ASSERT_EQ(created.rc, 0) << created;
   EXPECT_THAT(created.out, HasSubstr("job-1"));
-  Run issuer_assign =
+  Result issuer_assign =
       Taskctl({"--token=issuer-a", "assign", "job-1", "--executor=agent-7"});
   EXPECT_EQ(issuer_assign.rc, 1) << issuer_assign;
   EXPECT_THAT(issuer_assign.err,
               HasSubstr("PERMISSION_DENIED: role issuer may not call"));
 
   // viewer: reads, may not create.
-  Run viewer_get = Taskctl({"--token=viewer-a", "get", "job-1", "-o", "json"});
+  Result viewer_get =
+      Taskctl({"--token=viewer-a", "get", "job-1", "-o", "json"});
   EXPECT_EQ(viewer_get.rc, 0) << viewer_get;
   EXPECT_THAT(viewer_get.out, HasSubstr("\"state\": \"enqueued\""));
-  Run viewer_create = Taskctl({"--token=viewer-a", "create", "--type=backup"});
+  Result viewer_create =
+      Taskctl({"--token=viewer-a", "create", "--type=backup"});
   EXPECT_EQ(viewer_create.rc, 1) << viewer_create;
   EXPECT_THAT(viewer_create.err, HasSubstr("PERMISSION_DENIED"));
 
@@ -123,18 +110,18 @@ TEST_F(TaskctlTokenTest, EachRoleMayDoWhatItsRoleAllowsAndNothingElse) {
         std::vector<std::string>{"complete", "job-1", "--result=ok"}}) {
     std::vector<std::string> args = {"--token=executor-a"};
     args.insert(args.end(), move.begin(), move.end());
-    Run run = Taskctl(args);
+    Result run = Taskctl(args);
     EXPECT_EQ(run.rc, 0) << run;
   }
-  Run executor_delete = Taskctl({"--token=executor-a", "delete", "job-1"});
+  Result executor_delete = Taskctl({"--token=executor-a", "delete", "job-1"});
   EXPECT_EQ(executor_delete.rc, 1) << executor_delete;
   EXPECT_THAT(executor_delete.err, HasSubstr("PERMISSION_DENIED"));
 
   // The token may come from $TASKD_TOKEN; --token wins over it.
-  Run from_env = Taskctl({"get", "job-1"}, {"TASKD_TOKEN=viewer-a"});
+  Result from_env = Taskctl({"get", "job-1"}, {"TASKD_TOKEN=viewer-a"});
   EXPECT_EQ(from_env.rc, 0) << from_env;
   EXPECT_THAT(from_env.out, HasSubstr("completed"));
-  Run flag_wins =
+  Result flag_wins =
       Taskctl({"--token=viewer-a", "delete", "job-1"}, {"TASKD_TOKEN=root"});
   EXPECT_EQ(flag_wins.rc, 1) << flag_wins;
   EXPECT_THAT(flag_wins.err, HasSubstr("PERMISSION_DENIED"));
@@ -145,21 +132,21 @@ TEST_F(TaskctlTokenTest, AnotherTenantsTaskIsNotThere) {
                      "--id=a-task", "--tenant-id", kTenantA})
                 .rc,
             0);
-  Run get = Taskctl({"--token=admin-b", "get", "a-task"});
+  Result get = Taskctl({"--token=admin-b", "get", "a-task"});
   EXPECT_EQ(get.rc, 1) << get;
   EXPECT_THAT(get.err, HasSubstr("NOT_FOUND"));
-  Run cancel = Taskctl({"--token=admin-b", "cancel", "a-task"});
+  Result cancel = Taskctl({"--token=admin-b", "cancel", "a-task"});
   EXPECT_EQ(cancel.rc, 1) << cancel;
   EXPECT_THAT(cancel.err, HasSubstr("NOT_FOUND"));
-  Run list = Taskctl({"--token=admin-b", "list", "-o", "json"});
+  Result list = Taskctl({"--token=admin-b", "list", "-o", "json"});
   EXPECT_EQ(list.rc, 0) << list;
   EXPECT_THAT(list.out, Not(HasSubstr("a-task")));
   // A tenant-bound issuer cannot create in another tenant either.
-  Run create = Taskctl(
+  Result create = Taskctl(
       {"--token=admin-b", "create", "--type=backup", "--tenant-id", kTenantA});
   EXPECT_EQ(create.rc, 1) << create;
   // Every tenant's token sees it.
-  Run root = Taskctl({"--token=root", "list", "-o", "json"});
+  Result root = Taskctl({"--token=root", "list", "-o", "json"});
   EXPECT_EQ(root.rc, 0) << root;
   EXPECT_THAT(root.out, HasSubstr("a-task"));
 }
@@ -170,7 +157,7 @@ TEST_F(TaskctlTokenTest, WatchSendsTheToken) {
                 .rc,
             0);
   // A refused watch ends at once (not retried) with the server's status.
-  Run refused = Taskctl({"--token=not-a-token", "watch", "--since=1"});
+  Result refused = Taskctl({"--token=not-a-token", "watch", "--since=1"});
   EXPECT_EQ(refused.rc, 1) << refused;
   EXPECT_THAT(refused.err, HasSubstr("UNAUTHENTICATED"));
   // An accepted one runs until stopped; `timeout` stops it after it has
@@ -184,7 +171,7 @@ TEST_F(TaskctlTokenTest, WatchSendsTheToken) {
                                    "json",
                                    "watch",
                                    "--since=1"};
-  Run watched;
+  Result watched;
   watched.rc = testing::RunCommand(argv, "", &watched.out, &watched.err);
   EXPECT_EQ(watched.rc, 124) << watched;  // ended by timeout, not an error
   EXPECT_THAT(watched.out, HasSubstr("\"watched\""));
@@ -207,37 +194,37 @@ class TaskctlTlsTest : public TaskctlSecurityTest {
 
 TEST_F(TaskctlTlsTest, TlsNeedsTheRightCa) {
   StartTaskd(ServerTls());
-  Run plaintext = Taskctl({"list"});
+  Result plaintext = Taskctl({"list"});
   EXPECT_EQ(plaintext.rc, 1) << plaintext;
   EXPECT_THAT(plaintext.err, HasSubstr("UNAVAILABLE"));
-  Run other_ca = Taskctl({"--tls-ca=" + pki_.other_ca_cert, "list"});
+  Result other_ca = Taskctl({"--tls-ca=" + pki_.other_ca_cert, "list"});
   EXPECT_EQ(other_ca.rc, 1) << other_ca;
   EXPECT_THAT(other_ca.err, HasSubstr("UNAVAILABLE"));
-  Run created = Taskctl(
+  Result created = Taskctl(
       {"--tls-ca=" + pki_.ca_cert, "create", "--type=backup", "--id=over-tls"});
   EXPECT_EQ(created.rc, 0) << created;
-  Run listed = Taskctl({"--tls-ca=" + pki_.ca_cert, "list"});
+  Result listed = Taskctl({"--tls-ca=" + pki_.ca_cert, "list"});
   EXPECT_EQ(listed.rc, 0) << listed;
   EXPECT_THAT(listed.out, HasSubstr("over-tls"));
   // --tls alone trusts the default roots, which gRPC reads from
   // $GRPC_DEFAULT_SSL_ROOTS_FILE_PATH when it is set.
-  Run system_roots =
+  Result system_roots =
       Taskctl({"--tls", "list"},
               {"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=" + pki_.other_ca_cert});
   EXPECT_EQ(system_roots.rc, 1) << system_roots;
-  Run our_roots = Taskctl({"--tls", "list"},
-                          {"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=" + pki_.ca_cert});
+  Result our_roots = Taskctl(
+      {"--tls", "list"}, {"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=" + pki_.ca_cert});
   EXPECT_EQ(our_roots.rc, 0) << our_roots;
   EXPECT_THAT(our_roots.out, HasSubstr("over-tls"));
 }
 
 TEST_F(TaskctlTlsTest, TlsServerNameChecksTheCertificateAgainstAnotherName) {
   StartTaskd(ServerTls());
-  Run right = Taskctl(
+  Result right = Taskctl(
       {"--tls-ca=" + pki_.ca_cert, "--tls-server-name=localhost", "list"});
   EXPECT_EQ(right.rc, 0) << right;
-  Run wrong = Taskctl({"--tls-ca=" + pki_.ca_cert,
-                       "--tls-server-name=tasks.example.com", "list"});
+  Result wrong = Taskctl({"--tls-ca=" + pki_.ca_cert,
+                          "--tls-server-name=tasks.example.com", "list"});
   EXPECT_EQ(wrong.rc, 1) << wrong;
   EXPECT_THAT(wrong.err, HasSubstr("UNAVAILABLE"));
 }
@@ -246,10 +233,10 @@ TEST_F(TaskctlTlsTest, MutualTlsNeedsTheClientCertificate) {
   std::vector<std::string> flags = ServerTls();
   flags.push_back("--tls_client_ca=" + pki_.ca_cert);
   StartTaskd(flags);
-  Run without = Taskctl({"--tls-ca=" + pki_.ca_cert, "list"});
+  Result without = Taskctl({"--tls-ca=" + pki_.ca_cert, "list"});
   EXPECT_EQ(without.rc, 1) << without;
   EXPECT_THAT(without.err, HasSubstr("UNAVAILABLE"));
-  Run with =
+  Result with =
       Taskctl({"--tls-ca=" + pki_.ca_cert, "--tls-cert=" + pki_.client_cert,
                "--tls-key=" + pki_.client_key, "create", "--type=backup",
                "--id=mutual"});
@@ -264,28 +251,28 @@ TEST_F(TaskctlTlsTest, TlsAndTokensTogether) {
   std::vector<std::string> flags = ServerTls();
   flags.push_back("--auth_tokens=" + dir_.File("tokens"));
   StartTaskd(flags);
-  Run no_token = Taskctl({"--tls-ca=" + pki_.ca_cert, "list"});
+  Result no_token = Taskctl({"--tls-ca=" + pki_.ca_cert, "list"});
   EXPECT_EQ(no_token.rc, 1) << no_token;
   EXPECT_THAT(no_token.err, HasSubstr("UNAUTHENTICATED"));
-  Run token =
+  Result token =
       Taskctl({"--tls-ca=" + pki_.ca_cert, "list"}, {"TASKD_TOKEN=viewer"});
   EXPECT_EQ(token.rc, 0) << token;
 }
 
 TEST_F(TaskctlTlsTest, BadSecurityFlagsAreUsageErrorsNamingTheFlag) {
   server_address_ = "127.0.0.1:1";  // never dialled
-  Run missing = Taskctl({"--tls-ca=" + dir_.File("no-such.pem"), "list"});
+  Result missing = Taskctl({"--tls-ca=" + dir_.File("no-such.pem"), "list"});
   EXPECT_EQ(missing.rc, 2) << missing;
   EXPECT_THAT(missing.err, HasSubstr("--tls-ca: cannot read"));
-  Run not_pem = Taskctl({"--tls-ca=/etc/hostname", "list"});
+  Result not_pem = Taskctl({"--tls-ca=/etc/hostname", "list"});
   EXPECT_EQ(not_pem.rc, 2) << not_pem;
   EXPECT_THAT(not_pem.err, HasSubstr("--tls-ca: \"/etc/hostname\" is not a "
                                      "PEM file"));
-  Run half = Taskctl(
+  Result half = Taskctl(
       {"--tls-ca=" + pki_.ca_cert, "--tls-cert=" + pki_.client_cert, "list"});
   EXPECT_EQ(half.rc, 2) << half;
   EXPECT_THAT(half.err, HasSubstr("--tls-cert and --tls-key go together"));
-  Run name = Taskctl({"--tls-server-name=localhost", "list"});
+  Result name = Taskctl({"--tls-server-name=localhost", "list"});
   EXPECT_EQ(name.rc, 2) << name;
   EXPECT_THAT(name.err, HasSubstr("--tls-server-name needs --tls"));
 }

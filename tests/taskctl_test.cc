@@ -25,16 +25,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct Run {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
-std::ostream& operator<<(std::ostream& os, const Run& run) {
-  return os << "exit " << run.rc << "\nstdout: " << run.out
-            << "\nstderr: " << run.err;
-}
+using Result = testing::CommandResult;
 
 // The value of "key": "value" in taskctl's JSON output ("" if absent).
 std::string JsonField(const std::string& json, const std::string& key) {
@@ -58,22 +49,17 @@ class TaskctlTest : public ::testing::Test {
 
   // taskctl with `args`, talking to the test's taskd unless `args` or `env`
   // says otherwise.
-  Run Taskctl(const std::vector<std::string>& args,
-              const std::vector<std::string>& env = {},
-              bool with_server = true) {
-    std::vector<std::string> argv = {"/usr/bin/env", "-u", "TASKD_TOKEN", "-u",
-                                     "TASKD_SERVER"};
-    argv.insert(argv.end(), env.begin(), env.end());
-    argv.push_back(testing::TaskctlPath());
+  Result Taskctl(const std::vector<std::string>& args,
+                 const std::vector<std::string>& env = {},
+                 bool with_server = true) {
+    std::vector<std::string> argv;
     if (with_server) argv.push_back("--server=" + taskd_->address());
     argv.insert(argv.end(), args.begin(), args.end());
-    Run run;
-    run.rc = testing::RunCommand(argv, "", &run.out, &run.err);
-    return run;
+    return testing::RunTaskctl(argv, env);
   }
 
-  Run MustRun(const std::vector<std::string>& args) {
-    Run run = Taskctl(args);
+  Result MustRun(const std::vector<std::string>& args) {
+    Result run = Taskctl(args);
     EXPECT_EQ(run.rc, 0) << run;
     return run;
   }
@@ -84,7 +70,7 @@ class TaskctlTest : public ::testing::Test {
 
 TEST_F(TaskctlTest, EveryLifeCycleCommandMovesTheTask) {
   MustRun({"create", "--type=backup", "--id=job", "--priority=low"});
-  Run updated = MustRun(
+  Result updated = MustRun(
       {"update", "job", "--priority=high", "--type=restore", "-o", "json"});
   EXPECT_EQ(JsonField(updated.out, "priority"), "high");
   EXPECT_EQ(JsonField(updated.out, "type"), "restore");
@@ -94,44 +80,43 @@ TEST_F(TaskctlTest, EveryLifeCycleCommandMovesTheTask) {
             "paused");
   EXPECT_EQ(JsonField(MustRun({"resume", "job", "-o", "json"}).out, "state"),
             "started");
-  Run cancelled = MustRun({"cancel", "job", "-o", "json"});
+  Result cancelled = MustRun({"cancel", "job", "-o", "json"});
   EXPECT_EQ(JsonField(cancelled.out, "state"), "completed");
-  Run deleted = MustRun({"delete", "job"});
+  Result deleted = MustRun({"delete", "job"});
   EXPECT_THAT(deleted.out, HasSubstr("deleted job"));
-  Run gone = Taskctl({"get", "job"});
+  Result gone = Taskctl({"get", "job"});
   EXPECT_EQ(gone.rc, 1) << gone;
   EXPECT_THAT(gone.err, HasSubstr("NOT_FOUND"));
 }
 
 TEST_F(TaskctlTest, EtagMakesAChangeConditional) {
-  Run created = MustRun({"create", "--type=backup", "--id=job", "-o", "json"});
+  Result created =
+      MustRun({"create", "--type=backup", "--id=job", "-o", "json"});
   const std::string etag = JsonField(created.out, "etag");
   ASSERT_FALSE(etag.empty()) << created;
-  Run stale = Taskctl({"assign", "job", "--executor=a", "--etag=not-it"});
+  Result stale = Taskctl({"assign", "job", "--executor=a", "--etag=not-it"});
   EXPECT_EQ(stale.rc, 1) << stale;
   EXPECT_THAT(stale.err, HasSubstr("ABORTED"));
-  Run fresh = Taskctl({"assign", "job", "--executor=a", "--etag=" + etag});
+  Result fresh = Taskctl({"assign", "job", "--executor=a", "--etag=" + etag});
   EXPECT_EQ(fresh.rc, 0) << fresh;
   // The etag moved with the change: the old one no longer deletes.
-  Run old = Taskctl({"delete", "job", "--etag=" + etag});
+  Result old = Taskctl({"delete", "job", "--etag=" + etag});
   EXPECT_EQ(old.rc, 1) << old;
   EXPECT_THAT(old.err, HasSubstr("ABORTED"));
 }
 
 TEST_F(TaskctlTest, CreateFlagsReachTheTask) {
   const std::string policy = "0f1e2d3c-4b5a-4968-8776-655443322110";
-  Run first = MustRun({"create", "--type=backup", "--policy-id=" + policy,
-                       "--request-id=retry-1", "-o", "json"});
+  Result first = MustRun({"create", "--type=backup", "--policy-id=" + policy,
+                          "--request-id=retry-1", "-o", "json"});
   EXPECT_EQ(JsonField(first.out, "policy_id"), policy);
   // The same request id is the same task: a retry creates nothing.
-  Run again = MustRun(
+  Result again = MustRun(
       {"create", "--type=backup", "--request-id=retry-1", "-o", "json"});
   EXPECT_EQ(JsonField(again.out, "uuid"), JsonField(first.out, "uuid"));
-  Run listed = MustRun({"list", "--all", "-o", "json"});
-  EXPECT_EQ(absl::StrSplit(listed.out, "\"uuid\"").end() -
-                absl::StrSplit(listed.out, "\"uuid\"").begin(),
-            2)
-      << listed;
+  Result listed = MustRun({"list", "--all", "-o", "json"});
+  std::vector<std::string> uuids = absl::StrSplit(listed.out, "\"uuid\"");
+  EXPECT_EQ(uuids.size(), 2u) << listed;  // one task: text before, after
 }
 
 TEST_F(TaskctlTest, ListPagesFiltersAndOrders) {
@@ -148,36 +133,36 @@ TEST_F(TaskctlTest, ListPagesFiltersAndOrders) {
     }
     return ids;
   };
-  Run first = MustRun({"list", "--order-by=id"});
+  Result first = MustRun({"list", "--order-by=id"});
   EXPECT_THAT(ids(first.out), ::testing::ElementsAre("a", "b"));
   EXPECT_THAT(first.err, HasSubstr("(more: --page-token="));
   std::string token = first.err.substr(first.err.find("--page-token=") + 13);
   token = token.substr(0, token.find(' '));
-  Run second = MustRun({"list", "--order-by=id", "--page-token=" + token});
+  Result second = MustRun({"list", "--order-by=id", "--page-token=" + token});
   EXPECT_THAT(ids(second.out), ::testing::ElementsAre("c", "d"));
-  Run all = MustRun({"list", "--order-by=id desc", "--all"});
+  Result all = MustRun({"list", "--order-by=id desc", "--all"});
   EXPECT_THAT(ids(all.out), ::testing::ElementsAre("e", "d", "c", "b", "a"));
   EXPECT_THAT(all.err, Not(HasSubstr("more:")));
-  Run limited = MustRun({"list", "--order-by=id", "--limit=3"});
+  Result limited = MustRun({"list", "--order-by=id", "--limit=3"});
   EXPECT_THAT(ids(limited.out), ::testing::ElementsAre("a", "b", "c"));
-  Run filtered = MustRun({"list", "--filter=type = \"restore\"", "--all"});
+  Result filtered = MustRun({"list", "--filter=type = \"restore\"", "--all"});
   EXPECT_THAT(ids(filtered.out), ::testing::ElementsAre("c"));
-  Run bad = Taskctl({"list", "--filter=type =="});
+  Result bad = Taskctl({"list", "--filter=type =="});
   EXPECT_EQ(bad.rc, 1) << bad;
   EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT: filter"));
 }
 
 TEST_F(TaskctlTest, ServerComesFromTheFlagOrTheEnvironment) {
   MustRun({"create", "--type=backup", "--id=here"});
-  Run from_env = Taskctl({"list"}, {"TASKD_SERVER=" + taskd_->address()},
-                         /*with_server=*/false);
+  Result from_env = Taskctl({"list"}, {"TASKD_SERVER=" + taskd_->address()},
+                            /*with_server=*/false);
   EXPECT_EQ(from_env.rc, 0) << from_env;
   EXPECT_THAT(from_env.out, HasSubstr("here"));
   // --server wins over the environment.
-  Run flag_wins = Taskctl({"list", "--server=" + taskd_->address()},
-                          {"TASKD_SERVER=127.0.0.1:1"}, false);
+  Result flag_wins = Taskctl({"list", "--server=" + taskd_->address()},
+                             {"TASKD_SERVER=127.0.0.1:1"}, false);
   EXPECT_EQ(flag_wins.rc, 0) << flag_wins;
-  Run nowhere =
+  Result nowhere =
       Taskctl({"list", "--timeout=2s"}, {"TASKD_SERVER=127.0.0.1:1"}, false);
   EXPECT_EQ(nowhere.rc, 1) << nowhere;
   EXPECT_THAT(nowhere.err, HasSubstr("UNAVAILABLE"));
@@ -196,7 +181,8 @@ TEST_F(TaskctlTest, TimeoutEndsACallToAServerThatDoesNotAnswer) {
   ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   const std::string silent = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
   absl::Time start = absl::Now();
-  Run run = Taskctl({"--server=" + silent, "--timeout=1s", "list"}, {}, false);
+  Result run =
+      Taskctl({"--server=" + silent, "--timeout=1s", "list"}, {}, false);
   absl::Duration took = absl::Now() - start;
   close(fd);
   EXPECT_EQ(run.rc, 1) << run;
@@ -220,14 +206,14 @@ TEST_F(TaskctlTest, UsageErrorsExitTwoAndSendNothing) {
            {"get"},
            {"list", "--colour=red"},
        }) {
-    Run run = Taskctl(args);
+    Result run = Taskctl(args);
     EXPECT_EQ(run.rc, 2) << absl::StrJoin(args, " ") << "\n" << run;
     EXPECT_THAT(run.err, HasSubstr("taskctl: ")) << absl::StrJoin(args, " ");
   }
-  Run none = Taskctl({});
+  Result none = Taskctl({});
   EXPECT_EQ(none.rc, 2) << none;
   EXPECT_THAT(none.out, HasSubstr("usage: taskctl"));
-  Run help = Taskctl({"help"});
+  Result help = Taskctl({"help"});
   EXPECT_EQ(help.rc, 0) << help;
   EXPECT_THAT(help.out, HasSubstr("--tls-server-name"));
   // Nothing reached the server.
@@ -246,7 +232,7 @@ TEST_F(TaskctlTest, WatchWithInitialStatePrintsEachTaskOnce) {
                                    "json",
                                    "watch",
                                    "--initial"};
-  Run run;
+  Result run;
   run.rc = testing::RunCommand(argv, "", &run.out, &run.err);
   EXPECT_EQ(run.rc, 124) << run;  // stopped by timeout, not an error
   EXPECT_THAT(run.err, HasSubstr("(initial state complete at revision 2)"));

@@ -181,4 +181,21 @@ int RunCommand(const std::vector<std::string>& argv,
 std::string TaskdPath() { return TASKD_BINARY; }
 std::string TaskctlPath() { return TASKCTL_BINARY; }
 
+std::ostream& operator<<(std::ostream& os, const CommandResult& result) {
+  return os << "exit " << result.rc << "\nstdout: " << result.out
+            << "\nstderr: " << result.err;
+}
+
+CommandResult RunTaskctl(const std::vector<std::string>& args,
+                         const std::vector<std::string>& env) {
+  std::vector<std::string> argv = {"/usr/bin/env", "-u", "TASKD_TOKEN", "-u",
+                                   "TASKD_SERVER"};
+  argv.insert(argv.end(), env.begin(), env.end());
+  argv.push_back(TaskctlPath());
+  argv.insert(argv.end(), args.begin(), args.end());
+  CommandResult result;
+  result.rc = RunCommand(argv, "", &result.out, &result.err);
+  return result;
+}
+
 }  // namespace taskd::testing

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,19 @@ int RunCommand(const std::vector<std::string>& argv,
 // taskctl paths (passed by compile definitions).
 std::string TaskdPath();
 std::string TaskctlPath();
+
+// How a command ended: its exit status (as RunCommand's) and what it printed.
+struct CommandResult {
+  int rc = -1;
+  std::string out;
+  std::string err;
+};
+std::ostream& operator<<(std::ostream& os, const CommandResult& result);
+
+// Runs taskctl with `args`. Of the caller's environment, TASKD_TOKEN and
+// TASKD_SERVER are left out; `env` (NAME=VALUE) is added.
+CommandResult RunTaskctl(const std::vector<std::string>& args,
+                         const std::vector<std::string>& env = {});
 
 }  // namespace taskd::testing
 
