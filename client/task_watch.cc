@@ -4,14 +4,17 @@
 #include <random>
 
 #include "absl/time/clock.h"
+#include "base/error_details.h"
 #include "client/task_client.h"
 
 namespace taskd {
 namespace {
 
 // Errors a new stream may fix. Everything else is the caller's to handle.
-bool Retryable(absl::StatusCode code) {
-  switch (code) {
+bool Retryable(const absl::Status& status) {
+  // Too many tasks for an initial state stays so: the caller must list.
+  if (ReasonOf(status) == "INITIAL_STATE_TOO_LARGE") return false;
+  switch (status.code()) {
     case absl::StatusCode::kOk:  // the server ended the stream
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kUnknown:
@@ -50,7 +53,7 @@ absl::Status TaskWatch::Run(const Callbacks& callbacks) {
       absl::MutexLock lock(&mu_);
       if (stopped_) return absl::OkStatus();
     }
-    if (!Retryable(status.code())) return status;
+    if (!Retryable(status)) return status;
     if (made_progress) backoff = options_.initial_backoff;
     // Jitter spreads the reconnects of many clients after a restart.
     std::uniform_int_distribution<int64_t> pick(

@@ -440,10 +440,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(WatchSpec spec) {
     absl::StatusOr<ListResult> listed = store_->List(query);
     if (!listed.ok()) return fail(listed.status());
     if (listed->more) {
-      return fail(absl::ResourceExhaustedError(absl::StrCat(
-          "send_initial_state: more than ", options_.max_initial_state,
-          " tasks match the filter; narrow it, or page with ListTasks and "
-          "then watch from the list's revision + 1")));
+      return fail(WithReason(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "send_initial_state: more than ", options_.max_initial_state,
+              " tasks match the filter; narrow it, or page with ListTasks "
+              "and then watch from the list's revision + 1")),
+          "INITIAL_STATE_TOO_LARGE",
+          {{"max_initial_state", absl::StrCat(options_.max_initial_state)}}));
     }
     // The snapshot is exact at its revision: changes start right after it.
     next_revision = listed->revision + 1;

@@ -461,6 +461,68 @@ TEST_F(WatchTest, ProgressAdvancesAQuietWatcher) {
   EXPECT_EQ(highest, 5);
 }
 
+// Progress is timed by the server's clock: with a FakeClock, a quiet
+// watcher gets its next progress response when the clock passes the
+// interval, and not before, however long it waits in real time.
+TEST_F(WatchTest, ProgressFollowsTheServersClock) {
+  FakeClock clock(absl::FromUnixSeconds(1'700'000'000));
+  taskd_.options().server.clock = &clock;
+  Restart();
+  WatchTasksRequest request;
+  request.mutable_progress_interval()->set_seconds(60);
+  auto stream = Open(request);
+  WatchTasksResponse response;
+  ASSERT_TRUE(stream->reader->Read(&response));  // the first, at once
+  EXPECT_TRUE(response.progress());
+  // A create wakes the watcher: its event, not a progress response.
+  Create();
+  ASSERT_TRUE(stream->reader->Read(&response));
+  EXPECT_EQ(response.events_size(), 1);
+  // Nothing for 59 s of the server's time...
+  clock.Advance(absl::Seconds(59));
+  absl::SleepFor(absl::Milliseconds(300));  // ticks pass in real time
+  Create("restore");
+  ASSERT_TRUE(stream->reader->Read(&response));
+  EXPECT_EQ(response.events_size(), 1) << "no progress came before the event";
+  // ...then, 60 s after the last response, progress without any write.
+  clock.Advance(absl::Seconds(61));
+  ASSERT_TRUE(stream->reader->Read(&response));
+  EXPECT_TRUE(response.progress());
+  EXPECT_EQ(response.revision(), 2);
+  stream->context.TryCancel();
+  taskd_.Stop();  // before `clock` goes
+}
+
+// An initial state beyond max_initial_state is refused with a reason of its
+// own, and TaskWatch gives it to the caller instead of retrying for ever.
+TEST_F(WatchTest, TooLargeAnInitialStateIsRefusedAndNotRetried) {
+  taskd_.options().server.watch.max_initial_state = 3;
+  Restart();
+  std::vector<Task> tasks;
+  for (int i = 0; i < 4; ++i) tasks.push_back(Create());
+  WatchTasksRequest request;
+  request.set_send_initial_state(true);
+  TaskWatch watch(taskd_.channel, request);
+  TaskWatch::Callbacks callbacks;
+  int reconnects = 0;
+  callbacks.on_reconnect = [&](const absl::Status&, absl::Duration) {
+    ++reconnects;
+  };
+  absl::Status ended = watch.Run(callbacks);
+  EXPECT_EQ(ended.code(), absl::StatusCode::kResourceExhausted) << ended;
+  EXPECT_EQ(ReasonOf(ended), "INITIAL_STATE_TOO_LARGE") << ended;
+  EXPECT_THAT(std::string(ended.message()), HasSubstr("send_initial_state"));
+  EXPECT_EQ(reconnects, 0);
+  // Three tasks fit.
+  ASSERT_TRUE(taskd_.client->Delete(tasks[0].id()).ok());
+  TaskWatch fits(taskd_.channel, request);
+  int initial = 0;
+  callbacks.on_event = [&](const TaskEvent&) { ++initial; };
+  callbacks.on_initial_state_complete = [&](int64_t) { fits.Stop(); };
+  EXPECT_TRUE(fits.Run(callbacks).ok());
+  EXPECT_EQ(initial, 3);
+}
+
 // Watchers whose filter pins a tenant are woken only by that tenant's
 // changes and skip the others (watch_hub.h, Routing). Each must still see
 // exactly its tenant's events, in order, live and when resuming from the
