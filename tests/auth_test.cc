@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "client/task_client.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/test_server.h"
 #include "tests/test_util.h"
@@ -183,6 +185,34 @@ TEST_F(AuthTest, MissingOrUnknownTokenIsUnauthenticated) {
     EXPECT_EQ(stream->reader->Finish().error_code(),
               grpc::StatusCode::UNAUTHENTICATED);
   }
+}
+
+// Load balancers and grpcurl need no token for health and reflection.
+TEST_F(AuthTest, HealthAndReflectionStayOpen) {
+  auto health = grpc::health::v1::Health::NewStub(taskd_.channel);
+  grpc::ClientContext health_context;
+  grpc::health::v1::HealthCheckResponse serving;
+  grpc::Status checked = health->Check(
+      &health_context, grpc::health::v1::HealthCheckRequest(), &serving);
+  ASSERT_TRUE(checked.ok()) << checked.error_message();
+  EXPECT_EQ(serving.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  auto reflection =
+      grpc::reflection::v1::ServerReflection::NewStub(taskd_.channel);
+  grpc::ClientContext reflection_context;
+  auto stream = reflection->ServerReflectionInfo(&reflection_context);
+  grpc::reflection::v1::ServerReflectionRequest list;
+  list.set_list_services("");
+  ASSERT_TRUE(stream->Write(list));
+  grpc::reflection::v1::ServerReflectionResponse services;
+  ASSERT_TRUE(stream->Read(&services));
+  EXPECT_GT(services.list_services_response().service_size(), 0);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+
+  // The task service itself does not.
+  EXPECT_EQ(As("").List(tasks::v1::ListTasksRequest()).status().code(),
+            absl::StatusCode::kUnauthenticated);
 }
 
 TEST_F(AuthTest, ViewerMayWatchButNotWrite) {

@@ -413,12 +413,21 @@ TEST_F(TaskdProcessTest, MetricsAreServedInPrometheusText) {
   ASSERT_TRUE(absl::SimpleAtoi(metrics, &metrics_port)) << server_->log();
   ASSERT_GT(metrics_port, 0);
   TaskClient client(server_->NewChannel());
+  // A watcher that sees both changes.
+  grpc::ClientContext watch_context;
+  tasks::v1::WatchTasksRequest from_start;
+  from_start.set_start_revision(1);
+  auto watch = client.stub()->WatchTasks(&watch_context, from_start);
   Task task;
   task.set_type("backup");
   absl::StatusOr<Task> created = client.Create(task);
   ASSERT_TRUE(created.ok());
   ASSERT_TRUE(client.Assign(created->id(), "agent").ok());
   EXPECT_FALSE(client.Get("missing").ok());
+  int events = 0;
+  tasks::v1::WatchTasksResponse response;
+  while (events < 2 && watch->Read(&response)) events += response.events_size();
+  ASSERT_EQ(events, 2);
   absl::SleepFor(absl::Milliseconds(1500));  // gauges refresh every second
   std::string text = HttpGet(metrics_port, "/metrics");
   EXPECT_THAT(text, HasSubstr("taskd_calls_total{code=\"OK\",method=\"/"
@@ -429,8 +438,24 @@ TEST_F(TaskdProcessTest, MetricsAreServedInPrometheusText) {
                               "tasks.v1.TaskService/AssignTask\"} 1"));
   EXPECT_THAT(text, HasSubstr("taskd_store_revision 2"));
   EXPECT_THAT(text, HasSubstr("taskd_store_commit_batch_size_count 2"));
+  EXPECT_THAT(text, HasSubstr("taskd_store_commit_duration_seconds_count 2"));
   EXPECT_THAT(text, HasSubstr("taskd_tasks{state=\"assigned\"} 1"));
-  EXPECT_THAT(text, HasSubstr("taskd_watch_streams_open 0"));
+  EXPECT_THAT(text, HasSubstr("taskd_tasks{state=\"enqueued\"} 0"));
+  EXPECT_THAT(text, HasSubstr("taskd_watch_streams_open 1"));
+  EXPECT_THAT(text, HasSubstr("taskd_watch_events_delivered_total 2"));
+  watch_context.TryCancel();
+  watch->Finish();
+
+  // After a restart the count of tasks by state comes from the database.
+  ASSERT_EQ(server_->Stop(SIGTERM), 0) << server_->log();
+  ASSERT_TRUE(StartTaskd(dir_.File("t.db"), {"--metrics-listen=127.0.0.1:0"}));
+  std::string restarted_field = server_->serving_field("metrics");
+  absl::string_view restarted = restarted_field;
+  ASSERT_TRUE(absl::ConsumePrefix(&restarted, "127.0.0.1:"));
+  ASSERT_TRUE(absl::SimpleAtoi(restarted, &metrics_port));
+  text = HttpGet(metrics_port, "/metrics");
+  EXPECT_THAT(text, HasSubstr("taskd_tasks{state=\"assigned\"} 1"));
+  EXPECT_THAT(text, HasSubstr("taskd_tasks{state=\"completed\"} 0"));
 }
 
 // SIGTERM while writers write and a watcher watches: every acknowledged
