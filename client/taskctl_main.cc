@@ -167,12 +167,14 @@ std::string ChannelSecurity(const Args& args, taskd::ChannelOptions* options) {
 class Command {
  public:
   Command(Args* args, std::shared_ptr<grpc::Channel> channel,
-          taskd::TaskClient* client, bool json, std::string bearer_token)
+          taskd::TaskClient* client, bool json, std::string bearer_token,
+          bool tls)
       : args_(*args),
         channel_(std::move(channel)),
         client_(*client),
         json_(json),
-        bearer_token_(std::move(bearer_token)) {}
+        bearer_token_(std::move(bearer_token)),
+        tls_(tls) {}
 
   int Run() {
     const std::string& c = args_.command;
@@ -221,9 +223,16 @@ class Command {
   }
   std::string Etag() { return args_.Get("etag"); }
 
-  static int Fail(const absl::Status& status) {
+  int Fail(const absl::Status& status) const {
     std::cerr << "taskctl: " << absl::StatusCodeToString(status.code()) << ": "
               << status.message() << "\n";
+    if (status.code() == absl::StatusCode::kUnavailable) {
+      std::cerr << (tls_ ? "(no TLS connection: check that taskd runs there, "
+                           "--tls-ca, --tls-server-name, and the client "
+                           "certificate if it requires one)\n"
+                         : "(no connection: check that taskd runs there; if "
+                           "it serves TLS, give --tls or --tls-ca)\n");
+    }
     return 1;
   }
 
@@ -397,6 +406,7 @@ class Command {
   taskd::TaskClient& client_;
   const bool json_;
   const std::string bearer_token_;
+  const bool tls_;
   bool missing_id_ = false;
 };
 
@@ -468,6 +478,6 @@ int main(int argc, char** argv) {
     }
   }
   Command command(&args, *channel, &client, output == "json",
-                  options.bearer_token);
+                  options.bearer_token, channel_options.tls);
   return command.Run();
 }

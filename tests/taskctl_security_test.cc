@@ -197,9 +197,11 @@ TEST_F(TaskctlTlsTest, TlsNeedsTheRightCa) {
   Result plaintext = Taskctl({"list"});
   EXPECT_EQ(plaintext.rc, 1) << plaintext;
   EXPECT_THAT(plaintext.err, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(plaintext.err, HasSubstr("if it serves TLS, give --tls"));
   Result other_ca = Taskctl({"--tls-ca=" + pki_.other_ca_cert, "list"});
   EXPECT_EQ(other_ca.rc, 1) << other_ca;
   EXPECT_THAT(other_ca.err, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(other_ca.err, HasSubstr("no TLS connection: check"));
   Result created = Taskctl(
       {"--tls-ca=" + pki_.ca_cert, "create", "--type=backup", "--id=over-tls"});
   EXPECT_EQ(created.rc, 0) << created;
