@@ -220,8 +220,10 @@ class CrashTest : public ::testing::Test {
   // taskd on the test's database, serving (*taskd) or not (a failure).
   void StartTaskd(const std::string& sync,
                   std::unique_ptr<testing::TaskdProcess>* taskd) {
-    *taskd = std::make_unique<testing::TaskdProcess>(
-        testing::TaskdProcess::Options{{"--sync=" + sync}, db_});
+    testing::TaskdProcess::Options options;
+    options.db_path = db_;
+    options.flags = {"--sync=" + sync};
+    *taskd = std::make_unique<testing::TaskdProcess>(options);
     absl::Status started = (*taskd)->Start();
     ASSERT_TRUE(started.ok()) << started;
   }
@@ -326,7 +328,9 @@ TEST_F(CrashTest, EveryAcknowledgedChangeSurvivesKillNine) {
     if (round % 7 == 3) {
       // Killed while starting: opening the database, recovering the WAL
       // the last kill left, migrating.
-      testing::TaskdProcess starting(testing::TaskdProcess::Options{{}, db_});
+      testing::TaskdProcess::Options options;
+      options.db_path = db_;
+      testing::TaskdProcess starting(options);
       starting.Launch();
       absl::SleepFor(absl::Milliseconds(random() % 30));
       starting.Kill();

@@ -2,8 +2,10 @@
 // port, for tests of the binary itself: flags, signals, kill -9, restarts
 // on the same database, taskctl against it.
 //
-//   testing::TaskdProcess taskd({.flags = {"--sync=normal"},
-//                                .db_path = dir.File("t.db")});
+//   testing::TaskdProcess::Options options;
+//   options.db_path = dir.File("t.db");
+//   options.flags = {"--sync=normal"};
+//   testing::TaskdProcess taskd(options);
 //   absl::Status started = taskd.Start();
 //   ASSERT_TRUE(started.ok()) << started;  // the message holds taskd's log
 //   TaskClient client(taskd.NewChannel());

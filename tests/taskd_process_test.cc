@@ -77,8 +77,10 @@ class TaskdProcessTest : public ::testing::Test {
   // Starts taskd on `db` with `flags` as server_; false (and a failure with
   // its log) if it does not serve.
   bool StartTaskd(const std::string& db, std::vector<std::string> flags = {}) {
-    server_ = std::make_unique<testing::TaskdProcess>(
-        testing::TaskdProcess::Options{std::move(flags), db});
+    testing::TaskdProcess::Options options;
+    options.db_path = db;
+    options.flags = std::move(flags);
+    server_ = std::make_unique<testing::TaskdProcess>(options);
     absl::Status started = server_->Start();
     EXPECT_TRUE(started.ok()) << started;
     return started.ok();
@@ -192,15 +194,18 @@ TEST_F(TaskdProcessTest, SigtermExitsZeroAndRestartKeepsTasks) {
 TEST_F(TaskdProcessTest, SecondTaskdOnTheSameDatabaseIsRefused) {
   std::string db = dir_.File("t.db");
   ASSERT_TRUE(StartTaskd(db));
-  testing::TaskdProcess second(testing::TaskdProcess::Options{{}, db});
+  testing::TaskdProcess::Options options;
+  options.db_path = db;
+  testing::TaskdProcess second(options);
   second.Launch();
   EXPECT_EQ(second.Wait(absl::Seconds(20)), 1);
   EXPECT_THAT(second.log(), HasSubstr("in use by another process"));
 }
 
 TEST_F(TaskdProcessTest, BadFlagsAreRefused) {
-  testing::TaskdProcess bad_sync(
-      testing::TaskdProcess::Options{{"--sync=sometimes"}});
+  testing::TaskdProcess::Options options;
+  options.flags = {"--sync=sometimes"};
+  testing::TaskdProcess bad_sync(options);
   bad_sync.Launch();
   EXPECT_EQ(bad_sync.Wait(absl::Seconds(20)), 2);
   EXPECT_THAT(bad_sync.log(), HasSubstr("--sync"));
