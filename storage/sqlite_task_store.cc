@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <deque>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
@@ -212,6 +213,16 @@ struct PendingWrite {
   bool left_out = false;
 };
 
+// Where one write is applied: the write (Apply sets its half_written and
+// changed), the revision it gets if it makes a change, the batch's time, and
+// the batch's changes so far (its change is appended).
+struct ApplyContext {
+  PendingWrite* write;
+  int64_t revision;
+  absl::Time now;
+  std::vector<Change>* changes;
+};
+
 std::string RandomSecret() {
   std::random_device device;
   std::string secret(32, '\0');
@@ -341,23 +352,21 @@ class SqliteTaskStore final : public TaskStore {
   // One overload per kind of TaskWrite: checks, then writes the task row
   // (the first statement) and calls Record (the second).
   absl::StatusOr<Task> Apply(const TaskWrite::Create& create,
-                             PendingWrite* write, int64_t revision,
-                             absl::Time now, std::vector<Change>* changes)
+                             const ApplyContext& at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<Task> Apply(const TaskWrite::Update& update,
-                             PendingWrite* write, int64_t revision,
-                             absl::Time now, std::vector<Change>* changes)
+                             const ApplyContext& at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::StatusOr<Task> Apply(const TaskWrite::Delete& del, PendingWrite* write,
-                             int64_t revision, absl::Time now,
-                             std::vector<Change>* changes)
+  absl::StatusOr<Task> Apply(const TaskWrite::Delete& del,
+                             const ApplyContext& at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // The second statement of a write whose task row is written: the history
-  // row of `change`. Marks `write` half written while it runs and changed
-  // once it has; on success appends `change` to *changes and returns its
-  // task.
-  absl::StatusOr<Task> Record(Change change, PendingWrite* write,
-                              std::vector<Change>* changes)
+  // row of its change (`task` after it, `previous` before). Marks the write
+  // half written while it runs and changed once it has; on success appends
+  // the change and returns `task`.
+  absl::StatusOr<Task> Record(Change::Kind kind, Task task,
+                              std::optional<Task> previous,
+                              const ApplyContext& at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // False once SQLite has rolled the open transaction back by itself.
   bool InTransaction() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
@@ -776,11 +785,10 @@ absl::Status SqliteTaskStore::CommitBatch(
 absl::StatusOr<Task> SqliteTaskStore::Apply(PendingWrite* write,
                                             int64_t revision, absl::Time now,
                                             std::vector<Change>* changes) {
-  return std::visit(
-      [&](const auto& op) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return Apply(op, write, revision, now, changes);
-      },
-      write->write.op);
+  const ApplyContext at{write, revision, now, changes};
+  // The overload for the write's kind.
+  return std::visit([&](const auto& op) { return Apply(op, at); },
+                    write->write.op);
 }
 
 // Each Apply checks first (reads only: a refused write changed nothing),
@@ -789,9 +797,7 @@ absl::StatusOr<Task> SqliteTaskStore::Apply(PendingWrite* write,
 // is half done only if the second fails: Record leaves half_written set then.
 
 absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Create& create,
-                                            PendingWrite* write,
-                                            int64_t revision, absl::Time now,
-                                            std::vector<Change>* changes) {
+                                            const ApplyContext& at) {
   const Task& task = create.task;
   if (!create.request_id.empty()) {
     static const std::string by_request =
@@ -823,8 +829,8 @@ absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Create& create,
   }
 
   Task stored = task;
-  stored.set_revision(revision);
-  stored.set_etag(EtagOf(revision));
+  stored.set_revision(at.revision);
+  stored.set_etag(EtagOf(at.revision));
   {
     static const std::string sql =
         absl::StrCat("INSERT INTO tasks (", kTaskColumns,
@@ -835,15 +841,11 @@ absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Create& create,
     insert.BindText(16, create.request_id);
     if (absl::Status status = insert.Run(); !status.ok()) return status;
   }
-  return Record(
-      Change{revision, Change::Kind::kCreated, stored, std::nullopt, now},
-      write, changes);
+  return Record(Change::Kind::kCreated, std::move(stored), std::nullopt, at);
 }
 
 absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Update& update,
-                                            PendingWrite* write,
-                                            int64_t revision, absl::Time now,
-                                            std::vector<Change>* changes) {
+                                            const ApplyContext& at) {
   absl::StatusOr<Task> current = Find(writer_.get(), update.id);
   if (!current.ok()) return current.status();
   absl::StatusOr<Task> next = update.mutation(*current);
@@ -851,20 +853,17 @@ absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Update& update,
   if (next->id() != current->id() || next->uuid() != current->uuid()) {
     return absl::InternalError("a mutation changed a task's id or uuid");
   }
-  next->set_revision(revision);
-  next->set_etag(EtagOf(revision));
+  next->set_revision(at.revision);
+  next->set_etag(EtagOf(at.revision));
   if (absl::Status status = UpdateRow(*current, *next); !status.ok()) {
     return status;
   }
-  return Record(Change{revision, Change::Kind::kUpdated, *std::move(next),
-                       *std::move(current), now},
-                write, changes);
+  return Record(Change::Kind::kUpdated, *std::move(next), *std::move(current),
+                at);
 }
 
 absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Delete& del,
-                                            PendingWrite* write,
-                                            int64_t revision, absl::Time now,
-                                            std::vector<Change>* changes) {
+                                            const ApplyContext& at) {
   absl::StatusOr<Task> current = Find(writer_.get(), del.id);
   if (!current.ok()) return current.status();
   if (del.precondition) {
@@ -873,27 +872,28 @@ absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Delete& del,
     }
   }
   Task deleted = *current;
-  deleted.set_revision(revision);
-  deleted.set_etag(EtagOf(revision));
+  deleted.set_revision(at.revision);
+  deleted.set_etag(EtagOf(at.revision));
   {
     Statement row = writer_->Prepare("DELETE FROM tasks WHERE id = ?1");
     row.BindText(1, current->id());
     if (absl::Status status = row.Run(); !status.ok()) return status;
   }
-  return Record(Change{revision, Change::Kind::kDeleted, std::move(deleted),
-                       *std::move(current), now},
-                write, changes);
+  return Record(Change::Kind::kDeleted, std::move(deleted), *std::move(current),
+                at);
 }
 
-absl::StatusOr<Task> SqliteTaskStore::Record(Change change, PendingWrite* write,
-                                             std::vector<Change>* changes) {
-  write->half_written = true;
+absl::StatusOr<Task> SqliteTaskStore::Record(Change::Kind kind, Task task,
+                                             std::optional<Task> previous,
+                                             const ApplyContext& at) {
+  Change change{at.revision, kind, std::move(task), std::move(previous),
+                at.now};
+  at.write->half_written = true;
   if (absl::Status status = RecordChange(change); !status.ok()) return status;
-  write->half_written = false;
-  write->changed = true;
-  Task task = change.task;
-  changes->push_back(std::move(change));
-  return task;
+  at.write->half_written = false;
+  at.write->changed = true;
+  at.changes->push_back(std::move(change));
+  return at.changes->back().task;
 }
 
 void SqliteTaskStore::Write(TaskWrite write, WriteDone done) {

@@ -18,9 +18,13 @@
 //   if (!store.ok()) return store.status();
 //   absl::StatusOr<Task> created =
 //       (*store)->Create(task, "");
+//   TaskWrite remove{
+//       TaskWrite::Delete{"t1"}};
 //   (*store)->Write(
-//       TaskWrite{TaskWrite::Delete{"t1"}},
-//       [](absl::StatusOr<Task> r) {});
+//       std::move(remove),
+//       [](absl::StatusOr<Task> deleted) {
+//         Log(deleted.status());
+//       });
 //
 // Errors are canonical absl::Status codes:
 //   NotFound            no task with that id (or uuid)
