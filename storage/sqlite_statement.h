@@ -33,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -69,9 +70,10 @@ class Statement {
   // Binding. Indexes are 1-based, as in SQLite. A failed bind is remembered
   // and returned by the next Step() or Run().
   void BindInt64(int index, int64_t value);
-  // Only int64_t: a bool, an int of another width or a double is a mistake
-  // here, or wants an explicit cast.
-  template <typename T>
+  // A bool, a double or an enum is a mistake here, or wants an explicit
+  // cast; other integers are fine.
+  template <typename T, typename = std::enable_if_t<!std::is_integral_v<T> ||
+                                                    std::is_same_v<T, bool>>>
   void BindInt64(int index, T value) = delete;
   void BindText(int index, absl::string_view value);
   void BindBlob(int index, absl::string_view value);

@@ -972,7 +972,7 @@ absl::StatusOr<std::vector<Change>> SqliteTaskStore::ReadChanges(int64_t from,
       "SELECT revision, kind, task, previous, committed_at FROM changes "
       "WHERE revision >= ?1 ORDER BY revision LIMIT ?2");
   read.BindInt64(1, from);
-  read.BindInt64(2, int64_t{limit});
+  read.BindInt64(2, limit);
   std::vector<Change> changes;
   while (read.Step()) {
     Change change;
