@@ -34,6 +34,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -52,8 +53,6 @@ namespace taskd::sqlite {
 //   everything else                               -> Internal
 // `context` says what was being done ("insert task").
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view context);
-
-class Connection;
 
 // One use of a prepared statement, from Connection::Prepare(). Movable, not
 // copyable; must not outlive its connection.
