@@ -2,8 +2,8 @@
 //
 //   taskd_store_bench [--benchmark_filter=...] [Google Benchmark flags]
 //
-// Each iteration queues a batch of writes with the Async forms and waits for
-// all of them, so that they form one group commit (or a few: the writer
+// Each iteration queues a batch of writes with TaskStore::Write and waits
+// for all of them, so that they form one group commit (or a few: the writer
 // takes what is queued when it starts). Reported per write (items/s).
 // synchronous=NORMAL on a scratch file in $TMPDIR: this measures what a
 // write costs in CPU, not the disk's sync latency (taskd_loadgen

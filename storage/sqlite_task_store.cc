@@ -325,9 +325,9 @@ class SqliteTaskStore final : public TaskStore {
   // transaction back: then the transaction is rolled back and the batch
   // applied again without that write, once; if the disk fails again the
   // whole batch fails. (A SAVEPOINT per write would undo just that write,
-  // but copies every page the write touches into a statement journal:
-  // measured, about a third of the store's time per move. See
-  // bench/RESULTS.md.)
+  // but copies every page the write touches into a statement journal; an
+  // earlier measurement put that at about a third of the store's time per
+  // move. It is not recorded in bench/RESULTS.md.)
 
   // Queues `write`, or completes it at once with an error if the store is
   // closing. Waits for room in the queue unless called from the writer

@@ -18,14 +18,14 @@
 // atomic. If the second fails (a disk error), or SQLite rolls the whole
 // transaction back on a storage error, the transaction is rolled back and
 // the batch applied again without that write, once; if the disk fails again
-// the whole batch fails. (No SAVEPOINT per write: one would copy every page
-// the write touches into a statement journal, measured at about a third of
-// the store's time per move; see bench/RESULTS.md.) After the COMMIT the
-// writer publishes the new revision, calls on_commit with all the changes,
-// and completes the calls from the writer thread; a WriteAndWait caller
-// waits for its batch's commit. If the COMMIT fails, every write of the
-// batch fails with its error and nothing is published. (A batch applied
-// again runs its mutations and preconditions again: see TaskMutation.)
+// the whole batch fails. (There is no SAVEPOINT per write: one would undo
+// just that write, but copy every page it touches into a statement
+// journal.) After the COMMIT the writer publishes the new revision, calls
+// on_commit with all the changes, and completes the calls from the writer
+// thread; a WriteAndWait caller waits for its batch's commit. If the
+// COMMIT fails, every write of the batch fails with its error and nothing
+// is published. (A batch applied again runs its mutations and
+// preconditions again: see TaskMutation.)
 #ifndef TASKD_STORAGE_SQLITE_TASK_STORE_H_
 #define TASKD_STORAGE_SQLITE_TASK_STORE_H_
 

@@ -356,11 +356,19 @@ class SqliteStatementTest : public ::testing::Test {
                     .ok());
   }
 
-  // The v of every row with k >= `from`, in k order, read to the end.
-  std::vector<std::string> ValuesFrom(int64_t from) {
-    sqlite::Statement s =
-        connection_->Prepare("SELECT v FROM t WHERE k >= ?1 ORDER BY k");
+  static constexpr char kSelectFrom[] =
+      "SELECT v FROM t WHERE k >= ?1 ORDER BY k";
+
+  // The v of every row with k >= `from`, in k order, to be stepped.
+  sqlite::Statement SelectFrom(int64_t from) {
+    sqlite::Statement s = connection_->Prepare(kSelectFrom);
     s.BindInt64(1, from);
+    return s;
+  }
+
+  // The same, read to the end.
+  std::vector<std::string> ValuesFrom(int64_t from) {
+    sqlite::Statement s = SelectFrom(from);
     std::vector<std::string> values;
     while (s.Step()) values.push_back(s.ColumnText(0));
     EXPECT_TRUE(s.status().ok()) << s.status();
@@ -407,24 +415,19 @@ TEST_F(SqliteStatementTest, AStepErrorMapsThroughSqliteError) {
 
 TEST_F(SqliteStatementTest, AStatementIsResetAndClearedWhenItGoesOutOfScope) {
   {
-    sqlite::Statement s =
-        connection_->Prepare("SELECT v FROM t WHERE k >= ?1 ORDER BY k");
-    s.BindInt64(1, 2);
+    sqlite::Statement s = SelectFrom(2);
     ASSERT_TRUE(s.Step());
     EXPECT_EQ(s.ColumnText(0), "b");
   }  // half read
   // The same cached statement again: from its first row, and ?1 unbound
   // (NULL, which no k is >= to).
-  sqlite::Statement s =
-      connection_->Prepare("SELECT v FROM t WHERE k >= ?1 ORDER BY k");
+  sqlite::Statement s = connection_->Prepare(kSelectFrom);
   EXPECT_FALSE(s.Step());
   EXPECT_TRUE(s.status().ok()) << s.status();
 }
 
 TEST_F(SqliteStatementTest, ANestedUseOfOneTextGetsAStatementOfItsOwn) {
-  sqlite::Statement outer =
-      connection_->Prepare("SELECT v FROM t WHERE k >= ?1 ORDER BY k");
-  outer.BindInt64(1, 1);
+  sqlite::Statement outer = SelectFrom(1);
   ASSERT_TRUE(outer.Step());
   EXPECT_EQ(outer.ColumnText(0), "a");
   // The same text while `outer` is half read: it must not reset `outer`.
@@ -438,9 +441,7 @@ TEST_F(SqliteStatementTest, ANestedUseOfOneTextGetsAStatementOfItsOwn) {
 }
 
 TEST_F(SqliteStatementTest, AFullCacheKeepsTheStatementsInUse) {
-  sqlite::Statement held =
-      connection_->Prepare("SELECT v FROM t WHERE k >= ?1 ORDER BY k");
-  held.BindInt64(1, 1);
+  sqlite::Statement held = SelectFrom(1);
   ASSERT_TRUE(held.Step());
   // More texts than the cache holds: it is emptied, but for `held`.
   for (int i = 0; i < 300; ++i) {
