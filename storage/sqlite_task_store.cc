@@ -198,7 +198,7 @@ constexpr UpdatableColumn kUpdatableColumns[] = {
 // One Write call, queued for the writer thread: the write and its
 // completion.
 struct PendingWrite {
-  PendingWrite(TaskWrite write, TaskStore::WriteDone done)
+  PendingWrite(TaskWrite&& write, TaskStore::WriteDone&& done)
       : write(std::move(write)), done(std::move(done)) {}
 
   const TaskWrite write;
