@@ -55,13 +55,6 @@ using tasks::v1::Task;
 constexpr int kPageSize = 50;
 constexpr int kDeepPage = 100;
 
-// The column list SqliteTaskStore::List selects (sqlite_task_store.cc), so
-// that the plans printed are the plans of the store's own statements.
-constexpr char kTaskColumns[] =
-    "id, uuid, type, state, result_code, priority, policy_id, resource_id, "
-    "executor_id, tenant_id, enqueued_at, started_at, completed_at, "
-    "updated_at, revision";
-
 // ---- The data -------------------------------------------------------------
 //
 // 90 days of tasks, enqueued in order, ~7.8 s apart at 1M tasks. The newest
@@ -242,7 +235,7 @@ void Fill(const std::string& path, int64_t n) {
   sqlite3_stmt* insert = nullptr;
   if (sqlite3_prepare_v2(
           db,
-          absl::StrCat("INSERT INTO tasks (", kTaskColumns,
+          absl::StrCat("INSERT INTO tasks (", sqlite::kTaskColumns,
                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
                        "?11, ?12, ?13, ?14, ?15)")
               .c_str(),
@@ -440,8 +433,7 @@ ListQuery ToListQuery(const Query& q, int limit) {
 
 // Prints the plan of `query` and returns the lines that need attention.
 std::vector<std::string> ExplainQueryPlan(sqlite3* db, const ListQuery& query) {
-  sqlite::SqlQuery sql =
-      sqlite::BuildListQuery(query, kTaskColumns, query.limit + 1);
+  sqlite::SqlQuery sql = sqlite::BuildListQuery(query, query.limit + 1);
   sqlite3_stmt* stmt = nullptr;
   const std::string explain = "EXPLAIN QUERY PLAN " + sql.sql;
   if (sqlite3_prepare_v2(db, explain.c_str(), -1, &stmt, nullptr) !=

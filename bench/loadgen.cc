@@ -71,6 +71,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "storage/sqlite_query.h"
 #include "storage/sqlite_task_store.h"
 #include "tasks/v1/tasks.grpc.pb.h"
 
@@ -1088,13 +1089,9 @@ int RunSqliteGet() {
   // (The writer's connection closed above; WAL content stays readable.)
   sqlite3* db = OpenRaw(path, true);
   sqlite3_stmt* get = nullptr;
-  Check(db,
-        sqlite3_prepare_v2(
-            db,
-            "SELECT id, uuid, type, state, result_code, priority, policy_id, "
-            "resource_id, executor_id, tenant_id, enqueued_at, started_at, "
-            "completed_at, updated_at, revision FROM tasks WHERE id = ?1",
-            -1, &get, nullptr),
+  const std::string get_sql = absl::StrCat("SELECT ", sqlite::kTaskColumns,
+                                           " FROM tasks WHERE id = ?1");
+  Check(db, sqlite3_prepare_v2(db, get_sql.c_str(), -1, &get, nullptr),
         "prepare get");
   std::mt19937_64 rng(42);
   Histogram latency;

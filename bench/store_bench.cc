@@ -2,8 +2,8 @@
 //
 //   taskd_store_bench [--benchmark_filter=...] [Google Benchmark flags]
 //
-// Each iteration queues a batch of writes with the Async forms and waits for
-// all of them, so that they form one group commit (or a few: the writer
+// Each iteration queues a batch of writes with TaskStore::Write and waits
+// for all of them, so that they form one group commit (or a few: the writer
 // takes what is queued when it starts). Reported per write (items/s).
 // synchronous=NORMAL on a scratch file in $TMPDIR: this measures what a
 // write costs in CPU, not the disk's sync latency (taskd_loadgen
@@ -91,11 +91,11 @@ void BM_Create(benchmark::State& state) {
   for (auto _ : state) {
     absl::BlockingCounter done(batch);
     for (int i = 0; i < batch; ++i) {
-      scratch.store()->CreateAsync(NewTask(n++), "",
-                                   [&done](absl::StatusOr<Task> result) {
-                                     if (!result.ok()) abort();
-                                     done.DecrementCount();
-                                   });
+      scratch.store()->Write({TaskWrite::Create{NewTask(n++), ""}},
+                             [&done](absl::StatusOr<Task> result) {
+                               if (!result.ok()) abort();
+                               done.DecrementCount();
+                             });
     }
     done.Wait();
   }
@@ -126,24 +126,24 @@ void BM_Move(benchmark::State& state) {
         if (++step == 3) step = 0;  // completed is final: start over
       }
       Task::State to = order[step + 1];
-      scratch.store()->UpdateAsync(
-          ids[next++],
-          // What the service's moves change: the state, the executor or
-          // the result, and updatedAt (no life-cycle rules here, so that
-          // the rounds can start over).
+      // What the service's moves change: the state, the executor or the
+      // result, and updatedAt (no life-cycle rules here, so that the rounds
+      // can start over).
+      TaskStore::Mutation move =
           [to](const Task& current) -> absl::StatusOr<Task> {
-            Task moved = current;
-            moved.set_state(to);
-            if (to == Task::assigned) moved.set_executor_id("agent-7");
-            if (to == Task::completed) moved.set_result_code(Task::ok);
-            moved.mutable_updated_at()->set_nanos(
-                (current.updated_at().nanos() + 1000) % 1'000'000'000);
-            return moved;
-          },
-          [&done](absl::StatusOr<Task> result) {
-            if (!result.ok()) abort();
-            done.DecrementCount();
-          });
+        Task moved = current;
+        moved.set_state(to);
+        if (to == Task::assigned) moved.set_executor_id("agent-7");
+        if (to == Task::completed) moved.set_result_code(Task::ok);
+        moved.mutable_updated_at()->set_nanos(
+            (current.updated_at().nanos() + 1000) % 1'000'000'000);
+        return moved;
+      };
+      scratch.store()->Write({TaskWrite::Update{ids[next++], std::move(move)}},
+                             [&done](absl::StatusOr<Task> result) {
+                               if (!result.ok()) abort();
+                               done.DecrementCount();
+                             });
     }
     done.Wait();
   }

@@ -103,19 +103,6 @@ struct TaskService::MoveRequest {
   MoveArgs args;
 };
 
-// A write the service has checked, ready for the store. Its mutation or
-// precondition holds copies of what it needs: it runs later, on the store's
-// writer thread, possibly after the RPC handler has returned.
-struct TaskService::Write {
-  enum class Kind { kCreate, kUpdate, kDelete };
-  Kind kind = Kind::kCreate;
-  Task task;                             // kCreate
-  std::string request_id;                // kCreate
-  std::string id;                        // kUpdate, kDelete
-  TaskStore::Mutation mutation;          // kUpdate
-  TaskStore::Precondition precondition;  // kDelete
-};
-
 TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
                          Authorizer* authorizer,
                          const TaskServiceOptions& options)
@@ -126,38 +113,12 @@ TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
       page_tokens_(store->InstanceSecret()),
       deadlines_(options.clock) {}
 
-absl::StatusOr<Task> TaskService::Commit(Write write) {
-  switch (write.kind) {
-    case Write::Kind::kCreate:
-      return store_->Create(write.task, write.request_id);
-    case Write::Kind::kUpdate:
-      return store_->Update(write.id, write.mutation);
-    case Write::Kind::kDelete:
-      return store_->Delete(write.id, write.precondition);
-  }
-  return absl::InternalError("unknown write");
-}
-
-void TaskService::CommitAsync(Write write, TaskStore::WriteDone done) {
-  switch (write.kind) {
-    case Write::Kind::kCreate:
-      return store_->CreateAsync(std::move(write.task),
-                                 std::move(write.request_id), std::move(done));
-    case Write::Kind::kUpdate:
-      return store_->UpdateAsync(std::move(write.id), std::move(write.mutation),
-                                 std::move(done));
-    case Write::Kind::kDelete:
-      return store_->DeleteAsync(
-          std::move(write.id), std::move(write.precondition), std::move(done));
-  }
-}
-
 absl::StatusOr<Task> TaskService::Create(
     const tasks::v1::CreateTaskRequest& request, const Caller& caller) {
   return RunSync(request, caller);
 }
 
-absl::StatusOr<TaskService::Write> TaskService::Plan(
+absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::CreateTaskRequest& request, const Caller& caller) {
   if (!request.has_task()) {
     return InvalidRequest("task", "is required", "INVALID_FIELD");
@@ -184,11 +145,7 @@ absl::StatusOr<TaskService::Write> TaskService::Plan(
   google::protobuf::Timestamp now = ToTimestamp(options_.clock->Now());
   *task->mutable_enqueued_at() = now;
   *task->mutable_updated_at() = now;
-  Write write;
-  write.kind = Write::Kind::kCreate;
-  write.task = *std::move(task);
-  write.request_id = request.request_id();
-  return write;
+  return TaskWrite{TaskWrite::Create{*std::move(task), request.request_id()}};
 }
 
 absl::StatusOr<Task> TaskService::Get(const tasks::v1::GetTaskRequest& request,
@@ -257,19 +214,17 @@ absl::StatusOr<Task> TaskService::Update(
   return RunSync(request, caller);
 }
 
-absl::StatusOr<TaskService::Write> TaskService::Plan(
+absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::UpdateTaskRequest& request, const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.task().id(), "task.id");
       !s.ok()) {
     return s;
   }
   if (absl::Status s = ValidateEtag(request.etag()); !s.ok()) return s;
-  Write write;
-  write.kind = Write::Kind::kUpdate;
-  write.id = request.task().id();
-  write.mutation = [this, id = request.task().id(), etag = request.etag(),
-                    patch = request.task(), mask = request.update_mask(),
-                    caller](const Task& current) -> absl::StatusOr<Task> {
+  TaskMutation mutation =
+      [this, id = request.task().id(), etag = request.etag(),
+       patch = request.task(), mask = request.update_mask(),
+       caller](const Task& current) -> absl::StatusOr<Task> {
     if (absl::Status s = CheckTenant(current, id, caller); !s.ok()) return s;
     if (absl::Status s = CheckEtag(current, etag); !s.ok()) return s;
     absl::StatusOr<Task> next = ApplyUpdate(current, patch, mask);
@@ -277,7 +232,7 @@ absl::StatusOr<TaskService::Write> TaskService::Plan(
     *next->mutable_updated_at() = ToTimestamp(options_.clock->Now());
     return next;
   };
-  return write;
+  return TaskWrite{TaskWrite::Update{request.task().id(), std::move(mutation)}};
 }
 
 absl::Status TaskService::Delete(const tasks::v1::DeleteTaskRequest& request,
@@ -285,44 +240,38 @@ absl::Status TaskService::Delete(const tasks::v1::DeleteTaskRequest& request,
   return RunSync(request, caller).status();
 }
 
-absl::StatusOr<TaskService::Write> TaskService::Plan(
+absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::DeleteTaskRequest& request, const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.id(), "id"); !s.ok()) return s;
   if (absl::Status s = ValidateEtag(request.etag()); !s.ok()) return s;
-  Write write;
-  write.kind = Write::Kind::kDelete;
-  write.id = request.id();
-  write.precondition = [id = request.id(), etag = request.etag(),
-                        caller](const Task& current) {
+  TaskPrecondition precondition = [id = request.id(), etag = request.etag(),
+                                   caller](const Task& current) {
     if (absl::Status s = CheckTenant(current, id, caller); !s.ok()) return s;
     return CheckEtag(current, etag);
   };
-  return write;
+  return TaskWrite{TaskWrite::Delete{request.id(), std::move(precondition)}};
 }
 
 template <typename Request>
 absl::StatusOr<Task> TaskService::RunSync(const Request& request,
                                           const Caller& caller) {
-  absl::StatusOr<Write> write = Plan(request, caller);
+  absl::StatusOr<TaskWrite> write = Plan(request, caller);
   if (!write.ok()) return write.status();
-  return Commit(*std::move(write));
+  return store_->WriteAndWait(*std::move(write));
 }
 
-absl::StatusOr<TaskService::Write> TaskService::PlanMove(
-    const MoveRequest& request, const Caller& caller) {
+absl::StatusOr<TaskWrite> TaskService::PlanMove(const MoveRequest& request,
+                                                const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.id, "id"); !s.ok()) return s;
   if (absl::Status s = ValidateEtag(request.etag); !s.ok()) return s;
-  Write write;
-  write.kind = Write::Kind::kUpdate;
-  write.id = request.id;
-  write.mutation = [this, id = request.id, etag = request.etag,
-                    move = request.move, args = request.args,
-                    caller](const Task& current) -> absl::StatusOr<Task> {
+  TaskMutation mutation = [this, id = request.id, etag = request.etag,
+                           move = request.move, args = request.args, caller](
+                              const Task& current) -> absl::StatusOr<Task> {
     if (absl::Status s = CheckTenant(current, id, caller); !s.ok()) return s;
     if (absl::Status s = CheckEtag(current, etag); !s.ok()) return s;
     return ApplyMove(current, move, args, options_.clock->Now());
   };
-  return write;
+  return TaskWrite{TaskWrite::Update{request.id, std::move(mutation)}};
 }
 
 absl::StatusOr<Task> TaskService::Assign(
@@ -330,7 +279,7 @@ absl::StatusOr<Task> TaskService::Assign(
   return RunSync(request, caller);
 }
 
-absl::StatusOr<TaskService::Write> TaskService::Plan(
+absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::AssignTaskRequest& request, const Caller& caller) {
   if (absl::Status s = ValidateExecutorId(request.executor_id()); !s.ok()) {
     return s;
@@ -345,7 +294,7 @@ absl::StatusOr<Task> TaskService::Start(
   return RunSync(request, caller);
 }
 
-absl::StatusOr<TaskService::Write> TaskService::Plan(
+absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::StartTaskRequest& request, const Caller& caller) {
   return PlanMove({request.id(), request.etag(), Move::kStart, {}}, caller);
 }
@@ -355,7 +304,7 @@ absl::StatusOr<Task> TaskService::Pause(
   return RunSync(request, caller);
 }
 
-absl::StatusOr<TaskService::Write> TaskService::Plan(
+absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::PauseTaskRequest& request, const Caller& caller) {
   return PlanMove({request.id(), request.etag(), Move::kPause, {}}, caller);
 }
@@ -365,7 +314,7 @@ absl::StatusOr<Task> TaskService::Resume(
   return RunSync(request, caller);
 }
 
-absl::StatusOr<TaskService::Write> TaskService::Plan(
+absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::ResumeTaskRequest& request, const Caller& caller) {
   return PlanMove({request.id(), request.etag(), Move::kResume, {}}, caller);
 }
@@ -375,7 +324,7 @@ absl::StatusOr<Task> TaskService::Complete(
   return RunSync(request, caller);
 }
 
-absl::StatusOr<TaskService::Write> TaskService::Plan(
+absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::CompleteTaskRequest& request, const Caller& caller) {
   MoveArgs args;
   args.result_code = request.result_code();
@@ -394,7 +343,7 @@ absl::StatusOr<Task> TaskService::Cancel(
   return RunSync(request, caller);
 }
 
-absl::StatusOr<TaskService::Write> TaskService::Plan(
+absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::CancelTaskRequest& request, const Caller& caller) {
   return PlanMove({request.id(), request.etag(), Move::kCancel, {}}, caller);
 }
@@ -419,9 +368,9 @@ grpc::ServerUnaryReactor* TaskService::ServeWrite(
     Response* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<Caller> caller = Authorize(*context, method);
-  absl::StatusOr<Write> write = caller.ok()
-                                    ? Plan(request, *caller)
-                                    : absl::StatusOr<Write>(caller.status());
+  absl::StatusOr<TaskWrite> write =
+      caller.ok() ? Plan(request, *caller)
+                  : absl::StatusOr<TaskWrite>(caller.status());
   if (!write.ok()) {
     reactor->Finish(ToGrpcStatus(write.status()));
     return reactor;
@@ -454,14 +403,13 @@ grpc::ServerUnaryReactor* TaskService::ServeWrite(
               {{"deadline", absl::FormatDuration(limit)}})));
         });
   }
-  CommitAsync(*std::move(write),
-              [this, outcome, reactor, response](absl::StatusOr<Task> result) {
-                if (outcome->timer != 0) deadlines_.Cancel(outcome->timer);
-                if (outcome->finished.exchange(true))
-                  return;  // the deadline won
-                if (result.ok()) SetResponse(*std::move(result), response);
-                reactor->Finish(ToGrpcStatus(result.status()));
-              });
+  store_->Write(*std::move(write), [this, outcome, reactor,
+                                    response](absl::StatusOr<Task> result) {
+    if (outcome->timer != 0) deadlines_.Cancel(outcome->timer);
+    if (outcome->finished.exchange(true)) return;  // the deadline won
+    if (result.ok()) SetResponse(*std::move(result), response);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
   return reactor;
 }
 

@@ -5,9 +5,10 @@
 // and converts absl::Status to grpc::Status at the edge (grpc_status.h).
 //
 // Runs on gRPC's callback API. Reads run on the handler's thread; writes
-// are handed to the store asynchronously (TaskStore::CreateAsync, ...), and
-// the store's writer thread finishes the RPC after the group commit that
-// holds the write, so a handler thread never waits for a disk sync.
+// are planned as one TaskWrite and handed to the store asynchronously
+// (TaskStore::Write), and the store's writer thread finishes the RPC after
+// the group commit that holds the write, so a handler thread never waits for
+// a disk sync.
 // Thread-safe.
 #ifndef TASKD_SERVER_TASK_SERVICE_H_
 #define TASKD_SERVER_TASK_SERVICE_H_
@@ -131,36 +132,33 @@ class TaskService final
 
  private:
   struct MoveRequest;
-  // A checked write, ready for the store (task_service.cc).
-  struct Write;
 
-  // Checks a write request and prepares its write; the error to return if
-  // the request is refused.
-  absl::StatusOr<Write> Plan(const tasks::v1::CreateTaskRequest& request,
-                             const Caller& caller);
-  absl::StatusOr<Write> Plan(const tasks::v1::UpdateTaskRequest& request,
-                             const Caller& caller);
-  absl::StatusOr<Write> Plan(const tasks::v1::DeleteTaskRequest& request,
-                             const Caller& caller);
-  absl::StatusOr<Write> Plan(const tasks::v1::AssignTaskRequest& request,
-                             const Caller& caller);
-  absl::StatusOr<Write> Plan(const tasks::v1::StartTaskRequest& request,
-                             const Caller& caller);
-  absl::StatusOr<Write> Plan(const tasks::v1::PauseTaskRequest& request,
-                             const Caller& caller);
-  absl::StatusOr<Write> Plan(const tasks::v1::ResumeTaskRequest& request,
-                             const Caller& caller);
-  absl::StatusOr<Write> Plan(const tasks::v1::CompleteTaskRequest& request,
-                             const Caller& caller);
-  absl::StatusOr<Write> Plan(const tasks::v1::CancelTaskRequest& request,
-                             const Caller& caller);
-  absl::StatusOr<Write> PlanMove(const MoveRequest& request,
+  // Checks a write request and prepares its write for the store; the error
+  // to return if the request is refused. A mutation or precondition holds
+  // copies of what it needs: it runs later, on the store's writer thread,
+  // possibly after the RPC handler has returned.
+  absl::StatusOr<TaskWrite> Plan(const tasks::v1::CreateTaskRequest& request,
                                  const Caller& caller);
-  // Hands a planned write to the store: blocking (for the logic methods
-  // above) or asynchronously (for the RPCs: `done` then runs on the store's
-  // writer thread after the commit).
-  absl::StatusOr<Task> Commit(Write write);
-  void CommitAsync(Write write, TaskStore::WriteDone done);
+  absl::StatusOr<TaskWrite> Plan(const tasks::v1::UpdateTaskRequest& request,
+                                 const Caller& caller);
+  absl::StatusOr<TaskWrite> Plan(const tasks::v1::DeleteTaskRequest& request,
+                                 const Caller& caller);
+  absl::StatusOr<TaskWrite> Plan(const tasks::v1::AssignTaskRequest& request,
+                                 const Caller& caller);
+  absl::StatusOr<TaskWrite> Plan(const tasks::v1::StartTaskRequest& request,
+                                 const Caller& caller);
+  absl::StatusOr<TaskWrite> Plan(const tasks::v1::PauseTaskRequest& request,
+                                 const Caller& caller);
+  absl::StatusOr<TaskWrite> Plan(const tasks::v1::ResumeTaskRequest& request,
+                                 const Caller& caller);
+  absl::StatusOr<TaskWrite> Plan(const tasks::v1::CompleteTaskRequest& request,
+                                 const Caller& caller);
+  absl::StatusOr<TaskWrite> Plan(const tasks::v1::CancelTaskRequest& request,
+                                 const Caller& caller);
+  absl::StatusOr<TaskWrite> PlanMove(const MoveRequest& request,
+                                     const Caller& caller);
+  // Plans the write and waits for the store to commit it (the logic methods
+  // above; the RPCs use TaskStore::Write and do not wait).
   template <typename Request>
   absl::StatusOr<Task> RunSync(const Request& request, const Caller& caller);
 

@@ -194,8 +194,7 @@ std::string WhereClause(const FilterExpr* filter,
   return absl::StrCat(" WHERE ", Compile(*filter, params));
 }
 
-SqlQuery BuildListQuery(const ListQuery& query, const char* columns,
-                        int limit) {
+SqlQuery BuildListQuery(const ListQuery& query, int limit) {
   SqlQuery result;
   std::vector<std::string> conditions;
   // The cursor first: see AfterClause.
@@ -211,7 +210,7 @@ SqlQuery BuildListQuery(const ListQuery& query, const char* columns,
         absl::StrCat(ColumnOf(key.field), key.descending ? " DESC" : ""));
   }
   result.sql = absl::StrCat(
-      "SELECT ", columns, " FROM tasks",
+      "SELECT ", kTaskColumns, " FROM tasks",
       conditions.empty()
           ? ""
           : absl::StrCat(" WHERE ", absl::StrJoin(conditions, " AND ")),

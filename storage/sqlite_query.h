@@ -13,6 +13,16 @@
 
 namespace taskd::sqlite {
 
+// The tasks columns that hold a Task, in the order the store reads and
+// binds them (sqlite_task_store.cc): every statement that selects a task
+// selects these. Tests and benchmarks that look at the store's plans use
+// this list too, so that they see the store's own statements (a narrower
+// list could make an index "covering" and change the plan).
+inline constexpr char kTaskColumns[] =
+    "id, uuid, type, state, result_code, priority, policy_id, resource_id, "
+    "executor_id, tenant_id, enqueued_at, started_at, completed_at, "
+    "updated_at, revision";
+
 // The column that holds `field` in the tasks table.
 const char* ColumnOf(TaskField field);
 
@@ -25,9 +35,9 @@ struct SqlQuery {
 std::string WhereClause(const FilterExpr* filter,
                         std::vector<FieldValue>* params);
 
-// SELECT <task columns> FROM tasks WHERE <filter> AND <after cursor>
+// SELECT <kTaskColumns> FROM tasks WHERE <filter> AND <after cursor>
 // ORDER BY <order> LIMIT <limit>.
-SqlQuery BuildListQuery(const ListQuery& query, const char* columns, int limit);
+SqlQuery BuildListQuery(const ListQuery& query, int limit);
 
 }  // namespace taskd::sqlite
 

@@ -1,5 +1,7 @@
 #include "storage/sqlite_statement.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "base/error_details.h"
 
@@ -37,35 +39,72 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view context) {
   }
 }
 
-Statement::~Statement() { sqlite3_finalize(stmt_); }
+// ---- Statement -------------------------------------------------------------
+
+Statement::Statement(Statement&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)),
+      stmt_(std::exchange(other.stmt_, nullptr)),
+      in_use_(std::exchange(other.in_use_, nullptr)),
+      status_(std::move(other.status_)) {}
+
+Statement::~Statement() {
+  if (stmt_ == nullptr) return;
+  if (in_use_ != nullptr) {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    *in_use_ = false;
+  } else {
+    sqlite3_finalize(stmt_);
+  }
+}
+
+void Statement::Remember(int rc, absl::string_view context) {
+  if (rc == SQLITE_OK || !status_.ok()) return;
+  status_ = SqliteError(db_, rc, context);
+}
 
 void Statement::BindInt64(int index, int64_t value) {
-  sqlite3_bind_int64(stmt_, index, value);
+  if (!status_.ok()) return;
+  Remember(sqlite3_bind_int64(stmt_, index, value), "bind");
 }
 
 void Statement::BindText(int index, absl::string_view value) {
-  sqlite3_bind_text64(stmt_, index, value.data(), value.size(),
-                      SQLITE_TRANSIENT, SQLITE_UTF8);
+  if (!status_.ok()) return;
+  Remember(sqlite3_bind_text64(stmt_, index, value.data(), value.size(),
+                               SQLITE_TRANSIENT, SQLITE_UTF8),
+           "bind");
 }
 
 void Statement::BindBlob(int index, absl::string_view value) {
-  sqlite3_bind_blob64(stmt_, index, value.data(), value.size(),
-                      SQLITE_TRANSIENT);
+  if (!status_.ok()) return;
+  Remember(sqlite3_bind_blob64(stmt_, index, value.data(), value.size(),
+                               SQLITE_TRANSIENT),
+           "bind");
 }
 
-absl::StatusOr<bool> Statement::Step() {
+void Statement::Bind(int index, const FieldValue& value) {
+  if (const int64_t* number = std::get_if<int64_t>(&value)) {
+    BindInt64(index, *number);
+  } else {
+    BindText(index, std::get<std::string>(value));
+  }
+}
+
+bool Statement::Step() {
+  if (!status_.ok()) return false;
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  absl::Status status = SqliteError(db_, rc, "step");
-  sqlite3_reset(stmt_);
-  return status;
+  if (rc != SQLITE_DONE) {
+    Remember(rc, "step");
+    // Ends the failed statement's transaction part now, not at destruction.
+    sqlite3_reset(stmt_);
+  }
+  return false;
 }
 
 absl::Status Statement::Run() {
-  absl::StatusOr<bool> row = Step();
-  if (!row.ok()) return row.status();
-  return absl::OkStatus();
+  Step();
+  return status_;
 }
 
 int64_t Statement::ColumnInt64(int index) const {
@@ -86,10 +125,7 @@ std::string Statement::ColumnBlob(int index) const {
                      sqlite3_column_bytes(stmt_, index));
 }
 
-void Statement::Reset() {
-  sqlite3_reset(stmt_);
-  sqlite3_clear_bindings(stmt_);
-}
+// ---- Connection ------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
     const std::string& path, const Options& options) {
@@ -109,13 +145,9 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   sqlite3_extended_result_codes(db, 1);
   if (!options.read_only) {
     // journal_mode is persistent in the file; setting it needs a writer.
-    absl::StatusOr<Statement*> wal =
-        connection->Prepare("PRAGMA journal_mode=WAL");
-    if (!wal.ok()) return wal.status();
-    absl::StatusOr<bool> row = (*wal)->Step();
-    if (!row.ok()) return row.status();
-    std::string mode = *row ? (*wal)->ColumnText(0) : "";
-    (*wal)->Reset();
+    Statement wal = connection->Prepare("PRAGMA journal_mode=WAL");
+    std::string mode = wal.Step() ? wal.ColumnText(0) : "";
+    if (!wal.status().ok()) return wal.status();
     if (mode != "wal") {
       return absl::FailedPreconditionError(absl::StrCat(
           "open ", path, ": cannot switch to WAL mode (got \"", mode, "\")"));
@@ -145,24 +177,35 @@ absl::Status Connection::Exec(absl::string_view sql,
   return absl::OkStatus();
 }
 
-absl::StatusOr<Statement*> Connection::Prepare(absl::string_view sql) {
+Statement Connection::Prepare(absl::string_view sql) {
   auto it = cache_.find(sql);
-  if (it != cache_.end()) {
-    it->second->Reset();
-    return it->second.get();
+  if (it != cache_.end() && !it->second->in_use) {
+    it->second->in_use = true;
+    return Statement(db_, it->second->stmt, &it->second->in_use);
   }
-  if (cache_.size() >= kMaxCachedStatements) cache_.clear();
+  const bool cache = it == cache_.end();
+  if (cache && cache_.size() >= kMaxCachedStatements) {
+    for (auto entry = cache_.begin(); entry != cache_.end();) {
+      entry = entry->second->in_use ? std::next(entry) : cache_.erase(entry);
+    }
+  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
-                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  int rc =
+      sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                         cache ? SQLITE_PREPARE_PERSISTENT : 0, &stmt, nullptr);
   if (rc != SQLITE_OK) {
-    return SqliteError(db_, rc, absl::StrCat("prepare \"", sql, "\""));
+    return Statement(
+        SqliteError(db_, rc, absl::StrCat("prepare \"", sql, "\"")));
   }
-  auto statement = std::unique_ptr<Statement>(new Statement(db_, stmt));
-  Statement* result = statement.get();
-  cache_.emplace(std::string(sql), std::move(statement));
-  return result;
+  if (!cache) return Statement(db_, stmt, nullptr);  // a nested use: its own
+  auto cached = std::make_unique<CachedStatement>(stmt);
+  cached->in_use = true;
+  bool* in_use = &cached->in_use;
+  cache_.emplace(std::string(sql), std::move(cached));
+  return Statement(db_, stmt, in_use);
 }
+
+// ---- Transaction -----------------------------------------------------------
 
 Transaction::~Transaction() {
   if (open_) {

@@ -6,14 +6,15 @@
 
 #include <atomic>
 #include <deque>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
+#include <variant>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "base/error_details.h"
 #include "storage/sqlite_query.h"
@@ -23,15 +24,9 @@ namespace taskd {
 namespace {
 
 using sqlite::Connection;
-using sqlite::ScopedStatement;
+using sqlite::kTaskColumns;
 using sqlite::Statement;
 using sqlite::Transaction;
-
-// Column order shared by ReadTask() and BindTask().
-constexpr char kTaskColumns[] =
-    "id, uuid, type, state, result_code, priority, policy_id, resource_id, "
-    "executor_id, tenant_id, enqueued_at, started_at, completed_at, "
-    "updated_at, revision";
 
 // Forward-only migrations: kMigrations[i] takes the schema from version i to
 // version i + 1, in one transaction with the version bump. Never edit one
@@ -135,6 +130,7 @@ absl::Status CompactedError(const std::string& message) {
   return WithReason(absl::OutOfRangeError(message), "REVISION_COMPACTED");
 }
 
+// Reads the current row of a statement that selected kTaskColumns.
 Task ReadTask(const Statement& row) {
   Task task;
   task.set_id(row.ColumnText(0));
@@ -164,7 +160,7 @@ Task ReadTask(const Statement& row) {
 }
 
 // Binds `task` to ?1 .. ?15 in kTaskColumns order.
-void BindTask(Statement* statement, const Task& task) {
+void BindTask(Statement& statement, const Task& task) {
   int i = 1;
   for (TaskField field :
        {TaskField::kId, TaskField::kUuid, TaskField::kType, TaskField::kState,
@@ -172,23 +168,7 @@ void BindTask(Statement* statement, const Task& task) {
         TaskField::kResourceId, TaskField::kExecutorId, TaskField::kTenantId,
         TaskField::kEnqueuedAt, TaskField::kStartedAt, TaskField::kCompletedAt,
         TaskField::kUpdatedAt, TaskField::kRevision}) {
-    FieldValue value = FieldValueOf(task, field);
-    if (auto* number = std::get_if<int64_t>(&value)) {
-      statement->BindInt64(i++, *number);
-    } else {
-      statement->BindText(i++, std::get<std::string>(value));
-    }
-  }
-}
-
-void BindValues(Statement* statement, const std::vector<FieldValue>& values) {
-  for (size_t i = 0; i < values.size(); ++i) {
-    int index = static_cast<int>(i) + 1;
-    if (auto* number = std::get_if<int64_t>(&values[i])) {
-      statement->BindInt64(index, *number);
-    } else {
-      statement->BindText(index, std::get<std::string>(values[i]));
-    }
+    statement.Bind(i++, FieldValueOf(task, field));
   }
 }
 
@@ -215,22 +195,13 @@ constexpr UpdatableColumn kUpdatableColumns[] = {
     {TaskField::kRevision, "revision"},
 };
 
-void BindValue(Statement* statement, int index, const FieldValue& value) {
-  if (auto* number = std::get_if<int64_t>(&value)) {
-    statement->BindInt64(index, *number);
-  } else {
-    statement->BindText(index, std::get<std::string>(value));
-  }
-}
-
-// One write call, queued for the writer thread.
+// One Write call, queued for the writer thread: the write and its
+// completion.
 struct PendingWrite {
-  enum class Kind { kCreate, kUpdate, kDelete };
-  Kind kind = Kind::kCreate;
-  Task task;        // kCreate: the task to insert
-  std::string key;  // kCreate: the request id; otherwise the task's id
-  TaskStore::Mutation mutation;          // kUpdate
-  TaskStore::Precondition precondition;  // kDelete; may be empty
+  PendingWrite(TaskWrite&& write, TaskStore::WriteDone&& done)
+      : write(std::move(write)), done(std::move(done)) {}
+
+  const TaskWrite write;
   TaskStore::WriteDone done;
   // Set by the writer: the result; whether the write made a change (took a
   // revision); whether it failed half way through its statements (a storage
@@ -240,6 +211,16 @@ struct PendingWrite {
   bool changed = false;
   bool half_written = false;
   bool left_out = false;
+};
+
+// Where one write is applied: the write (Apply sets its half_written and
+// changed), the revision it gets if it makes a change, the batch's time, and
+// the batch's changes so far (its change is appended).
+struct ApplyContext {
+  PendingWrite* write;
+  int64_t revision;
+  absl::Time now;
+  std::vector<Change>* changes;
 };
 
 std::string RandomSecret() {
@@ -280,17 +261,8 @@ class SqliteTaskStore final : public TaskStore {
       const SqliteTaskStoreOptions& options);
   ~SqliteTaskStore() override;
 
-  absl::StatusOr<Task> Create(const Task& task,
-                              absl::string_view request_id) override;
+  void Write(TaskWrite write, WriteDone done) override;
   absl::StatusOr<Task> Get(absl::string_view id) override;
-  absl::StatusOr<Task> Update(absl::string_view id,
-                              const Mutation& mutation) override;
-  absl::StatusOr<Task> Delete(absl::string_view id,
-                              const Precondition& precondition) override;
-  void CreateAsync(Task task, std::string request_id, WriteDone done) override;
-  void UpdateAsync(std::string id, Mutation mutation, WriteDone done) override;
-  void DeleteAsync(std::string id, Precondition precondition,
-                   WriteDone done) override;
   absl::StatusOr<ListResult> List(const ListQuery& query) override;
   absl::StatusOr<std::vector<Change>> ReadChanges(int64_t from,
                                                   int limit) override;
@@ -298,6 +270,11 @@ class SqliteTaskStore final : public TaskStore {
   int64_t OldestRevision() override { return oldest_revision_.load(); }
   std::string InstanceSecret() override { return secret_; }
   absl::StatusOr<std::map<Task::State, int64_t>> CountByState() override;
+
+ protected:
+  bool WaitingWouldDeadlock() const override {
+    return std::this_thread::get_id() == writer_id_;
+  }
 
  private:
   // A read connection borrowed from the pool for one call.
@@ -335,9 +312,9 @@ class SqliteTaskStore final : public TaskStore {
 
   // ---- The write path (group commit) ----
   //
-  // Calls queue a PendingWrite (Submit); the writer thread (WriterLoop)
+  // Write queues a PendingWrite (Submit); the writer thread (WriterLoop)
   // takes every write queued, up to max_batch, applies them in one
-  // transaction and commits it (ApplyBatch, CommitBatch, Apply*), publishes
+  // transaction and commits it (ApplyBatch, CommitBatch, Apply), publishes
   // the batch (Publish) and completes the calls.
   //
   // A write fails alone: each one first checks (reads only, so a refused
@@ -348,17 +325,15 @@ class SqliteTaskStore final : public TaskStore {
   // transaction back: then the transaction is rolled back and the batch
   // applied again without that write, once; if the disk fails again the
   // whole batch fails. (A SAVEPOINT per write would undo just that write,
-  // but copies every page the write touches into a statement journal:
-  // measured, about a third of the store's time per move. See
-  // bench/RESULTS.md.)
+  // but copies every page the write touches into a statement journal; an
+  // earlier measurement put that at about a third of the store's time per
+  // move. It is not recorded in bench/RESULTS.md.)
 
   // Queues `write`, or completes it at once with an error if the store is
   // closing. Waits for room in the queue unless called from the writer
   // thread (a WriteDone that starts another write).
   void Submit(std::unique_ptr<PendingWrite> write)
       ABSL_LOCKS_EXCLUDED(queue_mu_);
-  // Submits `write` and waits for its result.
-  absl::StatusOr<Task> SubmitAndWait(std::unique_ptr<PendingWrite> write);
   void WriterLoop();
   void ApplyBatch(std::vector<std::unique_ptr<PendingWrite>>* batch)
       ABSL_LOCKS_EXCLUDED(write_mu_);
@@ -374,14 +349,24 @@ class SqliteTaskStore final : public TaskStore {
   absl::StatusOr<Task> Apply(PendingWrite* write, int64_t revision,
                              absl::Time now, std::vector<Change>* changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::StatusOr<Task> ApplyCreate(PendingWrite* write, int64_t revision,
-                                   absl::Time now, std::vector<Change>* changes)
+  // One overload per kind of TaskWrite: checks, then writes the task row
+  // (the first statement) and calls Record (the second).
+  absl::StatusOr<Task> Apply(const TaskWrite::Create& create,
+                             const ApplyContext& at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::StatusOr<Task> ApplyUpdate(PendingWrite* write, int64_t revision,
-                                   absl::Time now, std::vector<Change>* changes)
+  absl::StatusOr<Task> Apply(const TaskWrite::Update& update,
+                             const ApplyContext& at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::StatusOr<Task> ApplyDelete(PendingWrite* write, int64_t revision,
-                                   absl::Time now, std::vector<Change>* changes)
+  absl::StatusOr<Task> Apply(const TaskWrite::Delete& del,
+                             const ApplyContext& at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // The second statement of a write whose task row is written: the history
+  // row of its change (`task` after it, `previous` before). Marks the write
+  // half written while it runs and changed once it has; on success appends
+  // the change and returns `task`.
+  absl::StatusOr<Task> Record(Change::Kind kind, Task task,
+                              std::optional<Task> previous,
+                              const ApplyContext& at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // False once SQLite has rolled the open transaction back by itself.
   bool InTransaction() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
@@ -391,11 +376,9 @@ class SqliteTaskStore final : public TaskStore {
   // SQLite then rewrites only the indexes over those columns.
   absl::Status UpdateRow(const Task& current, const Task& next)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Writes the history row of `task`, whose revision must already be the
-  // new revision; `previous` is the task before the change (null for a
-  // creation).
-  absl::Status RecordChange(Change::Kind kind, const Task& task,
-                            const Task* previous, absl::Time now)
+  // Writes the history row of `change`, whose task's revision must already
+  // be the new revision.
+  absl::Status RecordChange(const Change& change)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // The revision counter, written once per batch.
   absl::Status WriteRevision(int64_t revision)
@@ -508,15 +491,12 @@ absl::Status SqliteTaskStore::Migrate() {
       "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
       "create schema_version");
   if (!status.ok()) return status;
-  absl::StatusOr<Statement*> read =
-      writer_->Prepare("SELECT MAX(version) FROM schema_version");
-  if (!read.ok()) return read.status();
   int64_t version = 0;
   {
-    ScopedStatement statement(*read);
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    if (*row) version = statement->ColumnInt64(0);
+    Statement read =
+        writer_->Prepare("SELECT MAX(version) FROM schema_version");
+    if (read.Step()) version = read.ColumnInt64(0);
+    if (!read.status().ok()) return read.status();
   }
   if (version > kSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -542,41 +522,33 @@ absl::Status SqliteTaskStore::Migrate() {
 }
 
 absl::Status SqliteTaskStore::LoadState() {
-  absl::StatusOr<Statement*> read =
-      writer_->Prepare("SELECT value FROM meta WHERE key = 'revision'");
-  if (!read.ok()) return read.status();
   {
-    ScopedStatement statement(*read);
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return absl::DataLossError("meta table has no revision");
-    current_revision_ = statement->ColumnInt64(0);
+    Statement read =
+        writer_->Prepare("SELECT value FROM meta WHERE key = 'revision'");
+    if (!read.Step()) {
+      if (!read.status().ok()) return read.status();
+      return absl::DataLossError("meta table has no revision");
+    }
+    current_revision_ = read.ColumnInt64(0);
   }
-  read = writer_->Prepare("SELECT MIN(revision) FROM changes");
-  if (!read.ok()) return read.status();
   {
-    ScopedStatement statement(*read);
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    int64_t oldest = statement->ColumnInt64(0);
+    Statement read = writer_->Prepare("SELECT MIN(revision) FROM changes");
+    int64_t oldest = read.Step() ? read.ColumnInt64(0) : 0;
+    if (!read.status().ok()) return read.status();
     oldest_revision_ = oldest > 0 ? oldest : current_revision_.load() + 1;
   }
-  read = writer_->Prepare("SELECT value FROM meta WHERE key = 'secret'");
-  if (!read.ok()) return read.status();
   {
-    ScopedStatement statement(*read);
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    if (*row) secret_ = statement->ColumnBlob(0);
+    Statement read =
+        writer_->Prepare("SELECT value FROM meta WHERE key = 'secret'");
+    if (read.Step()) secret_ = read.ColumnBlob(0);
+    if (!read.status().ok()) return read.status();
   }
   if (secret_.empty()) {
     secret_ = RandomSecret();
-    absl::StatusOr<Statement*> write =
+    Statement write =
         writer_->Prepare("INSERT INTO meta (key, value) VALUES ('secret', ?1)");
-    if (!write.ok()) return write.status();
-    ScopedStatement statement(*write);
-    statement->BindBlob(1, secret_);
-    return statement->Run();
+    write.BindBlob(1, secret_);
+    return write.Run();
   }
   return absl::OkStatus();
 }
@@ -588,43 +560,34 @@ absl::StatusOr<Task> SqliteTaskStore::Find(Connection* connection,
   static const std::string by_uuid =
       absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE uuid = ?1");
   for (const std::string* sql : {&by_id, &by_uuid}) {
-    absl::StatusOr<Statement*> prepared = connection->Prepare(*sql);
-    if (!prepared.ok()) return prepared.status();
-    ScopedStatement statement(*prepared);
-    statement->BindText(1, id);
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    if (*row) return ReadTask(*statement);
+    Statement statement = connection->Prepare(*sql);
+    statement.BindText(1, id);
+    if (statement.Step()) return ReadTask(statement);
+    if (!statement.status().ok()) return statement.status();
   }
   return absl::NotFoundError(absl::StrCat("task \"", id, "\" not found"));
 }
 
-absl::Status SqliteTaskStore::RecordChange(Change::Kind kind, const Task& task,
-                                           const Task* previous,
-                                           absl::Time now) {
-  absl::StatusOr<Statement*> insert = writer_->Prepare(
+absl::Status SqliteTaskStore::RecordChange(const Change& change) {
+  Statement insert = writer_->Prepare(
       "INSERT INTO changes (revision, kind, task_id, task, previous, "
       "committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-  if (!insert.ok()) return insert.status();
-  ScopedStatement statement(*insert);
-  statement->BindInt64(1, task.revision());
-  statement->BindInt64(2, static_cast<int64_t>(kind));
-  statement->BindText(3, task.id());
-  statement->BindBlob(4, task.SerializeAsString());
-  if (previous != nullptr) {
-    statement->BindBlob(5, previous->SerializeAsString());
+  insert.BindInt64(1, change.task.revision());
+  insert.BindInt64(2, static_cast<int64_t>(change.kind));
+  insert.BindText(3, change.task.id());
+  insert.BindBlob(4, change.task.SerializeAsString());
+  if (change.previous.has_value()) {
+    insert.BindBlob(5, change.previous->SerializeAsString());
   }  // else NULL
-  statement->BindInt64(6, absl::ToUnixMicros(now));
-  return statement->Run();
+  insert.BindInt64(6, absl::ToUnixMicros(change.committed_at));
+  return insert.Run();
 }
 
 absl::Status SqliteTaskStore::WriteRevision(int64_t revision) {
-  absl::StatusOr<Statement*> bump =
+  Statement bump =
       writer_->Prepare("UPDATE meta SET value = ?1 WHERE key = 'revision'");
-  if (!bump.ok()) return bump.status();
-  ScopedStatement statement(*bump);
-  statement->BindInt64(1, revision);
-  return statement->Run();
+  bump.BindInt64(1, revision);
+  return bump.Run();
 }
 
 void SqliteTaskStore::Publish(const std::vector<Change>& changes,
@@ -647,28 +610,23 @@ int64_t SqliteTaskStore::TrimHistory(int64_t last_revision) {
     keep_from = last_revision - options_.history_max_changes + 1;
   }
   if (options_.history_max_age > absl::ZeroDuration()) {
-    absl::StatusOr<Statement*> prepared = writer_->Prepare(
+    Statement young = writer_->Prepare(
         "SELECT MIN(revision) FROM changes WHERE committed_at >= ?1");
-    if (!prepared.ok()) return 0;
-    ScopedStatement statement(*prepared);
-    statement->BindInt64(1, absl::ToUnixMicros(options_.clock->Now() -
-                                               options_.history_max_age));
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return 0;
-    int64_t first_young = statement->ColumnInt64(0);
+    young.BindInt64(1, absl::ToUnixMicros(options_.clock->Now() -
+                                          options_.history_max_age));
+    // MIN() always returns a row: none is an error.
+    if (!young.Step()) return 0;
+    int64_t first_young = young.ColumnInt64(0);
     if (first_young == 0) first_young = last_revision + 1;
     keep_from = std::max(keep_from, first_young);
   }
   if (keep_from <= oldest_revision_.load()) return 0;
-  absl::StatusOr<Statement*> prepared =
-      writer_->Prepare("DELETE FROM changes WHERE revision < ?1");
-  if (!prepared.ok()) return 0;
-  ScopedStatement statement(*prepared);
-  statement->BindInt64(1, keep_from);
+  Statement trim = writer_->Prepare("DELETE FROM changes WHERE revision < ?1");
+  trim.BindInt64(1, keep_from);
   // One statement is atomic: a failed trim changed nothing (unless SQLite
   // rolled the whole transaction back, which CommitBatch notices) and is
   // retried at the next interval.
-  if (!statement->Run().ok()) return 0;
+  if (!trim.Run().ok()) return 0;
   return keep_from;
 }
 
@@ -686,14 +644,12 @@ absl::Status SqliteTaskStore::UpdateRow(const Task& current, const Task& next) {
   // The revision always changes, so there is at least one column. The
   // statement texts are a few shapes (one per kind of move), each prepared
   // once and cached by the connection.
-  absl::StatusOr<Statement*> prepared = writer_->Prepare(sql);
-  if (!prepared.ok()) return prepared.status();
-  ScopedStatement statement(*prepared);
-  statement->BindText(1, current.id());
+  Statement update = writer_->Prepare(sql);
+  update.BindText(1, current.id());
   for (size_t i = 0; i < values.size(); ++i) {
-    BindValue(&*statement, static_cast<int>(i) + 2, values[i]);
+    update.Bind(static_cast<int>(i) + 2, values[i]);
   }
-  return statement->Run();
+  return update.Run();
 }
 
 void SqliteTaskStore::Submit(std::unique_ptr<PendingWrite> write) {
@@ -713,25 +669,6 @@ void SqliteTaskStore::Submit(std::unique_ptr<PendingWrite> write) {
     }
   }
   write->done(absl::UnavailableError("the store is closed"));
-}
-
-absl::StatusOr<Task> SqliteTaskStore::SubmitAndWait(
-    std::unique_ptr<PendingWrite> write) {
-  if (std::this_thread::get_id() == writer_id_) {
-    // A mutation, precondition, on_commit or WriteDone calling a blocking
-    // write would wait for itself.
-    return absl::FailedPreconditionError(
-        "a blocking store write was called from the store's writer thread");
-  }
-  absl::Notification committed;
-  absl::StatusOr<Task> result;
-  write->done = [&](absl::StatusOr<Task> r) {
-    result = std::move(r);
-    committed.Notify();
-  };
-  Submit(std::move(write));
-  committed.WaitForNotification();
-  return result;
 }
 
 void SqliteTaskStore::WriterLoop() {
@@ -848,207 +785,119 @@ absl::Status SqliteTaskStore::CommitBatch(
 absl::StatusOr<Task> SqliteTaskStore::Apply(PendingWrite* write,
                                             int64_t revision, absl::Time now,
                                             std::vector<Change>* changes) {
-  switch (write->kind) {
-    case PendingWrite::Kind::kCreate:
-      return ApplyCreate(write, revision, now, changes);
-    case PendingWrite::Kind::kUpdate:
-      return ApplyUpdate(write, revision, now, changes);
-    case PendingWrite::Kind::kDelete:
-      return ApplyDelete(write, revision, now, changes);
-  }
-  return absl::InternalError("unknown write kind");
+  const ApplyContext at{write, revision, now, changes};
+  // The overload for the write's kind.
+  return std::visit([&](const auto& op) { return Apply(op, at); },
+                    write->write.op);
 }
 
-// Each Apply* checks first (reads only: a refused write changed nothing),
-// then writes its two statements: the task row, then the history row. One
-// statement is atomic (SQLite undoes a failed one), so a write is half done
-// only if the second fails: Apply* leaves half_written set then.
+// Each Apply checks first (reads only: a refused write changed nothing),
+// then writes its two statements: the task row, then the history row
+// (Record). One statement is atomic (SQLite undoes a failed one), so a write
+// is half done only if the second fails: Record leaves half_written set then.
 
-absl::StatusOr<Task> SqliteTaskStore::ApplyCreate(
-    PendingWrite* write, int64_t revision, absl::Time now,
-    std::vector<Change>* changes) {
-  const Task& task = write->task;
-  const std::string& request_id = write->key;
-  if (!request_id.empty()) {
+absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Create& create,
+                                            const ApplyContext& at) {
+  const Task& task = create.task;
+  if (!create.request_id.empty()) {
     static const std::string by_request =
         absl::StrCat("SELECT ", kTaskColumns,
                      " FROM tasks WHERE tenant_id = ?1 AND request_id = ?2");
-    absl::StatusOr<Statement*> prepared = writer_->Prepare(by_request);
-    if (!prepared.ok()) return prepared.status();
-    ScopedStatement statement(*prepared);
-    statement->BindText(1, task.tenant_id());
-    statement->BindText(2, request_id);
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    if (*row) return ReadTask(*statement);
+    Statement earlier = writer_->Prepare(by_request);
+    earlier.BindText(1, task.tenant_id());
+    earlier.BindText(2, create.request_id);
+    if (earlier.Step()) return ReadTask(earlier);
+    if (!earlier.status().ok()) return earlier.status();
   }
   {
     // Ids and uuids share one namespace (Get takes either): neither may
     // match an existing id or uuid. Four index seeks; the equivalent
     // "id IN (?1, ?2) OR uuid IN (?1, ?2)" builds temporary tables for its
     // IN lists and cost more than the insert itself.
-    absl::StatusOr<Statement*> prepared = writer_->Prepare(
+    Statement taken = writer_->Prepare(
         "SELECT 1 FROM tasks WHERE id = ?1 UNION ALL "
         "SELECT 1 FROM tasks WHERE uuid = ?1 UNION ALL "
         "SELECT 1 FROM tasks WHERE id = ?2 UNION ALL "
         "SELECT 1 FROM tasks WHERE uuid = ?2 LIMIT 1");
-    if (!prepared.ok()) return prepared.status();
-    ScopedStatement statement(*prepared);
-    statement->BindText(1, task.id());
-    statement->BindText(2, task.uuid());
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    if (*row) {
+    taken.BindText(1, task.id());
+    taken.BindText(2, task.uuid());
+    if (taken.Step()) {
       return absl::AlreadyExistsError(
           absl::StrCat("task \"", task.id(), "\" already exists"));
     }
+    if (!taken.status().ok()) return taken.status();
   }
 
   Task stored = task;
-  stored.set_revision(revision);
-  stored.set_etag(EtagOf(revision));
+  stored.set_revision(at.revision);
+  stored.set_etag(EtagOf(at.revision));
   {
-    static const std::string insert =
+    static const std::string sql =
         absl::StrCat("INSERT INTO tasks (", kTaskColumns,
                      ", request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                      "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
-    absl::StatusOr<Statement*> prepared = writer_->Prepare(insert);
-    if (!prepared.ok()) return prepared.status();
-    ScopedStatement statement(*prepared);
-    BindTask(&*statement, stored);
-    statement->BindText(16, request_id);
-    if (absl::Status status = statement->Run(); !status.ok()) return status;
+    Statement insert = writer_->Prepare(sql);
+    BindTask(insert, stored);
+    insert.BindText(16, create.request_id);
+    if (absl::Status status = insert.Run(); !status.ok()) return status;
   }
-  write->half_written = true;
-  if (absl::Status status =
-          RecordChange(Change::Kind::kCreated, stored, nullptr, now);
-      !status.ok()) {
-    return status;
-  }
-  write->half_written = false;
-  write->changed = true;
-  changes->push_back(
-      Change{revision, Change::Kind::kCreated, stored, std::nullopt, now});
-  return stored;
+  return Record(Change::Kind::kCreated, std::move(stored), std::nullopt, at);
 }
 
-absl::StatusOr<Task> SqliteTaskStore::ApplyUpdate(
-    PendingWrite* write, int64_t revision, absl::Time now,
-    std::vector<Change>* changes) {
-  absl::StatusOr<Task> current = Find(writer_.get(), write->key);
+absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Update& update,
+                                            const ApplyContext& at) {
+  absl::StatusOr<Task> current = Find(writer_.get(), update.id);
   if (!current.ok()) return current.status();
-  absl::StatusOr<Task> next = write->mutation(*current);
+  absl::StatusOr<Task> next = update.mutation(*current);
   if (!next.ok()) return next.status();
   if (next->id() != current->id() || next->uuid() != current->uuid()) {
     return absl::InternalError("a mutation changed a task's id or uuid");
   }
-  next->set_revision(revision);
-  next->set_etag(EtagOf(revision));
+  next->set_revision(at.revision);
+  next->set_etag(EtagOf(at.revision));
   if (absl::Status status = UpdateRow(*current, *next); !status.ok()) {
     return status;
   }
-  write->half_written = true;
-  if (absl::Status status =
-          RecordChange(Change::Kind::kUpdated, *next, &*current, now);
-      !status.ok()) {
-    return status;
-  }
-  write->half_written = false;
-  write->changed = true;
-  changes->push_back(
-      Change{revision, Change::Kind::kUpdated, *next, *current, now});
-  return next;
+  return Record(Change::Kind::kUpdated, *std::move(next), *std::move(current),
+                at);
 }
 
-absl::StatusOr<Task> SqliteTaskStore::ApplyDelete(
-    PendingWrite* write, int64_t revision, absl::Time now,
-    std::vector<Change>* changes) {
-  absl::StatusOr<Task> current = Find(writer_.get(), write->key);
+absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Delete& del,
+                                            const ApplyContext& at) {
+  absl::StatusOr<Task> current = Find(writer_.get(), del.id);
   if (!current.ok()) return current.status();
-  if (write->precondition) {
-    if (absl::Status status = write->precondition(*current); !status.ok()) {
+  if (del.precondition) {
+    if (absl::Status status = del.precondition(*current); !status.ok()) {
       return status;
     }
   }
   Task deleted = *current;
-  deleted.set_revision(revision);
-  deleted.set_etag(EtagOf(revision));
+  deleted.set_revision(at.revision);
+  deleted.set_etag(EtagOf(at.revision));
   {
-    absl::StatusOr<Statement*> prepared =
-        writer_->Prepare("DELETE FROM tasks WHERE id = ?1");
-    if (!prepared.ok()) return prepared.status();
-    ScopedStatement statement(*prepared);
-    statement->BindText(1, current->id());
-    if (absl::Status status = statement->Run(); !status.ok()) return status;
+    Statement row = writer_->Prepare("DELETE FROM tasks WHERE id = ?1");
+    row.BindText(1, current->id());
+    if (absl::Status status = row.Run(); !status.ok()) return status;
   }
-  write->half_written = true;
-  if (absl::Status status =
-          RecordChange(Change::Kind::kDeleted, deleted, &*current, now);
-      !status.ok()) {
-    return status;
-  }
-  write->half_written = false;
-  write->changed = true;
-  changes->push_back(
-      Change{revision, Change::Kind::kDeleted, deleted, *current, now});
-  return deleted;
+  return Record(Change::Kind::kDeleted, std::move(deleted), *std::move(current),
+                at);
 }
 
-absl::StatusOr<Task> SqliteTaskStore::Create(const Task& task,
-                                             absl::string_view request_id) {
-  auto write = std::make_unique<PendingWrite>();
-  write->kind = PendingWrite::Kind::kCreate;
-  write->task = task;
-  write->key = std::string(request_id);
-  return SubmitAndWait(std::move(write));
+absl::StatusOr<Task> SqliteTaskStore::Record(Change::Kind kind, Task task,
+                                             std::optional<Task> previous,
+                                             const ApplyContext& at) {
+  Change change{at.revision, kind, std::move(task), std::move(previous),
+                at.now};
+  at.write->half_written = true;
+  if (absl::Status status = RecordChange(change); !status.ok()) return status;
+  at.write->half_written = false;
+  at.write->changed = true;
+  at.changes->push_back(std::move(change));
+  return at.changes->back().task;
 }
 
-absl::StatusOr<Task> SqliteTaskStore::Update(absl::string_view id,
-                                             const Mutation& mutation) {
-  auto write = std::make_unique<PendingWrite>();
-  write->kind = PendingWrite::Kind::kUpdate;
-  write->key = std::string(id);
-  write->mutation = mutation;
-  return SubmitAndWait(std::move(write));
-}
-
-absl::StatusOr<Task> SqliteTaskStore::Delete(absl::string_view id,
-                                             const Precondition& precondition) {
-  auto write = std::make_unique<PendingWrite>();
-  write->kind = PendingWrite::Kind::kDelete;
-  write->key = std::string(id);
-  write->precondition = precondition;
-  return SubmitAndWait(std::move(write));
-}
-
-void SqliteTaskStore::CreateAsync(Task task, std::string request_id,
-                                  WriteDone done) {
-  auto write = std::make_unique<PendingWrite>();
-  write->kind = PendingWrite::Kind::kCreate;
-  write->task = std::move(task);
-  write->key = std::move(request_id);
-  write->done = std::move(done);
-  Submit(std::move(write));
-}
-
-void SqliteTaskStore::UpdateAsync(std::string id, Mutation mutation,
-                                  WriteDone done) {
-  auto write = std::make_unique<PendingWrite>();
-  write->kind = PendingWrite::Kind::kUpdate;
-  write->key = std::move(id);
-  write->mutation = std::move(mutation);
-  write->done = std::move(done);
-  Submit(std::move(write));
-}
-
-void SqliteTaskStore::DeleteAsync(std::string id, Precondition precondition,
-                                  WriteDone done) {
-  auto write = std::make_unique<PendingWrite>();
-  write->kind = PendingWrite::Kind::kDelete;
-  write->key = std::move(id);
-  write->precondition = std::move(precondition);
-  write->done = std::move(done);
-  Submit(std::move(write));
+void SqliteTaskStore::Write(TaskWrite write, WriteDone done) {
+  Submit(std::make_unique<PendingWrite>(std::move(write), std::move(done)));
 }
 
 absl::StatusOr<Task> SqliteTaskStore::Get(absl::string_view id) {
@@ -1064,8 +913,7 @@ absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
     return absl::InvalidArgumentError("cursor does not match the order");
   }
   // One row more than asked tells whether another page follows.
-  sqlite::SqlQuery sql =
-      sqlite::BuildListQuery(query, kTaskColumns, query.limit + 1);
+  sqlite::SqlQuery sql = sqlite::BuildListQuery(query, query.limit + 1);
   Reader reader(this);
   // One read transaction: the revision and the rows come from one snapshot.
   Transaction transaction(reader.get());
@@ -1074,47 +922,39 @@ absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
   }
   ListResult result;
   {
-    absl::StatusOr<Statement*> prepared =
+    Statement revision =
         reader->Prepare("SELECT value FROM meta WHERE key = 'revision'");
-    if (!prepared.ok()) return prepared.status();
-    ScopedStatement statement(*prepared);
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    result.revision = *row ? statement->ColumnInt64(0) : 0;
+    result.revision = revision.Step() ? revision.ColumnInt64(0) : 0;
+    if (!revision.status().ok()) return revision.status();
   }
-  absl::StatusOr<Statement*> prepared = reader->Prepare(sql.sql);
-  if (!prepared.ok()) return prepared.status();
-  ScopedStatement statement(*prepared);
-  BindValues(&*statement, sql.params);
-  while (true) {
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    if (static_cast<int>(result.tasks.size()) == query.limit) {
-      result.more = true;
-      break;
+  {
+    Statement page = reader->Prepare(sql.sql);
+    for (size_t i = 0; i < sql.params.size(); ++i) {
+      page.Bind(static_cast<int>(i) + 1, sql.params[i]);
     }
-    result.tasks.push_back(ReadTask(*statement));
-  }
-  statement->Reset();
+    while (page.Step()) {
+      if (static_cast<int>(result.tasks.size()) == query.limit) {
+        result.more = true;
+        break;
+      }
+      result.tasks.push_back(ReadTask(page));
+    }
+    if (!page.status().ok()) return page.status();
+  }  // reset: the statement's read ends before the COMMIT
   if (absl::Status status = transaction.Commit(); !status.ok()) return status;
   return result;
 }
 
 absl::StatusOr<std::map<Task::State, int64_t>> SqliteTaskStore::CountByState() {
   Reader reader(this);
-  absl::StatusOr<Statement*> prepared =
+  Statement count =
       reader->Prepare("SELECT state, COUNT(*) FROM tasks GROUP BY state");
-  if (!prepared.ok()) return prepared.status();
-  ScopedStatement statement(*prepared);
   std::map<Task::State, int64_t> counts;
-  while (true) {
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    counts[static_cast<Task::State>(statement->ColumnInt64(0))] =
-        statement->ColumnInt64(1);
+  while (count.Step()) {
+    counts[static_cast<Task::State>(count.ColumnInt64(0))] =
+        count.ColumnInt64(1);
   }
+  if (!count.status().ok()) return count.status();
   return counts;
 }
 
@@ -1128,26 +968,21 @@ absl::StatusOr<std::vector<Change>> SqliteTaskStore::ReadChanges(int64_t from,
                      oldest_revision_.load()));
   }
   Reader reader(this);
-  absl::StatusOr<Statement*> prepared = reader->Prepare(
+  Statement read = reader->Prepare(
       "SELECT revision, kind, task, previous, committed_at FROM changes "
       "WHERE revision >= ?1 ORDER BY revision LIMIT ?2");
-  if (!prepared.ok()) return prepared.status();
-  ScopedStatement statement(*prepared);
-  statement->BindInt64(1, from);
-  statement->BindInt64(2, limit);
+  read.BindInt64(1, from);
+  read.BindInt64(2, limit);
   std::vector<Change> changes;
-  while (true) {
-    absl::StatusOr<bool> row = statement->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+  while (read.Step()) {
     Change change;
-    change.revision = statement->ColumnInt64(0);
-    change.kind = static_cast<Change::Kind>(statement->ColumnInt64(1));
-    if (!change.task.ParseFromString(statement->ColumnBlob(2))) {
+    change.revision = read.ColumnInt64(0);
+    change.kind = static_cast<Change::Kind>(read.ColumnInt64(1));
+    if (!change.task.ParseFromString(read.ColumnBlob(2))) {
       return absl::DataLossError(absl::StrCat(
           "history entry at revision ", change.revision, " is unreadable"));
     }
-    std::string previous = statement->ColumnBlob(3);
+    std::string previous = read.ColumnBlob(3);
     if (change.kind != Change::Kind::kCreated) {
       change.previous.emplace();
       if (!change.previous->ParseFromString(previous)) {
@@ -1155,9 +990,10 @@ absl::StatusOr<std::vector<Change>> SqliteTaskStore::ReadChanges(int64_t from,
             "history entry at revision ", change.revision, " is unreadable"));
       }
     }
-    change.committed_at = absl::FromUnixMicros(statement->ColumnInt64(4));
+    change.committed_at = absl::FromUnixMicros(read.ColumnInt64(4));
     changes.push_back(std::move(change));
   }
+  if (!read.status().ok()) return read.status();
   // The trim may have run while we read: what we read is only whole if
   // `from` is still available now.
   if (from < oldest_revision_.load()) {

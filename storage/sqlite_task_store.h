@@ -10,15 +10,22 @@
 // holds it. Reads go through a pool of read-only connections, so that
 // readers never wait for the writer.
 //
-// Writes are group-committed: Create, Update and Delete (and their Async
-// forms) queue the write for one writer thread, which applies every write
-// queued meanwhile (up to max_batch) in one transaction with one sync, each
-// inside a SAVEPOINT of its own so that a failing write fails alone; after
-// the COMMIT it publishes the new revision, calls on_commit with all the
-// changes, and completes the calls. A blocked caller of Create waits for
-// its batch's commit; an Async caller is called back from the writer
-// thread. If the COMMIT fails, every write of the batch fails with its
-// error and nothing is published.
+// Writes are group-committed: Write (and the blocking WriteAndWait over it)
+// queues the write for one writer thread, which applies every write queued
+// meanwhile (up to max_batch) in one transaction with one sync. A write
+// fails alone: it checks first (reads only, so a refused write changed
+// nothing), then runs two statements (the task row, the history row), each
+// atomic. If the second fails (a disk error), or SQLite rolls the whole
+// transaction back on a storage error, the transaction is rolled back and
+// the batch applied again without that write, once; if the disk fails again
+// the whole batch fails. (There is no SAVEPOINT per write: one would undo
+// just that write, but copy every page it touches into a statement
+// journal.) After the COMMIT the writer publishes the new revision, calls
+// on_commit with all the changes, and completes the calls from the writer
+// thread; a WriteAndWait caller waits for its batch's commit. If the
+// COMMIT fails, every write of the batch fails with its error and nothing
+// is published. (A batch applied again runs its mutations and
+// preconditions again: see TaskMutation.)
 #ifndef TASKD_STORAGE_SQLITE_TASK_STORE_H_
 #define TASKD_STORAGE_SQLITE_TASK_STORE_H_
 
@@ -54,9 +61,9 @@ struct SqliteTaskStoreOptions {
 
   // Group commit: at most `max_batch` writes per transaction (a bigger
   // batch amortises the sync further but holds its first caller longer);
-  // at most `max_queue` writes waiting, beyond which blocking callers wait
-  // for room (Async callers on the writer thread never wait). Defaults 256,
-  // 8192.
+  // at most `max_queue` writes waiting, beyond which Write waits for room
+  // (except on the writer thread, e.g. a WriteDone starting another write).
+  // Defaults 256, 8192.
   int max_batch = 256;
   int max_queue = 8192;
 
@@ -85,7 +92,7 @@ struct SqliteTaskStoreOptions {
 
   // Called after every commit with the changes it made, in revision order,
   // from the committing thread, before the next commit starts. Must be quick
-  // and must not call back into the store's write methods.
+  // and must not call WriteAndWait (or the helpers over it).
   std::function<void(const std::vector<Change>&)> on_commit;
 
   // Called after every commit with its duration (begin to durable commit)

@@ -10,9 +10,21 @@
 // (the service) decide what a change is; the store applies it atomically,
 // stamps `revision` and `etag`, and records it.
 //
-//   auto store = OpenSqliteTaskStore(options);      //
-//   storage/sqlite_task_store.h if (!store.ok()) return store.status();
-//   absl::StatusOr<Task> created = (*store)->Create(task, "");
+// Every change is one TaskWrite, handed to one method, Write(), which calls
+// back once the change has committed (or failed). WriteAndWait() and the
+// Create/Update/Delete helpers block for the result instead:
+//
+//   auto store = OpenSqliteTaskStore(options);
+//   if (!store.ok()) return store.status();
+//   absl::StatusOr<Task> created =
+//       (*store)->Create(task, "");
+//   TaskWrite remove{
+//       TaskWrite::Delete{"t1"}};
+//   (*store)->Write(
+//       std::move(remove),
+//       [](absl::StatusOr<Task> deleted) {
+//         Log(deleted.status());
+//       });
 //
 // Errors are canonical absl::Status codes:
 //   NotFound            no task with that id (or uuid)
@@ -20,8 +32,10 @@
 //   Unavailable         the store is busy or the disk failed; a retry may work
 //   ResourceExhausted   the disk is full (reason DISK_FULL)
 //   FailedPrecondition  the database cannot be used (newer schema, locked by
-//                       another process)
-//   others              whatever the mutation function returned, unchanged
+//                       another process); a blocking write called from the
+//                       store's own thread
+//   others              whatever the mutation or precondition returned,
+//                       unchanged
 //
 // Thread-safety: every method may be called from any thread at any time.
 // Writes are serialised; reads see the last committed state and do not wait
@@ -37,6 +51,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -86,20 +102,56 @@ struct ListResult {
   int64_t revision = 0;
 };
 
+// Computes the new version of a task from the current one, or an error
+// that aborts the change and is returned to the caller unchanged.
+//
+// Mutations and preconditions may run on a thread of the store's (its
+// writer), inside the write transaction, while other writes wait: they must
+// be quick, must not block, and must not call the store. They may run more
+// than once for one write (a batch applied again after a neighbour's storage
+// error), so they must depend only on `current` (and the time).
+using TaskMutation = std::function<absl::StatusOr<Task>(const Task& current)>;
+// Decides whether a task may be deleted; a non-OK status aborts.
+using TaskPrecondition = std::function<absl::Status(const Task& current)>;
+
+// One change for TaskStore::Write: exactly one of the kinds below. Each
+// returns, on success, the task as stored with its new revision and etag.
+struct TaskWrite {
+  // Inserts `task`, which must carry id, uuid, type, state and the
+  // timestamps; the store sets revision and etag.
+  //
+  // If `request_id` is not empty and a task was already created with the
+  // same (tenant_id, request_id), that task is returned as it is now and
+  // nothing is written. AlreadyExists if a task with the same id or uuid
+  // exists.
+  struct Create {
+    Task task;
+    std::string request_id;
+  };
+  // Atomically reads the task `id` (as Get), calls `mutation` on it and
+  // stores the result under a new revision. The mutation may not change id
+  // or uuid. Two concurrent updates of one task are serialised: the second
+  // sees the first's result. NotFound if the task does not exist.
+  struct Update {
+    std::string id;
+    TaskMutation mutation;
+  };
+  // Atomically checks `precondition` (if not empty) and deletes the task
+  // `id`. Returns the task as it was, stamped with the deletion's revision.
+  // NotFound if the task does not exist.
+  struct Delete {
+    std::string id;
+    TaskPrecondition precondition;
+  };
+
+  std::variant<Create, Update, Delete> op;
+};
+
 class TaskStore {
  public:
-  // Computes the new version of a task from the current one, or an error
-  // that aborts the change and is returned to the caller unchanged.
-  //
-  // Mutations and preconditions may run on a thread of the store's (its
-  // writer), inside the write transaction, while other writes wait: they
-  // must be quick, must not block, and must not call the store. They may run
-  // more than once for one call (a batch applied again after a neighbour's
-  // storage error), so they must depend only on `current` (and the time).
-  using Mutation = std::function<absl::StatusOr<Task>(const Task& current)>;
-  // Decides whether a task may be deleted; a non-OK status aborts.
-  using Precondition = std::function<absl::Status(const Task& current)>;
-  // Receives the result of an asynchronous write, exactly once.
+  using Mutation = TaskMutation;
+  using Precondition = TaskPrecondition;
+  // Receives the result of a write, exactly once.
   using WriteDone = std::function<void(absl::StatusOr<Task> result)>;
 
   TaskStore() = default;
@@ -107,46 +159,36 @@ class TaskStore {
   TaskStore& operator=(const TaskStore&) = delete;
   virtual ~TaskStore() = default;
 
-  // Inserts `task`, which must carry id, uuid, type, state and the
-  // timestamps; the store sets revision and etag. Returns the stored task.
-  //
-  // If `request_id` is not empty and a task was already created with the same
-  // (tenant_id, request_id), that task is returned as it is now and nothing
-  // is written. AlreadyExists if a task with the same id exists.
-  virtual absl::StatusOr<Task> Create(const Task& task,
-                                      absl::string_view request_id) = 0;
+  // Applies `write` (see TaskWrite for what each kind does and returns) and
+  // calls `done` with the result once the change has committed, or with the
+  // error. Does not wait for the commit: for threads that must not block
+  // (gRPC's callback API). It may wait for room in a full queue of writes,
+  // except on the store's own thread. `done` may run before Write returns,
+  // or later on a thread of the store's; it must be quick and must not wait
+  // for the store (starting another Write is fine; WriteAndWait is not).
+  virtual void Write(TaskWrite write, WriteDone done) = 0;
+
+  // Write, waiting for the result. FailedPrecondition, without writing, if
+  // called where waiting would wait for itself (in a mutation,
+  // precondition, `done` or on_commit running on the store's thread).
+  absl::StatusOr<Task> WriteAndWait(TaskWrite write);
+
+  // WriteAndWait of one kind, for brevity.
+  absl::StatusOr<Task> Create(Task task, std::string request_id) {
+    return WriteAndWait(
+        {TaskWrite::Create{std::move(task), std::move(request_id)}});
+  }
+  absl::StatusOr<Task> Update(std::string id, Mutation mutation) {
+    return WriteAndWait(
+        {TaskWrite::Update{std::move(id), std::move(mutation)}});
+  }
+  absl::StatusOr<Task> Delete(std::string id, Precondition precondition) {
+    return WriteAndWait(
+        {TaskWrite::Delete{std::move(id), std::move(precondition)}});
+  }
 
   // The task whose id, or else whose uuid, is `id`. NotFound if none.
   virtual absl::StatusOr<Task> Get(absl::string_view id) = 0;
-
-  // Atomically reads the task `id` (as Get), calls `mutation` on it and
-  // stores the result under a new revision. The mutation may not change id or
-  // uuid. Two concurrent calls on one task are serialised: the second sees
-  // the first's result. NotFound if the task does not exist.
-  virtual absl::StatusOr<Task> Update(absl::string_view id,
-                                      const Mutation& mutation) = 0;
-
-  // Atomically checks `precondition` and deletes the task `id`. Returns the
-  // task as it was, stamped with the deletion's revision.
-  virtual absl::StatusOr<Task> Delete(absl::string_view id,
-                                      const Precondition& precondition) = 0;
-
-  // Asynchronous forms of Create, Update and Delete, for threads that must
-  // not block (gRPC's callback API): the same semantics and errors, but the
-  // result goes to `done` once the change has committed (or failed). `done`
-  // may run before these return, or later on a thread of the store's; it
-  // must be quick and must not wait for the store (starting another
-  // asynchronous write is fine). The defaults call the blocking forms.
-  virtual void CreateAsync(Task task, std::string request_id, WriteDone done) {
-    done(Create(task, request_id));
-  }
-  virtual void UpdateAsync(std::string id, Mutation mutation, WriteDone done) {
-    done(Update(id, mutation));
-  }
-  virtual void DeleteAsync(std::string id, Precondition precondition,
-                           WriteDone done) {
-    done(Delete(id, precondition));
-  }
 
   // One page of tasks in `query.order`.
   virtual absl::StatusOr<ListResult> List(const ListQuery& query) = 0;
@@ -170,6 +212,12 @@ class TaskStore {
   // A random secret created with the database and kept with it, for sealing
   // tokens that must survive restarts (page tokens).
   virtual std::string InstanceSecret() = 0;
+
+ protected:
+  // True on a thread where waiting for a write would wait for itself (the
+  // thread that applies writes): WriteAndWait then fails instead of
+  // waiting. The default: no such thread.
+  virtual bool WaitingWouldDeadlock() const { return false; }
 };
 
 }  // namespace taskd

@@ -126,20 +126,20 @@ class GroupCommitTest : public ::testing::Test {
   // update then fails, so that its batch commits nothing (and syncs
   // nothing).
   void HoldWriter(const std::string& id, bool refuse = false) {
-    store_->UpdateAsync(
-        id,
+    TaskStore::Mutation hold =
         [this, refuse](const Task& current) -> absl::StatusOr<Task> {
-          held_.Notify();
-          release_.WaitForNotification();
-          if (refuse) return absl::AbortedError("refused after the hold");
-          Task next = current;
-          next.set_type("held");
-          return next;
-        },
-        [this](absl::StatusOr<Task> result) {
-          absl::MutexLock lock(&mu_);
-          hold_result_ = std::move(result);
-        });
+      held_.Notify();
+      release_.WaitForNotification();
+      if (refuse) return absl::AbortedError("refused after the hold");
+      Task next = current;
+      next.set_type("held");
+      return next;
+    };
+    store_->Write({TaskWrite::Update{id, std::move(hold)}},
+                  [this](absl::StatusOr<Task> result) {
+                    absl::MutexLock lock(&mu_);
+                    hold_result_ = std::move(result);
+                  });
     held_.WaitForNotification();
   }
   void Release() { release_.Notify(); }
@@ -169,7 +169,7 @@ TEST_F(GroupCommitTest, QueuedWritesShareOneCommitWithTheirOwnRevisions) {
   constexpr int kWrites = 50;
   for (int i = 0; i < kWrites; ++i) {
     std::string id = absl::StrCat("t", i);
-    store_->CreateAsync(NewTask(id), "", results.Slot(id));
+    store_->Write({TaskWrite::Create{NewTask(id), ""}}, results.Slot(id));
   }
   Release();
   auto done = results.Await(kWrites);
@@ -199,25 +199,34 @@ TEST_F(GroupCommitTest, AFailingWriteInABatchFailsAlone) {
   ASSERT_TRUE(store_->Create(NewTask("doomed"), "").ok());  // 3
   HoldWriter("hold");                                       // 4
   Results results;
-  store_->CreateAsync(NewTask("a"), "", results.Slot("create a"));
+  store_->Write({TaskWrite::Create{NewTask("a"), ""}},
+                results.Slot("create a"));
   // The same id again, in the same batch: sees the first, uncommitted.
-  store_->CreateAsync(NewTask("a"), "", results.Slot("create a again"));
+  store_->Write({TaskWrite::Create{NewTask("a"), ""}},
+                results.Slot("create a again"));
   // A move the state does not allow (queued is enqueued, not assigned).
-  store_->UpdateAsync("queued", SetState(Task::assigned, Task::started),
-                      results.Slot("start queued"));
-  store_->UpdateAsync("queued", SetState(Task::enqueued, Task::assigned),
-                      results.Slot("assign queued"));
+  store_->Write(
+      {TaskWrite::Update{"queued", SetState(Task::assigned, Task::started)}},
+      results.Slot("start queued"));
+  store_->Write(
+      {TaskWrite::Update{"queued", SetState(Task::enqueued, Task::assigned)}},
+      results.Slot("assign queued"));
   // Sees the assignment just before it, in the same transaction.
-  store_->UpdateAsync("queued", SetState(Task::assigned, Task::started),
-                      results.Slot("start queued after assign"));
-  store_->UpdateAsync("missing", SetState(Task::enqueued, Task::assigned),
-                      results.Slot("assign missing"));
-  store_->DeleteAsync(
-      "doomed",
-      [](const Task&) { return absl::AbortedError("etag does not match"); },
-      results.Slot("delete doomed refused"));
-  store_->DeleteAsync("doomed", nullptr, results.Slot("delete doomed"));
-  store_->CreateAsync(NewTask("b"), "", results.Slot("create b"));
+  store_->Write(
+      {TaskWrite::Update{"queued", SetState(Task::assigned, Task::started)}},
+      results.Slot("start queued after assign"));
+  store_->Write(
+      {TaskWrite::Update{"missing", SetState(Task::enqueued, Task::assigned)}},
+      results.Slot("assign missing"));
+  TaskStore::Precondition refuse = [](const Task&) {
+    return absl::AbortedError("etag does not match");
+  };
+  store_->Write({TaskWrite::Delete{"doomed", refuse}},
+                results.Slot("delete doomed refused"));
+  store_->Write({TaskWrite::Delete{"doomed", nullptr}},
+                results.Slot("delete doomed"));
+  store_->Write({TaskWrite::Create{NewTask("b"), ""}},
+                results.Slot("create b"));
   Release();
   auto done = results.Await(9);
 
@@ -266,19 +275,19 @@ TEST_F(GroupCommitTest, AWriteRefusedByAConstraintFailsAlone) {
   ASSERT_TRUE(store_->Create(b, "req").ok());             // 3
   HoldWriter("hold");                                     // 4
   Results results;
-  store_->UpdateAsync("a", SetState(Task::enqueued, Task::assigned),
-                      results.Slot("assign a"));
+  store_->Write(
+      {TaskWrite::Update{"a", SetState(Task::enqueued, Task::assigned)}},
+      results.Slot("assign a"));
   // Passes its checks, then fails in its UPDATE statement: moving b to
   // tenant t1 collides with a's (tenant, request id).
-  store_->UpdateAsync(
-      "b",
-      [&t1](const Task& current) -> absl::StatusOr<Task> {
-        Task next = current;
-        next.set_tenant_id(t1);
-        return next;
-      },
-      results.Slot("move b"));
-  store_->CreateAsync(NewTask("c"), "", results.Slot("create c"));
+  TaskStore::Mutation to_t1 = [&t1](const Task& current) {
+    Task next = current;
+    next.set_tenant_id(t1);
+    return absl::StatusOr<Task>(next);
+  };
+  store_->Write({TaskWrite::Update{"b", to_t1}}, results.Slot("move b"));
+  store_->Write({TaskWrite::Create{NewTask("c"), ""}},
+                results.Slot("create c"));
   Release();
   auto done = results.Await(3);
   EXPECT_EQ(done.at("move b").status().code(),
@@ -314,16 +323,17 @@ TEST_F(GroupCommitTest, AHalfAppliedWriteIsLeftOutAndTheBatchAppliedAgain) {
   HoldWriter("hold");  // 2
   Results results;
   std::atomic<int> runs{0};
-  store_->UpdateAsync(
-      "hold",
-      [&runs](const Task& current) -> absl::StatusOr<Task> {
-        runs.fetch_add(1);
-        Task next = current;
-        next.set_type("again");
-        return next;
-      },
-      results.Slot("update hold"));                                 // 3
-  store_->CreateAsync(NewTask("x"), "", results.Slot("create x"));  // 4
+  TaskStore::Mutation again = [&runs](const Task& current) {
+    runs.fetch_add(1);
+    Task next = current;
+    next.set_type("again");
+    return absl::StatusOr<Task>(next);
+  };
+  // Revisions 3 and 4.
+  store_->Write({TaskWrite::Update{"hold", again}},
+                results.Slot("update hold"));
+  store_->Write({TaskWrite::Create{NewTask("x"), ""}},
+                results.Slot("create x"));
   Release();
   auto done = results.Await(2);
   ASSERT_TRUE(done.at("update hold").ok()) << done.at("update hold").status();
@@ -347,11 +357,14 @@ TEST_F(GroupCommitTest, AFailedCommitFailsTheBatchAndPublishesNothing) {
   ASSERT_TRUE(store_->Create(NewTask("queued"), "").ok());  // 2
   HoldWriter("hold", /*refuse=*/true);
   Results results;
-  store_->CreateAsync(NewTask("x"), "", results.Slot("create x"));
-  store_->UpdateAsync("queued", SetState(Task::enqueued, Task::assigned),
-                      results.Slot("assign queued"));
-  store_->UpdateAsync("missing", SetState(Task::enqueued, Task::assigned),
-                      results.Slot("assign missing"));
+  store_->Write({TaskWrite::Create{NewTask("x"), ""}},
+                results.Slot("create x"));
+  store_->Write(
+      {TaskWrite::Update{"queued", SetState(Task::enqueued, Task::assigned)}},
+      results.Slot("assign queued"));
+  store_->Write(
+      {TaskWrite::Update{"missing", SetState(Task::enqueued, Task::assigned)}},
+      results.Slot("assign missing"));
   // The held batch changes nothing and so syncs nothing; the next one,
   // holding the writes above, fails at the sync of its commit.
   int64_t injected_before = vfs->injected();
@@ -477,7 +490,7 @@ TEST_F(GroupCommitTest, ClosingCompletesEveryQueuedWrite) {
   Results results;
   for (int i = 0; i < 20; ++i) {
     std::string id = absl::StrCat("c", i);
-    store_->CreateAsync(NewTask(id), "", results.Slot(id));
+    store_->Write({TaskWrite::Create{NewTask(id), ""}}, results.Slot(id));
   }
   std::thread closer([this] { store_.reset(); });
   Release();
@@ -500,7 +513,7 @@ TEST_F(GroupCommitTest, HistoryTrimRidesAlongWithABatch) {
   Results results;
   for (int i = 0; i < 30; ++i) {
     std::string id = absl::StrCat("h", i);
-    store_->CreateAsync(NewTask(id), "", results.Slot(id));
+    store_->Write({TaskWrite::Create{NewTask(id), ""}}, results.Slot(id));
   }
   Release();
   results.Await(30);

@@ -5,11 +5,13 @@
 
 #include <set>
 #include <thread>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "query/task_fields.h"
+#include "storage/sqlite_statement.h"
 #include "tests/test_store.h"
 #include "tests/test_util.h"
 
@@ -300,6 +302,141 @@ TEST_F(SqliteTaskStoreTest, OnCommitSeesEveryChangeInOrder) {
   ASSERT_TRUE(store_->Create(NewTask("b"), "").ok());
   ASSERT_TRUE(store_->Delete("a", nullptr).ok());
   EXPECT_EQ(revisions, (std::vector<int64_t>{1, 2, 3}));
+}
+
+// ---- sqlite::Statement, under the store ----------------------------------
+
+// What Bind and BindInt64 accept: only what they bind without a guess.
+template <typename T, typename = void>
+struct CanBindInt64 : std::false_type {};
+template <typename T>
+struct CanBindInt64<
+    T, std::void_t<decltype(std::declval<sqlite::Statement&>().BindInt64(
+           1, std::declval<T>()))>> : std::true_type {};
+template <typename T, typename = void>
+struct CanBind : std::false_type {};
+template <typename T>
+struct CanBind<T, std::void_t<decltype(std::declval<sqlite::Statement&>().Bind(
+                      1, std::declval<T>()))>> : std::true_type {};
+static_assert(CanBindInt64<int64_t>::value);
+static_assert(!CanBindInt64<bool>::value);
+static_assert(CanBindInt64<int>::value);
+static_assert(!CanBindInt64<double>::value);
+static_assert(!CanBindInt64<Task::State>::value);
+static_assert(CanBind<const FieldValue&>::value);
+static_assert(!CanBind<bool>::value);
+static_assert(!CanBind<const char*>::value);
+static_assert(!CanBind<int64_t>::value);
+
+class SqliteStatementTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<sqlite::Connection>> connection =
+        sqlite::Connection::Open(dir_.File("statements.db"), {});
+    ASSERT_TRUE(connection.ok()) << connection.status();
+    connection_ = std::move(*connection);
+    ASSERT_TRUE(connection_
+                    ->Exec("CREATE TABLE t (k INTEGER, v TEXT); "
+                           "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+                           "create t")
+                    .ok());
+  }
+
+  static constexpr char kSelectFrom[] =
+      "SELECT v FROM t WHERE k >= ?1 ORDER BY k";
+
+  // The v of every row with k >= `from`, in k order, to be stepped.
+  sqlite::Statement SelectFrom(int64_t from) {
+    sqlite::Statement s = connection_->Prepare(kSelectFrom);
+    s.BindInt64(1, from);
+    return s;
+  }
+
+  // The same, read to the end.
+  std::vector<std::string> ValuesFrom(int64_t from) {
+    sqlite::Statement s = SelectFrom(from);
+    std::vector<std::string> values;
+    while (s.Step()) values.push_back(s.ColumnText(0));
+    EXPECT_TRUE(s.status().ok()) << s.status();
+    return values;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<sqlite::Connection> connection_;
+};
+
+TEST_F(SqliteStatementTest, AFailedPrepareIsReportedByStepAndRun) {
+  sqlite::Statement s = connection_->Prepare("SELECT nope FROM missing");
+  s.BindInt64(1, 7);  // ignored: there is no statement
+  EXPECT_FALSE(s.Step());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(s.status().message(), HasSubstr("prepare"));
+  EXPECT_THAT(s.status().message(), HasSubstr("missing"));
+  EXPECT_EQ(s.Run(), s.status());
+}
+
+TEST_F(SqliteStatementTest, TheFirstFailedBindIsRememberedAndNothingRuns) {
+  {
+    sqlite::Statement s = connection_->Prepare("INSERT INTO t VALUES (?1, ?2)");
+    s.BindInt64(1, 4);
+    s.BindText(3, "out of range");  // SQLITE_RANGE
+    s.BindText(2, "d");
+    absl::Status status = s.Run();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+    EXPECT_THAT(status.message(), HasSubstr("bind"));
+  }
+  EXPECT_EQ(ValuesFrom(1), (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST_F(SqliteStatementTest, AStepErrorMapsThroughSqliteError) {
+  ASSERT_TRUE(
+      connection_->Exec("CREATE UNIQUE INDEX t_by_k ON t (k)", "index").ok());
+  sqlite::Statement s = connection_->Prepare("INSERT INTO t VALUES (?1, ?2)");
+  s.BindInt64(1, 2);
+  s.BindText(2, "again");
+  EXPECT_EQ(s.Run().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_FALSE(s.Step());  // the error stays
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(SqliteStatementTest, AStatementIsResetAndClearedWhenItGoesOutOfScope) {
+  {
+    sqlite::Statement s = SelectFrom(2);
+    ASSERT_TRUE(s.Step());
+    EXPECT_EQ(s.ColumnText(0), "b");
+  }  // half read
+  // The same cached statement again: from its first row, and ?1 unbound
+  // (NULL, which no k is >= to).
+  sqlite::Statement s = connection_->Prepare(kSelectFrom);
+  EXPECT_FALSE(s.Step());
+  EXPECT_TRUE(s.status().ok()) << s.status();
+}
+
+TEST_F(SqliteStatementTest, ANestedUseOfOneTextGetsAStatementOfItsOwn) {
+  sqlite::Statement outer = SelectFrom(1);
+  ASSERT_TRUE(outer.Step());
+  EXPECT_EQ(outer.ColumnText(0), "a");
+  // The same text while `outer` is half read: it must not reset `outer`.
+  EXPECT_EQ(ValuesFrom(3), (std::vector<std::string>{"c"}));
+  ASSERT_TRUE(outer.Step());
+  EXPECT_EQ(outer.ColumnText(0), "b");
+  ASSERT_TRUE(outer.Step());
+  EXPECT_EQ(outer.ColumnText(0), "c");
+  EXPECT_FALSE(outer.Step());
+  EXPECT_TRUE(outer.status().ok()) << outer.status();
+}
+
+TEST_F(SqliteStatementTest, AFullCacheKeepsTheStatementsInUse) {
+  sqlite::Statement held = SelectFrom(1);
+  ASSERT_TRUE(held.Step());
+  // More texts than the cache holds: it is emptied, but for `held`.
+  for (int i = 0; i < 300; ++i) {
+    sqlite::Statement s = connection_->Prepare(absl::StrCat("SELECT ", i));
+    ASSERT_TRUE(s.Step()) << s.status();
+    EXPECT_EQ(s.ColumnInt64(0), i);
+  }
+  ASSERT_TRUE(held.Step());
+  EXPECT_EQ(held.ColumnText(0), "b");
 }
 
 }  // namespace
