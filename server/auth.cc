@@ -180,16 +180,6 @@ absl::StatusOr<Caller> Authorizer::Authorize(
   return caller;
 }
 
-absl::StatusOr<Caller> Authorizer::AuthorizeHeader(
-    absl::string_view authorization, Method method) {
-  absl::StatusOr<Caller> caller = IdentifyHeader(authorization);
-  if (!caller.ok()) return caller;
-  if (absl::Status permitted = Permit(*caller, method); !permitted.ok()) {
-    return permitted;
-  }
-  return caller;
-}
-
 absl::StatusOr<Caller> Authorizer::Identify(
     const grpc::ServerContextBase& context) {
   if (open()) return Caller();

@@ -85,13 +85,12 @@ class Authorizer {
   // Permit.
   absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context,
                                    Method method);
-  // The same for an `authorization` header value.
-  absl::StatusOr<Caller> AuthorizeHeader(absl::string_view authorization,
-                                         Method method);
 
   // Who sends the call's token: UNAUTHENTICATED for a missing or unknown
   // token; in open mode, an admin of every tenant.
   absl::StatusOr<Caller> Identify(const grpc::ServerContextBase& context);
+  // The same for an `authorization` header value (an edge without gRPC
+  // metadata).
   absl::StatusOr<Caller> IdentifyHeader(absl::string_view authorization);
   // OK if `caller`'s role may call `method`, else PERMISSION_DENIED.
   static absl::Status Permit(const Caller& caller, Method method);

@@ -30,12 +30,13 @@ class TaskctlSecurityTest : public ::testing::Test {
   // Runs taskctl with `env` (NAME=VALUE) and nothing else of the caller's
   // TASKD_* environment.
   Result Taskctl(const std::vector<std::string>& args,
-                 const std::vector<std::string>& env = {}) {
+                 const std::vector<std::string>& env = {},
+                 absl::Duration stop_after = absl::ZeroDuration()) {
     std::vector<std::string> argv;
     argv.push_back("--server=" + server_address_);
     argv.push_back("--timeout=5s");
     argv.insert(argv.end(), args.begin(), args.end());
-    return testing::RunTaskctl(argv, env);
+    return testing::RunTaskctl(argv, env, stop_after);
   }
 
   void StartTaskd(std::vector<std::string> flags) {
@@ -162,17 +163,9 @@ TEST_F(TaskctlTokenTest, WatchSendsTheToken) {
   EXPECT_THAT(refused.err, HasSubstr("UNAUTHENTICATED"));
   // An accepted one runs until stopped; `timeout` stops it after it has
   // printed the history.
-  std::vector<std::string> argv = {"/usr/bin/timeout",
-                                   "3",
-                                   testing::TaskctlPath(),
-                                   "--server=" + server_address_,
-                                   "--token=viewer-a",
-                                   "-o",
-                                   "json",
-                                   "watch",
-                                   "--since=1"};
-  Result watched;
-  watched.rc = testing::RunCommand(argv, "", &watched.out, &watched.err);
+  Result watched =
+      Taskctl({"--token=viewer-a", "-o", "json", "watch", "--since=1"}, {},
+              absl::Seconds(3));
   EXPECT_EQ(watched.rc, 124) << watched;  // ended by timeout, not an error
   EXPECT_THAT(watched.out, HasSubstr("\"watched\""));
 }

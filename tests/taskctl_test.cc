@@ -51,11 +51,12 @@ class TaskctlTest : public ::testing::Test {
   // says otherwise.
   Result Taskctl(const std::vector<std::string>& args,
                  const std::vector<std::string>& env = {},
-                 bool with_server = true) {
+                 bool with_server = true,
+                 absl::Duration stop_after = absl::ZeroDuration()) {
     std::vector<std::string> argv;
     if (with_server) argv.push_back("--server=" + taskd_->address());
     argv.insert(argv.end(), args.begin(), args.end());
-    return testing::RunTaskctl(argv, env);
+    return testing::RunTaskctl(argv, env, stop_after);
   }
 
   Result MustRun(const std::vector<std::string>& args) {
@@ -224,16 +225,8 @@ TEST_F(TaskctlTest, UsageErrorsExitTwoAndSendNothing) {
 TEST_F(TaskctlTest, WatchWithInitialStatePrintsEachTaskOnce) {
   MustRun({"create", "--type=backup", "--id=one"});
   MustRun({"create", "--type=backup", "--id=two"});
-  std::vector<std::string> argv = {"/usr/bin/timeout",
-                                   "3",
-                                   testing::TaskctlPath(),
-                                   "--server=" + taskd_->address(),
-                                   "-o",
-                                   "json",
-                                   "watch",
-                                   "--initial"};
-  Result run;
-  run.rc = testing::RunCommand(argv, "", &run.out, &run.err);
+  Result run =
+      Taskctl({"-o", "json", "watch", "--initial"}, {}, true, absl::Seconds(3));
   EXPECT_EQ(run.rc, 124) << run;  // stopped by timeout, not an error
   EXPECT_THAT(run.err, HasSubstr("(initial state complete at revision 2)"));
   EXPECT_EQ(std::count(run.out.begin(), run.out.end(), '\n'), 2) << run;

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace taskd::testing {
@@ -187,10 +188,15 @@ std::ostream& operator<<(std::ostream& os, const CommandResult& result) {
 }
 
 CommandResult RunTaskctl(const std::vector<std::string>& args,
-                         const std::vector<std::string>& env) {
+                         const std::vector<std::string>& env,
+                         absl::Duration stop_after) {
   std::vector<std::string> argv = {"/usr/bin/env", "-u", "TASKD_TOKEN", "-u",
                                    "TASKD_SERVER"};
   argv.insert(argv.end(), env.begin(), env.end());
+  if (stop_after > absl::ZeroDuration()) {
+    argv.push_back("/usr/bin/timeout");
+    argv.push_back(absl::StrCat(absl::ToDoubleSeconds(stop_after)));
+  }
   argv.push_back(TaskctlPath());
   argv.insert(argv.end(), args.begin(), args.end());
   CommandResult result;

@@ -78,9 +78,12 @@ struct CommandResult {
 std::ostream& operator<<(std::ostream& os, const CommandResult& result);
 
 // Runs taskctl with `args`. Of the caller's environment, TASKD_TOKEN and
-// TASKD_SERVER are left out; `env` (NAME=VALUE) is added.
+// TASKD_SERVER are left out; `env` (NAME=VALUE) is added. A `stop_after`
+// above zero ends it then with SIGTERM (for `watch`, which runs until
+// stopped): its exit status is then 124.
 CommandResult RunTaskctl(const std::vector<std::string>& args,
-                         const std::vector<std::string>& env = {});
+                         const std::vector<std::string>& env = {},
+                         absl::Duration stop_after = absl::ZeroDuration());
 
 }  // namespace taskd::testing
 
