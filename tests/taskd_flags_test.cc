@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/error_details.h"
 #include "client/task_client.h"
 #include "client/task_watch.h"
 #include "gmock/gmock.h"
@@ -173,6 +174,8 @@ TEST_F(TaskdFlagsTest, LimitFlagsReachTheServer) {
   absl::StatusOr<tasks::v1::Task> big = client.Get(std::string(4096, 'x'));
   EXPECT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted)
       << big.status();
+  // gRPC refuses it before taskd sees it: no reason (README, Errors).
+  EXPECT_EQ(ReasonOf(big.status()), "") << big.status();
   // A second stream beyond --max_watchers=1.
   grpc::ClientContext first_context, second_context;
   tasks::v1::WatchTasksRequest request;
