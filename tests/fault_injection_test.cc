@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "base/error_details.h"
 #include "client/task_client.h"
 #include "gmock/gmock.h"
@@ -151,6 +152,7 @@ class FaultInjectionTest : public ::testing::Test {
       options.store.checkpoint_pages = checkpoint_pages_;
     }
     options.service.default_deadline = default_deadline_;
+    options.clock = clock_;
     absl::Status started = taskd_.Start(options);
     ASSERT_TRUE(started.ok()) << started;
   }
@@ -160,6 +162,8 @@ class FaultInjectionTest : public ::testing::Test {
   }
 
   std::string db_path() const { return dir_.File("taskd.db"); }
+  // The server's clock; null: the real one.
+  Clock* clock_ = nullptr;
   int64_t revision() const { return taskd_.server->store()->CurrentRevision(); }
 
   absl::StatusOr<Task> Create(const std::string& id) {
@@ -191,6 +195,49 @@ FaultInjectionVfs* FaultInjectionTest::vfs_ = nullptr;
 // rather than hanging as long as the disk does; reads go on meanwhile; a
 // call with a deadline of its own gets that one; and once the disk is back,
 // writes succeed and the file is consistent.
+// The default deadline is kept by the server's clock: a stalled write ends
+// when that clock passes it, not before, whatever real time does.
+TEST_F(FaultInjectionTest, TheDefaultDeadlineFollowsTheServersClock) {
+  FakeClock clock(absl::FromUnixSeconds(1'700'000'000));
+  clock_ = &clock;
+  default_deadline_ = absl::Seconds(30);
+  Restart();
+  vfs_->DelaySyncs(4'000'000);  // 4 s of real time per sync
+  auto stub = tasks::v1::TaskService::NewStub(taskd_.channel);
+  tasks::v1::CreateTaskRequest request;
+  request.mutable_task()->set_id("stalled");
+  request.mutable_task()->set_type("backup");
+  grpc::Status status;
+  absl::Notification ended;
+  const int64_t writes_before = vfs_->writes();
+  std::thread call([&] {
+    grpc::ClientContext context;  // no deadline
+    Task response;
+    status = stub->CreateTask(&context, request, &response);
+    ended.Notify();
+  });
+  // The write reaches the disk (and stalls in its sync) after its timer is
+  // set: then the clock may move.
+  for (absl::Time give_up = absl::Now() + absl::Seconds(10);
+       vfs_->writes() == writes_before && absl::Now() < give_up;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_GT(vfs_->writes(), writes_before);
+  clock.Advance(absl::Seconds(29));
+  EXPECT_FALSE(ended.WaitForNotificationWithTimeout(absl::Milliseconds(300)));
+  absl::Time advanced = absl::Now();
+  clock.Advance(absl::Seconds(2));
+  EXPECT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_LT(absl::Now() - advanced, absl::Seconds(2)) << "waited for the disk";
+  call.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << status.error_message();
+  EXPECT_EQ(ReasonOf(FromGrpcStatus(status)), "DEFAULT_DEADLINE_EXCEEDED");
+  vfs_->Clear();
+  taskd_.Stop(absl::Seconds(10));  // before `clock` goes
+  clock_ = nullptr;
+}
+
 TEST_F(FaultInjectionTest, AStalledDiskEndsWritesAtTheDefaultDeadline) {
   default_deadline_ = absl::Milliseconds(300);
   Restart();
