@@ -170,11 +170,15 @@ void TaskServer::Shutdown(absl::Duration grace) {
     server_->Wait();
   }
   server_.reset();
+  // The store before the service: closing it completes the writes still
+  // queued or stalled on the disk, and their completions call into the
+  // service (to cancel a default-deadline timer), also for calls that the
+  // deadline already ended.
+  store_.reset();
   task_service_.reset();
   health_service_.reset();
   reflection_v1_.reset();
   reflection_v1alpha_.reset();
-  store_.reset();
   watch_hub_.reset();
   exposer_.reset();
   authorizer_.reset();
