@@ -170,16 +170,6 @@ absl::Status Authorizer::Reload() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Caller> Authorizer::Authorize(
-    const grpc::ServerContextBase& context, Method method) {
-  absl::StatusOr<Caller> caller = Identify(context);
-  if (!caller.ok()) return caller;
-  if (absl::Status permitted = Permit(*caller, method); !permitted.ok()) {
-    return permitted;
-  }
-  return caller;
-}
-
 absl::StatusOr<Caller> Authorizer::Identify(
     const grpc::ServerContextBase& context) {
   if (open()) return Caller();

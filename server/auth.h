@@ -81,11 +81,6 @@ class Authorizer {
 
   bool open() const { return path_.empty(); }
 
-  // The caller of a call, if its token may call `method`: Identify, then
-  // Permit.
-  absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context,
-                                   Method method);
-
   // Who sends the call's token: UNAUTHENTICATED for a missing or unknown
   // token; in open mode, an admin of every tenant.
   absl::StatusOr<Caller> Identify(const grpc::ServerContextBase& context);
@@ -93,6 +88,8 @@ class Authorizer {
   // metadata).
   absl::StatusOr<Caller> IdentifyHeader(absl::string_view authorization);
   // OK if `caller`'s role may call `method`, else PERMISSION_DENIED.
+  // (An edge authorises a call with Identify, then Permit: TaskService
+  // does, telling the call log who called in between.)
   static absl::Status Permit(const Caller& caller, Method method);
 
   // The hex SHA-256 of a token, as the token file wants it.
