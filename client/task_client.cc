@@ -2,6 +2,8 @@
 
 #include <grpcpp/client_context.h>
 
+#include <algorithm>
+
 #include "absl/strings/cord.h"
 #include "absl/time/clock.h"
 #include "google/rpc/status.pb.h"
@@ -36,9 +38,10 @@ absl::StatusOr<Response> TaskClient::Call(
     grpc::Status (tasks::v1::TaskService::Stub::*method)(grpc::ClientContext*,
                                                          const Request&,
                                                          Response*),
-    const Request& request) {
+    const Request& request, absl::Duration extra) {
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.deadline));
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.deadline + extra));
   if (!options_.bearer_token.empty()) {
     context.AddMetadata("authorization", "Bearer " + options_.bearer_token);
   }
@@ -96,45 +99,85 @@ absl::StatusOr<Task> TaskClient::Assign(absl::string_view id,
   return Call(&tasks::v1::TaskService::Stub::AssignTask, request);
 }
 
-// The moves that take only an id and an etag.
+// The moves of an executor: an id, a lease token and an etag.
 template <typename Request>
-static Request IdAndEtag(absl::string_view id, absl::string_view etag) {
+static Request Leased(absl::string_view id, absl::string_view lease_token,
+                      absl::string_view etag) {
   Request request;
   request.set_id(std::string(id));
+  request.set_lease_token(std::string(lease_token));
   request.set_etag(std::string(etag));
   return request;
 }
 
 absl::StatusOr<Task> TaskClient::Start(absl::string_view id,
+                                       absl::string_view lease_token,
                                        absl::string_view etag) {
   return Call(&tasks::v1::TaskService::Stub::StartTask,
-              IdAndEtag<tasks::v1::StartTaskRequest>(id, etag));
+              Leased<tasks::v1::StartTaskRequest>(id, lease_token, etag));
 }
 
 absl::StatusOr<Task> TaskClient::Pause(absl::string_view id,
+                                       absl::string_view lease_token,
                                        absl::string_view etag) {
   return Call(&tasks::v1::TaskService::Stub::PauseTask,
-              IdAndEtag<tasks::v1::PauseTaskRequest>(id, etag));
+              Leased<tasks::v1::PauseTaskRequest>(id, lease_token, etag));
 }
 
 absl::StatusOr<Task> TaskClient::Resume(absl::string_view id,
+                                        absl::string_view lease_token,
                                         absl::string_view etag) {
   return Call(&tasks::v1::TaskService::Stub::ResumeTask,
-              IdAndEtag<tasks::v1::ResumeTaskRequest>(id, etag));
+              Leased<tasks::v1::ResumeTaskRequest>(id, lease_token, etag));
 }
 
 absl::StatusOr<Task> TaskClient::Complete(absl::string_view id,
                                           Task::ResultCode result_code,
+                                          absl::string_view lease_token,
                                           absl::string_view etag) {
-  auto request = IdAndEtag<tasks::v1::CompleteTaskRequest>(id, etag);
+  auto request =
+      Leased<tasks::v1::CompleteTaskRequest>(id, lease_token, etag);
   request.set_result_code(result_code);
   return Call(&tasks::v1::TaskService::Stub::CompleteTask, request);
 }
 
 absl::StatusOr<Task> TaskClient::Cancel(absl::string_view id,
-                                        absl::string_view etag) {
-  return Call(&tasks::v1::TaskService::Stub::CancelTask,
-              IdAndEtag<tasks::v1::CancelTaskRequest>(id, etag));
+                                        absl::string_view etag, bool force) {
+  tasks::v1::CancelTaskRequest request;
+  request.set_id(std::string(id));
+  request.set_etag(std::string(etag));
+  request.set_force(force);
+  return Call(&tasks::v1::TaskService::Stub::CancelTask, request);
+}
+
+absl::StatusOr<std::optional<Task>> TaskClient::Acquire(
+    absl::string_view executor_id, absl::string_view filter,
+    absl::Duration wait) {
+  tasks::v1::AcquireTaskRequest request;
+  request.set_executor_id(std::string(executor_id));
+  request.set_filter(std::string(filter));
+  if (wait > absl::ZeroDuration()) {
+    int64_t nanos = absl::ToInt64Nanoseconds(wait);
+    request.mutable_wait()->set_seconds(nanos / 1'000'000'000);
+    request.mutable_wait()->set_nanos(
+        static_cast<int32_t>(nanos % 1'000'000'000));
+  }
+  // The call may wait `wait` for a task before it answers.
+  absl::StatusOr<tasks::v1::AcquireTaskResponse> response = Call(
+      &tasks::v1::TaskService::Stub::AcquireTask, request, std::max(wait, absl::ZeroDuration()));
+  if (!response.ok()) return response.status();
+  if (!response->has_task()) return std::optional<Task>();
+  return std::optional<Task>(std::move(*response->mutable_task()));
+}
+
+absl::StatusOr<tasks::v1::HeartbeatTaskResponse> TaskClient::Heartbeat(
+    absl::string_view id, absl::string_view lease_token,
+    const Task::Progress* progress) {
+  tasks::v1::HeartbeatTaskRequest request;
+  request.set_id(std::string(id));
+  request.set_lease_token(std::string(lease_token));
+  if (progress != nullptr) *request.mutable_progress() = *progress;
+  return Call(&tasks::v1::TaskService::Stub::HeartbeatTask, request);
 }
 
 }  // namespace taskd

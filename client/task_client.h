@@ -16,6 +16,7 @@
 #include <grpcpp/channel.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,17 +62,36 @@ class TaskClient {
   absl::StatusOr<tasks::v1::Task> Assign(absl::string_view id,
                                          absl::string_view executor_id,
                                          absl::string_view etag = "");
+  // The moves of an executor take the lease token of the assignment (the
+  // `lease_token` of the task AcquireTask or AssignTask returned).
   absl::StatusOr<tasks::v1::Task> Start(absl::string_view id,
+                                        absl::string_view lease_token,
                                         absl::string_view etag = "");
   absl::StatusOr<tasks::v1::Task> Pause(absl::string_view id,
+                                        absl::string_view lease_token,
                                         absl::string_view etag = "");
   absl::StatusOr<tasks::v1::Task> Resume(absl::string_view id,
+                                         absl::string_view lease_token,
                                          absl::string_view etag = "");
   absl::StatusOr<tasks::v1::Task> Complete(
       absl::string_view id, tasks::v1::Task::ResultCode result_code,
-      absl::string_view etag = "");
+      absl::string_view lease_token, absl::string_view etag = "");
+  // `force`: complete it as cancelled at once, also if an executor holds
+  // it; otherwise a held task only gets cancel_requested.
   absl::StatusOr<tasks::v1::Task> Cancel(absl::string_view id,
-                                         absl::string_view etag = "");
+                                         absl::string_view etag = "",
+                                         bool force = false);
+
+  // Takes the best enqueued task that matches `filter` for `executor_id`,
+  // waiting up to `wait` for one; nullopt if none came. The call's deadline
+  // is the client's deadline plus `wait`.
+  absl::StatusOr<std::optional<tasks::v1::Task>> Acquire(
+      absl::string_view executor_id, absl::string_view filter = "",
+      absl::Duration wait = absl::ZeroDuration());
+  // Keeps the lease alive; reports progress if `progress` is not null.
+  absl::StatusOr<tasks::v1::HeartbeatTaskResponse> Heartbeat(
+      absl::string_view id, absl::string_view lease_token,
+      const tasks::v1::Task::Progress* progress = nullptr);
 
   // The generated stub, for calls this class does not wrap.
   tasks::v1::TaskService::Stub* stub() const { return stub_.get(); }
@@ -82,7 +102,7 @@ class TaskClient {
       grpc::Status (tasks::v1::TaskService::Stub::*method)(grpc::ClientContext*,
                                                            const Request&,
                                                            Response*),
-      const Request& request);
+      const Request& request, absl::Duration extra = absl::ZeroDuration());
 
   const std::unique_ptr<tasks::v1::TaskService::Stub> stub_;
   const Options options_;

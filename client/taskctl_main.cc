@@ -5,6 +5,11 @@
 // Run `taskctl help` for the commands. Exit status: 0 on success, 1 when the
 // server answered with an error (printed as CODE: message), 2 for a usage
 // error.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -22,7 +27,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "absl/time/clock.h"
 #include "client/channel.h"
+#include "client/executor.h"
 #include "client/task_client.h"
 #include "client/task_format.h"
 #include "client/task_watch.h"
@@ -38,13 +45,34 @@ usage: taskctl [--server=HOST:PORT] [-o table|json] [--timeout=10s] COMMAND ...
 commands:
   create --type=TYPE [--id=ID] [--priority=P] [--policy-id=UUID]
          [--resource-id=UUID] [--tenant-id=UUID] [--request-id=KEY]
+         [--queue-timeout=D] [--ack-timeout=D] [--heartbeat-interval=D]
+         [--exec-timeout=D] [--max-assign-count=N]
+                                  D: a duration such as 30s, 5m; 0 = none;
+                                  unset: the server's default
   get ID                          (ID or UUID)
   list [--filter=EXPR] [--order-by=KEYS] [--limit=N] [--page-token=T] [--all]
   update ID [--type=T] [--priority=P] [--policy-id=UUID] [--resource-id=UUID]
   delete ID
-  assign ID --executor=EXECUTOR
-  start ID | pause ID | resume ID | cancel ID
-  complete ID --result=ok|error|warning|timedout|abandoned
+  assign ID --executor=EXECUTOR   prints the task with its lease token
+  start ID --lease=TOKEN | pause ID --lease=TOKEN | resume ID --lease=TOKEN
+  complete ID --lease=TOKEN --result=ok|error|warning|timedout|abandoned
+                                  (cancelled once cancellation was asked)
+  cancel ID [--force]             an executor's task: asks it to cancel;
+                                  --force: cancelled at once
+  acquire --executor=EXECUTOR [--filter=EXPR] [--wait=D]
+                                  takes the best enqueued task (with its
+                                  lease token); exit status 3 if none came
+                                  within --wait (default 0: answer at once)
+  heartbeat ID --lease=TOKEN [--progress=CURRENT/TOTAL]
+                                  keeps the lease; prints when it ends and
+                                  whether cancellation was asked
+  work --executor=EXECUTOR --run=COMMAND [--filter=EXPR] [--max-tasks=N]
+                                  an executor: acquires tasks one at a time,
+                                  runs `sh -c COMMAND` for each (with
+                                  TASK_ID and TASK_TYPE set) while sending
+                                  heartbeats, completes it ok (exit 0) or
+                                  error; a cancel stops COMMAND (SIGTERM)
+                                  and completes it cancelled
   watch [--filter=EXPR] [--since=REV] [--initial]
                                   one line per change, until interrupted;
                                   reconnects and resumes across restarts
@@ -64,7 +92,8 @@ global flags:
              host in --server)
 
 Exit status: 0 success, 1 the server answered with an error (printed as
-CODE: message), 2 usage error (including an unreadable --tls-* file).
+CODE: message), 2 usage error (including an unreadable --tls-* file), 3
+acquire got no task.
 )";
 
 struct Args {
@@ -83,6 +112,46 @@ struct Args {
 const std::set<std::string> kGlobalFlags = {
     "server", "o",        "timeout", "token",          "tls",
     "tls-ca", "tls-cert", "tls-key", "tls-server-name"};
+
+// Runs `sh -c command` for a task, with TASK_ID and TASK_TYPE in its
+// environment, until it exits or the run is stopping (a cancel, a lost
+// lease): then SIGTERM, and SIGKILL 10 s later. ok for exit status 0,
+// cancelled if stopped by a requested cancel, error otherwise.
+Task::ResultCode RunCommand(const std::string& command, taskd::TaskRun& run) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!absl::StartsWith(*e, "TASK_ID=") && !absl::StartsWith(*e, "TASK_TYPE=")) {
+      env.push_back(*e);
+    }
+  }
+  env.push_back("TASK_ID=" + run.task().id());
+  env.push_back("TASK_TYPE=" + run.task().type());
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string shell = "/bin/sh", dash_c = "-c", text = command;
+  char* argv[] = {shell.data(), dash_c.data(), text.data(), nullptr};
+  pid_t pid = 0;
+  if (posix_spawn(&pid, "/bin/sh", nullptr, nullptr, argv, envp.data()) != 0) {
+    std::cerr << "taskctl: cannot run /bin/sh\n";
+    return Task::error;
+  }
+  int status = 0;
+  absl::Time kill_at = absl::InfiniteFuture();
+  bool terminated = false;
+  while (waitpid(pid, &status, WNOHANG) != pid) {
+    if (run.stopping() && !terminated) {
+      kill(pid, SIGTERM);
+      terminated = true;
+      kill_at = absl::Now() + absl::Seconds(10);
+    }
+    if (absl::Now() > kill_at) kill(pid, SIGKILL);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  if (run.cancel_requested()) return Task::cancelled;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? Task::ok
+                                                       : Task::error;
+}
 
 int UsageError(const std::string& message) {
   std::cerr << "taskctl: " << message << "\n(run `taskctl help` for usage)\n";
@@ -106,7 +175,7 @@ bool Parse(int argc, char** argv, Args* args, std::string* error) {
         value = name.substr(eq + 1);
         name = name.substr(0, eq);
       } else if (name == "all" || name == "help" || name == "h" ||
-                 name == "initial" || name == "tls") {
+                 name == "initial" || name == "tls" || name == "force") {
         value = "true";
       } else if (i + 1 < argc) {
         value = argv[++i];
@@ -167,21 +236,22 @@ std::string ChannelSecurity(const Args& args, taskd::ChannelOptions* options) {
 class Command {
  public:
   Command(Args* args, std::shared_ptr<grpc::Channel> channel,
-          taskd::TaskClient* client, bool json, std::string bearer_token,
-          bool tls)
+          taskd::TaskClient* client, bool json,
+          const taskd::TaskClient::Options& client_options, bool tls)
       : args_(*args),
         channel_(std::move(channel)),
         client_(*client),
         json_(json),
-        bearer_token_(std::move(bearer_token)),
+        bearer_token_(client_options.bearer_token),
+        client_options_(client_options),
         tls_(tls) {}
 
   int Run() {
     const std::string& c = args_.command;
     // Commands on one task: a missing ID is a usage error, before any call.
     static const std::set<std::string> kOnOneTask = {
-        "get",   "update", "delete", "assign",  "start",
-        "pause", "resume", "cancel", "complete"};
+        "get",   "update", "delete",   "assign",   "start",
+        "pause", "resume", "cancel",   "complete", "heartbeat"};
     if (kOnOneTask.count(c) > 0 && args_.positional.empty()) {
       return UsageError(c + " needs a task ID");
     }
@@ -194,11 +264,18 @@ class Command {
       if (!args_.Has("executor")) return UsageError("assign needs --executor");
       return PrintTask(client_.Assign(Id(), args_.Get("executor"), Etag()));
     }
-    if (c == "start") return PrintTask(client_.Start(Id(), Etag()));
-    if (c == "pause") return PrintTask(client_.Pause(Id(), Etag()));
-    if (c == "resume") return PrintTask(client_.Resume(Id(), Etag()));
-    if (c == "cancel") return PrintTask(client_.Cancel(Id(), Etag()));
+    if (c == "start") return PrintTask(client_.Start(Id(), Lease(), Etag()));
+    if (c == "pause") return PrintTask(client_.Pause(Id(), Lease(), Etag()));
+    if (c == "resume") {
+      return PrintTask(client_.Resume(Id(), Lease(), Etag()));
+    }
+    if (c == "cancel") {
+      return PrintTask(client_.Cancel(Id(), Etag(), args_.Has("force")));
+    }
     if (c == "watch") return Watch();
+    if (c == "acquire") return Acquire();
+    if (c == "heartbeat") return Heartbeat();
+    if (c == "work") return Work();
     if (c == "complete") {
       Task::ResultCode code;
       if (!Task::ResultCode_Parse(args_.Get("result"), &code) ||
@@ -206,7 +283,7 @@ class Command {
         return UsageError(
             "complete needs --result=ok|error|warning|timedout|abandoned");
       }
-      return PrintTask(client_.Complete(Id(), code, Etag()));
+      return PrintTask(client_.Complete(Id(), code, Lease(), Etag()));
     }
     return UsageError(absl::StrCat("unknown command \"", c, "\""));
   }
@@ -222,6 +299,7 @@ class Command {
     return args_.positional[0];
   }
   std::string Etag() { return args_.Get("etag"); }
+  std::string Lease() { return args_.Get("lease"); }
 
   int Fail(const absl::Status& status) const {
     std::cerr << "taskctl: " << absl::StatusCodeToString(status.code()) << ": "
@@ -243,7 +321,109 @@ class Command {
       std::cout << taskd::ToJson(*task, true) << "\n";
     } else {
       std::cout << taskd::ToTable({*task});
+      if (!task->lease_token().empty()) {
+        std::cout << "lease token: " << task->lease_token() << "\n";
+      }
     }
+    return 0;
+  }
+
+  int Acquire() {
+    if (!args_.Has("executor")) return UsageError("acquire needs --executor");
+    absl::Duration wait = absl::ZeroDuration();
+    if (args_.Has("wait") &&
+        (!absl::ParseDuration(args_.Get("wait"), &wait) ||
+         wait < absl::ZeroDuration())) {
+      return UsageError("--wait must be a duration such as 30s");
+    }
+    absl::StatusOr<std::optional<Task>> task =
+        client_.Acquire(args_.Get("executor"), args_.Get("filter"), wait);
+    if (!task.ok()) return Fail(task.status());
+    if (!task->has_value()) {
+      std::cerr << "taskctl: no task to acquire"
+                << (wait > absl::ZeroDuration()
+                        ? absl::StrCat(" within ", absl::FormatDuration(wait))
+                        : std::string())
+                << "\n";
+      return 3;
+    }
+    return PrintTask(**task);
+  }
+
+  int Heartbeat() {
+    Task::Progress progress;
+    bool with_progress = args_.Has("progress");
+    if (with_progress) {
+      std::pair<std::string, std::string> parts =
+          absl::StrSplit(args_.Get("progress"), absl::MaxSplits('/', 1));
+      int64_t current = 0, total = 0;
+      if (!absl::SimpleAtoi(parts.first, &current) ||
+          (!parts.second.empty() && !absl::SimpleAtoi(parts.second, &total))) {
+        return UsageError("--progress must be CURRENT/TOTAL, e.g. 3/10");
+      }
+      progress.set_current(current);
+      progress.set_total(total);
+    }
+    absl::StatusOr<tasks::v1::HeartbeatTaskResponse> answer =
+        client_.Heartbeat(Id(), Lease(), with_progress ? &progress : nullptr);
+    if (!answer.ok()) return Fail(answer.status());
+    if (json_) {
+      std::cout << taskd::ToJson(*answer, false) << "\n";
+      return 0;
+    }
+    std::cout << "lease until: "
+              << (answer->has_lease_expires_at()
+                      ? absl::FormatTime(absl::RFC3339_sec,
+                                         absl::FromUnixSeconds(
+                                             answer->lease_expires_at()
+                                                 .seconds()),
+                                         absl::UTCTimeZone())
+                      : std::string("(does not expire)"))
+              << "\ncancel requested: "
+              << (answer->cancel_requested() ? "yes" : "no") << "\n";
+    return 0;
+  }
+
+  int Work() {
+    if (!args_.Has("executor")) return UsageError("work needs --executor");
+    if (!args_.Has("run")) return UsageError("work needs --run=COMMAND");
+    taskd::ExecutorOptions options;
+    options.executor_id = args_.Get("executor");
+    options.filter = args_.Get("filter");
+    options.client.deadline = client_options_.deadline;
+    options.client.bearer_token = client_options_.bearer_token;
+    if (args_.Has("max-tasks") &&
+        (!absl::SimpleAtoi(args_.Get("max-tasks"), &options.max_tasks) ||
+         options.max_tasks < 1)) {
+      return UsageError("--max-tasks must be a positive number");
+    }
+    if (args_.Has("wait") &&
+        (!absl::ParseDuration(args_.Get("wait"), &options.wait) ||
+         options.wait <= absl::ZeroDuration())) {
+      return UsageError("--wait must be a positive duration such as 30s");
+    }
+    const std::string command = args_.Get("run");
+    const bool json = json_;
+    options.on_done = [json](const Task& task, const absl::Status& status) {
+      if (!status.ok()) {
+        std::cerr << "taskctl: task " << task.id() << ": "
+                  << absl::StatusCodeToString(status.code()) << ": "
+                  << status.message() << "\n";
+        return;
+      }
+      if (json) {
+        std::cout << taskd::ToJson(task, false) << "\n" << std::flush;
+      } else {
+        std::cout << task.id() << " " << Task::State_Name(task.state()) << " "
+                  << Task::ResultCode_Name(task.result_code()) << "\n"
+                  << std::flush;
+      }
+    };
+    taskd::Executor executor(channel_, options);
+    absl::Status status = executor.Run([&](taskd::TaskRun& run) {
+      return RunCommand(command, run);
+    });
+    if (!status.ok()) return Fail(status);
     return 0;
   }
 
@@ -256,6 +436,38 @@ class Command {
     task.set_policy_id(args_.Get("policy-id"));
     task.set_resource_id(args_.Get("resource-id"));
     task.set_tenant_id(args_.Get("tenant-id"));
+    struct {
+      const char* flag;
+      google::protobuf::Duration* field;
+    } timeouts[] = {
+        {"queue-timeout", task.mutable_queue_timeout()},
+        {"ack-timeout", task.mutable_ack_timeout()},
+        {"heartbeat-interval", task.mutable_heart_beat_interval()},
+        {"exec-timeout", task.mutable_exec_timeout()},
+    };
+    for (const auto& timeout : timeouts) {
+      if (!args_.Has(timeout.flag)) continue;
+      absl::Duration d;
+      if (!absl::ParseDuration(args_.Get(timeout.flag), &d) ||
+          d < absl::ZeroDuration()) {
+        return UsageError(absl::StrCat("--", timeout.flag,
+                                       " must be a duration such as 30s"));
+      }
+      int64_t nanos = absl::ToInt64Nanoseconds(d);
+      timeout.field->set_seconds(nanos / 1'000'000'000);
+      timeout.field->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+    }
+    if (!args_.Has("queue-timeout")) task.clear_queue_timeout();
+    if (!args_.Has("ack-timeout")) task.clear_ack_timeout();
+    if (!args_.Has("heartbeat-interval")) task.clear_heart_beat_interval();
+    if (!args_.Has("exec-timeout")) task.clear_exec_timeout();
+    if (args_.Has("max-assign-count")) {
+      int32_t n = 0;
+      if (!absl::SimpleAtoi(args_.Get("max-assign-count"), &n)) {
+        return UsageError("--max-assign-count must be a number");
+      }
+      task.set_max_assign_count(n);
+    }
     return PrintTask(client_.Create(task, args_.Get("request-id")));
   }
 
@@ -406,6 +618,7 @@ class Command {
   taskd::TaskClient& client_;
   const bool json_;
   const std::string bearer_token_;
+  const taskd::TaskClient::Options client_options_;
   const bool tls_;
   bool missing_id_ = false;
 };
@@ -452,17 +665,21 @@ int main(int argc, char** argv) {
   static const std::map<std::string, std::vector<std::string>> kFlags = {
       {"create",
        {"type", "id", "priority", "policy-id", "resource-id", "tenant-id",
-        "request-id"}},
+        "request-id", "queue-timeout", "ack-timeout", "heartbeat-interval",
+        "exec-timeout", "max-assign-count"}},
       {"get", {}},
       {"list", {"filter", "order-by", "limit", "page-token", "all"}},
       {"update", {"type", "priority", "policy-id", "resource-id", "etag"}},
       {"delete", {"etag"}},
       {"assign", {"executor", "etag"}},
-      {"start", {"etag"}},
-      {"pause", {"etag"}},
-      {"resume", {"etag"}},
-      {"cancel", {"etag"}},
-      {"complete", {"result", "etag"}},
+      {"start", {"lease", "etag"}},
+      {"pause", {"lease", "etag"}},
+      {"resume", {"lease", "etag"}},
+      {"cancel", {"etag", "force"}},
+      {"complete", {"result", "lease", "etag"}},
+      {"acquire", {"executor", "filter", "wait"}},
+      {"heartbeat", {"lease", "progress"}},
+      {"work", {"executor", "run", "filter", "wait", "max-tasks"}},
       {"watch", {"filter", "since", "initial"}},
   };
   auto allowed = kFlags.find(args.command);
@@ -477,7 +694,7 @@ int main(int argc, char** argv) {
           absl::StrCat("unknown flag --", name, " for ", args.command));
     }
   }
-  Command command(&args, *channel, &client, output == "json",
-                  options.bearer_token, channel_options.tls);
+  Command command(&args, *channel, &client, output == "json", options,
+                  channel_options.tls);
   return command.Run();
 }

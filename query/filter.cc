@@ -574,6 +574,7 @@ class Parser {
         break;
       case FieldKind::kString:
       case FieldKind::kInt64:
+      case FieldKind::kBool:
         return compare;
     }
     const auto* value = std::get_if<int64_t>(&compare.value);
@@ -659,6 +660,13 @@ class Parser {
                                    Quote(literal)));
         }
         return FieldValue(number);
+      }
+      case FieldKind::kBool: {
+        if (literal == "true") return FieldValue(int64_t{1});
+        if (literal == "false") return FieldValue(int64_t{0});
+        return ErrorAt(offset,
+                       absl::StrCat(info.proto_name, " takes true or false, got ",
+                                    Quote(literal)));
       }
     }
     return ErrorAt(offset, "unsupported field");

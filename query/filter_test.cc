@@ -369,6 +369,10 @@ TEST(ParseFilterTest, PresenceOfEveryKind) {
   Task full = SampleTask();
   full.set_result_code(Task::ok);
   *full.mutable_completed_at() = ToTimestamp(At("2026-11-02T00:00:00Z"));
+  full.set_assign_count(1);
+  full.set_cancel_requested(true);
+  *full.mutable_assigned_at() = ToTimestamp(At("2026-11-01T12:00:00Z"));
+  *full.mutable_deadline() = ToTimestamp(At("2026-11-03T00:00:00Z"));
   for (const FieldInfo& info : AllTaskFields()) {
     const std::string text = absl::StrCat(info.proto_name, ":*");
     EXPECT_FALSE(Eval(text, empty)) << text;

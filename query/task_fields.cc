@@ -39,6 +39,14 @@ const std::vector<FieldInfo>& AllTaskFields() {
       {TaskField::kTenantId, "tenant_id", "tenant_id", FieldKind::kString,
        false},
       {TaskField::kRevision, "revision", "revision", FieldKind::kInt64, true},
+      {TaskField::kAssignCount, "assign_count", "assignCount",
+       FieldKind::kInt64, true},
+      {TaskField::kCancelRequested, "cancel_requested", "cancelRequested",
+       FieldKind::kBool, false},
+      {TaskField::kAssignedAt, "assigned_at", "assignedAt",
+       FieldKind::kTimestamp, true},
+      {TaskField::kDeadline, "deadline", "deadline", FieldKind::kTimestamp,
+       true},
   };
   return *fields;
 }
@@ -125,6 +133,16 @@ FieldValue FieldValueOf(const Task& task, TaskField field) {
       return task.tenant_id();
     case TaskField::kRevision:
       return task.revision();
+    case TaskField::kAssignCount:
+      return static_cast<int64_t>(task.assign_count());
+    case TaskField::kCancelRequested:
+      return static_cast<int64_t>(task.cancel_requested() ? 1 : 0);
+    case TaskField::kAssignedAt:
+      return task.has_assigned_at() ? TimestampMicros(task.assigned_at())
+                                    : int64_t{0};
+    case TaskField::kDeadline:
+      return task.has_deadline() ? TimestampMicros(task.deadline())
+                                 : int64_t{0};
   }
   return int64_t{0};
 }

@@ -10,7 +10,8 @@
 //   - priority compares by rank: low < belowNormal < normal < aboveNormal <
 //     high;
 //   - timestamps compare as microseconds since the Unix epoch, 0 when unset;
-//   - revision compares as an integer.
+//   - revision and assign_count compare as integers;
+//   - cancel_requested compares as 0 (false) or 1 (true).
 #ifndef TASKD_QUERY_TASK_FIELDS_H_
 #define TASKD_QUERY_TASK_FIELDS_H_
 
@@ -40,6 +41,10 @@ enum class TaskField {
   kUpdatedAt,
   kTenantId,
   kRevision,
+  kAssignCount,
+  kCancelRequested,
+  kAssignedAt,
+  kDeadline,
 };
 
 enum class FieldKind {
@@ -49,6 +54,7 @@ enum class FieldKind {
   kPriority,
   kTimestamp,
   kInt64,
+  kBool,  // compares as 0 (false) and 1 (true)
 };
 
 struct FieldInfo {
@@ -59,7 +65,7 @@ struct FieldInfo {
   bool orderable;  // may appear in order_by
 };
 
-// Every field, in proto field order.
+// Every field, in TaskField order.
 const std::vector<FieldInfo>& AllTaskFields();
 const FieldInfo& InfoOf(TaskField field);
 // Looks a field up by its proto name or its JSON name. Null if unknown.

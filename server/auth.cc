@@ -81,6 +81,10 @@ absl::string_view MethodName(Method method) {
       return "ResumeTask";
     case Method::kComplete:
       return "CompleteTask";
+    case Method::kAcquire:
+      return "AcquireTask";
+    case Method::kHeartbeat:
+      return "HeartbeatTask";
   }
   return "?";
 }
@@ -101,6 +105,8 @@ bool RoleAllows(Role role, Method method) {
     case Method::kPause:
     case Method::kResume:
     case Method::kComplete:
+    case Method::kAcquire:
+    case Method::kHeartbeat:
       return role == Role::kExecutor || role == Role::kAdmin;
   }
   return false;

@@ -12,7 +12,7 @@
 //   viewer    GetTask, ListTasks, WatchTasks
 //   issuer    viewer's, and CreateTask, UpdateTask, DeleteTask, CancelTask
 //   executor  viewer's, and AssignTask, StartTask, PauseTask, ResumeTask,
-//             CompleteTask
+//             CompleteTask, AcquireTask, HeartbeatTask
 //   admin     everything
 // A tenant of `*` reaches every tenant's tasks; otherwise the caller reads,
 // lists, watches and changes only its tenant's tasks.
@@ -53,6 +53,8 @@ enum class Method {
   kPause,
   kResume,
   kComplete,
+  kAcquire,
+  kHeartbeat,
 };
 
 absl::string_view MethodName(Method method);

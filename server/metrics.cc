@@ -59,7 +59,11 @@ Metrics::Metrics()
       tasks_(BuildGauge()
                  .Name("taskd_tasks")
                  .Help("Tasks by state")
-                 .Register(*registry_)) {
+                 .Register(*registry_)),
+      timeouts_(BuildCounter()
+                    .Name("taskd_task_timeouts_total")
+                    .Help("Timeouts taskd fired, by timeout and outcome")
+                    .Register(*registry_)) {
   for (int state = 0; state < Task::State_ARRAYSIZE; ++state) {
     if (!Task::State_IsValid(state) || state == Task::STATE_UNSPECIFIED) {
       continue;
@@ -116,6 +120,17 @@ void Metrics::CountChanges(const std::vector<Change>& changes) {
     if (change.previous.has_value()) add(change.previous->state(), -1);
     if (change.kind != Change::Kind::kDeleted) add(change.task.state(), +1);
   }
+}
+
+void Metrics::CountTimeout(const Task& after) {
+  std::string outcome =
+      after.state() == Task::completed
+          ? Task::ResultCode_Name(after.result_code())
+          : std::string("requeued");
+  timeouts_
+      .Add({{"timeout", tasks::v1::TaskTimeout_Name(after.timeout())},
+            {"outcome", outcome}})
+      .Increment();
 }
 
 }  // namespace taskd

@@ -52,6 +52,10 @@ class Metrics {
   // the committing thread.
   void SetTaskCounts(const std::map<Task::State, int64_t>& counts);
   void CountChanges(const std::vector<Change>& changes);
+  // taskd_task_timeouts_total{timeout, outcome}: a timeout taskd fired, and
+  // what became of the task (`after`): requeued, timedout, abandoned,
+  // cancelled.
+  void CountTimeout(const Task& after);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -63,6 +67,7 @@ class Metrics {
   prometheus::Counter& events_delivered_;
   prometheus::Gauge& revision_;
   prometheus::Family<prometheus::Gauge>& tasks_;
+  prometheus::Family<prometheus::Counter>& timeouts_;
   // One gauge of tasks_ per state, by the state's number; null for numbers
   // that name no state.
   std::array<prometheus::Gauge*, Task::State_ARRAYSIZE> tasks_by_state_{};

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/log.h"
 #include "server/call_log.h"
 #include "server/grpc_status.h"
 
@@ -24,6 +25,25 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   server->watch_hub_ = std::make_unique<WatchHub>(watch_options);
   server->metrics_ = std::make_unique<Metrics>();
   Metrics* metrics = server->metrics_.get();
+  DispatcherOptions dispatcher_options;
+  dispatcher_options.clock = service_options.clock;
+  server->dispatcher_ = std::make_unique<Dispatcher>(dispatcher_options);
+  TaskTimersOptions timer_options;
+  timer_options.clock = service_options.clock;
+  timer_options.on_fire = [metrics](const Task& before, const Task& after) {
+    metrics->CountTimeout(after);
+    Log(LogLevel::kInfo,
+        "timeout task=%s timeout=%s state=%s->%s result=%s assignment=%d/%d "
+        "executor=%s",
+        after.id(), tasks::v1::TaskTimeout_Name(after.timeout()),
+        Task::State_Name(before.state()), Task::State_Name(after.state()),
+        after.result_code() == Task::RESULT_CODE_UNSPECIFIED
+            ? "-"
+            : Task::ResultCode_Name(after.result_code()),
+        before.assign_count(), std::max(1, before.max_assign_count()),
+        before.executor_id().empty() ? "-" : before.executor_id());
+  };
+  server->timers_ = std::make_unique<TaskTimers>(timer_options);
   auto observe = store_options.observe_commit;
   store_options.observe_commit = [metrics, observe](absl::Duration took,
                                                     size_t batch) {
@@ -31,10 +51,14 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     if (observe) observe(took, batch);
   };
   WatchHub* hub = server->watch_hub_.get();
+  Dispatcher* dispatcher = server->dispatcher_.get();
+  TaskTimers* timers = server->timers_.get();
   auto chained = store_options.on_commit;
-  store_options.on_commit = [hub, chained,
+  store_options.on_commit = [hub, dispatcher, timers, chained,
                              metrics](const std::vector<Change>& changes) {
     hub->OnCommit(changes);
+    dispatcher->OnCommit(changes);
+    timers->OnCommit(changes);
     metrics->CountChanges(changes);
     if (chained) chained(changes);
   };
@@ -49,6 +73,8 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   if (!counts.ok()) return counts.status();
   metrics->SetTaskCounts(*counts);
   hub->Attach(server->store_.get());
+  dispatcher->Attach(server->store_.get());
+  timers->Start(server->store_.get());
   if (options.auth_tokens_path.empty()) {
     server->authorizer_ = std::make_unique<Authorizer>();
   } else {
@@ -68,7 +94,8 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     if (noted) noted(context, caller);
   };
   server->task_service_ = std::make_unique<TaskService>(
-      server->store_.get(), hub, server->authorizer_.get(), service_options);
+      server->store_.get(), hub, dispatcher, server->authorizer_.get(),
+      service_options);
   server->health_service_ = std::make_unique<HealthService>();
 
   std::vector<std::string> names = {
@@ -165,11 +192,14 @@ void TaskServer::Shutdown(absl::Duration grace) {
     // Shutdown waits out the whole grace period for them.
     absl::Time deadline = absl::Now() + grace;
     health_service_->Shutdown();
+    dispatcher_->Shutdown();  // waiting acquires answer "none" now
     watch_hub_->Shutdown(grace);
     server_->Shutdown(absl::ToChronoTime(deadline));
     server_->Wait();
   }
   server_.reset();
+  // The timers stop firing before the store closes (they write through it).
+  if (timers_ != nullptr) timers_->Stop();
   // The store before the service: closing it completes the writes still
   // queued or stalled on the disk, and their completions call into the
   // service (to cancel a default-deadline timer), also for calls that the
@@ -180,6 +210,8 @@ void TaskServer::Shutdown(absl::Duration grace) {
   reflection_v1_.reset();
   reflection_v1alpha_.reset();
   watch_hub_.reset();
+  timers_.reset();
+  dispatcher_.reset();
   exposer_.reset();
   authorizer_.reset();
   metrics_.reset();

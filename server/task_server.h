@@ -29,6 +29,7 @@
 #include "server/metrics.h"
 #include "server/reflection_service.h"
 #include "server/task_service.h"
+#include "server/task_timers.h"
 #include "server/watch_hub.h"
 #include "storage/sqlite_task_store.h"
 
@@ -87,6 +88,8 @@ class TaskServer {
   // The port actually bound.
   int port() const { return port_; }
   TaskStore* store() const { return store_.get(); }
+  Dispatcher* dispatcher() const { return dispatcher_.get(); }
+  TaskTimers* timers() const { return timers_.get(); }
   WatchHub* watch_hub() const { return watch_hub_.get(); }
   // The port /metrics is served on, 0 if it is not.
   int metrics_port() const;
@@ -104,9 +107,11 @@ class TaskServer {
  private:
   TaskServer() = default;
 
-  // Declared before the store: the store's on_commit feeds the hub, so the
-  // hub must outlive it.
+  // Declared before the store: the store's on_commit feeds the hub, the
+  // dispatcher and the timers, so they must outlive it.
   std::unique_ptr<WatchHub> watch_hub_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  std::unique_ptr<TaskTimers> timers_;
   std::unique_ptr<TaskStore> store_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<Metrics> metrics_;

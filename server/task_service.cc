@@ -94,6 +94,31 @@ absl::Status CheckTenant(const Task& task, absl::string_view id,
       "TASK_NOT_FOUND");
 }
 
+absl::Duration DurationOf(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+google::protobuf::Duration ToDuration(absl::Duration d) {
+  google::protobuf::Duration out;
+  int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out.set_seconds(nanos / 1'000'000'000);
+  out.set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+  return out;
+}
+
+tasks::v1::HeartbeatTaskResponse HeartbeatAnswer(const Task& task) {
+  tasks::v1::HeartbeatTaskResponse answer;
+  if (task.has_lease_expires_at()) {
+    *answer.mutable_lease_expires_at() = task.lease_expires_at();
+  }
+  answer.set_cancel_requested(task.cancel_requested());
+  return answer;
+}
+
 }  // namespace
 
 struct TaskService::MoveRequest {
@@ -101,17 +126,25 @@ struct TaskService::MoveRequest {
   const std::string& etag;
   Move move;
   MoveArgs args;
+  // Start, Pause, Resume, Complete: the lease of the current assignment.
+  std::string lease_token;
 };
 
 TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
-                         Authorizer* authorizer,
+                         Dispatcher* dispatcher, Authorizer* authorizer,
                          const TaskServiceOptions& options)
     : store_(store),
       watch_hub_(watch_hub),
+      dispatcher_(dispatcher),
       authorizer_(authorizer),
       options_(options),
       page_tokens_(store->InstanceSecret()),
+      leases_(store->InstanceSecret()),
       deadlines_(options.clock) {}
+
+void TaskService::Present(Method method, Task* task) const {
+  if (method == Method::kAssign) task->set_lease_token(leases_.Issue(*task));
+}
 
 absl::StatusOr<Task> TaskService::Create(
     const tasks::v1::CreateTaskRequest& request, const Caller& caller) {
@@ -142,9 +175,43 @@ absl::StatusOr<TaskWrite> TaskService::Plan(
   task->set_uuid(NewUuid());
   if (task->id().empty()) task->set_id(task->uuid());
   task->set_state(Task::enqueued);
-  google::protobuf::Timestamp now = ToTimestamp(options_.clock->Now());
+  absl::Time time = options_.clock->Now();
+  google::protobuf::Timestamp now = ToTimestamp(time);
   *task->mutable_enqueued_at() = now;
   *task->mutable_updated_at() = now;
+  // Unset timeouts get the server's defaults; zero ones are stored unset.
+  struct {
+    bool set;
+    google::protobuf::Duration* field;
+    absl::Duration fallback;
+  } timeouts[] = {
+      {request.task().has_queue_timeout(), task->mutable_queue_timeout(),
+       options_.default_queue_timeout},
+      {request.task().has_ack_timeout(), task->mutable_ack_timeout(),
+       options_.default_ack_timeout},
+      {request.task().has_heart_beat_interval(),
+       task->mutable_heart_beat_interval(),
+       options_.default_heartbeat_interval},
+      {request.task().has_exec_timeout(), task->mutable_exec_timeout(),
+       options_.default_exec_timeout},
+  };
+  for (const auto& timeout : timeouts) {
+    if (!timeout.set) *timeout.field = ToDuration(timeout.fallback);
+  }
+  if (DurationOf(task->queue_timeout()) == absl::ZeroDuration()) {
+    task->clear_queue_timeout();
+  }
+  if (DurationOf(task->ack_timeout()) == absl::ZeroDuration()) {
+    task->clear_ack_timeout();
+  }
+  if (DurationOf(task->heart_beat_interval()) == absl::ZeroDuration()) {
+    task->clear_heart_beat_interval();
+  }
+  if (DurationOf(task->exec_timeout()) == absl::ZeroDuration()) {
+    task->clear_exec_timeout();
+  }
+  if (task->max_assign_count() == 0) task->set_max_assign_count(1);
+  SetQueueDeadline(&*task, time);
   return TaskWrite{TaskWrite::Create{*std::move(task), request.request_id()}};
 }
 
@@ -264,10 +331,21 @@ absl::StatusOr<TaskWrite> TaskService::PlanMove(const MoveRequest& request,
                                                 const Caller& caller) {
   if (absl::Status s = ValidateTaskRef(request.id, "id"); !s.ok()) return s;
   if (absl::Status s = ValidateEtag(request.etag); !s.ok()) return s;
-  TaskMutation mutation = [this, id = request.id, etag = request.etag,
-                           move = request.move, args = request.args, caller](
-                              const Task& current) -> absl::StatusOr<Task> {
+  if (request.lease_token.size() > 64) {
+    return InvalidRequest("lease_token", "is not a lease token (too long)",
+                          "INVALID_LEASE_TOKEN");
+  }
+  bool fenced = request.move == Move::kStart || request.move == Move::kPause ||
+                request.move == Move::kResume ||
+                request.move == Move::kComplete;
+  TaskMutation mutation =
+      [this, id = request.id, etag = request.etag, move = request.move,
+       args = request.args, caller, fenced,
+       token = request.lease_token](const Task& current) -> absl::StatusOr<Task> {
     if (absl::Status s = CheckTenant(current, id, caller); !s.ok()) return s;
+    if (fenced) {
+      if (absl::Status s = leases_.Check(current, token); !s.ok()) return s;
+    }
     if (absl::Status s = CheckEtag(current, etag); !s.ok()) return s;
     return ApplyMove(current, move, args, options_.clock->Now());
   };
@@ -276,7 +354,9 @@ absl::StatusOr<TaskWrite> TaskService::PlanMove(const MoveRequest& request,
 
 absl::StatusOr<Task> TaskService::Assign(
     const tasks::v1::AssignTaskRequest& request, const Caller& caller) {
-  return RunSync(request, caller);
+  absl::StatusOr<Task> task = RunSync(request, caller);
+  if (task.ok()) Present(Method::kAssign, &*task);
+  return task;
 }
 
 absl::StatusOr<TaskWrite> TaskService::Plan(
@@ -296,7 +376,9 @@ absl::StatusOr<Task> TaskService::Start(
 
 absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::StartTaskRequest& request, const Caller& caller) {
-  return PlanMove({request.id(), request.etag(), Move::kStart, {}}, caller);
+  return PlanMove(
+      {request.id(), request.etag(), Move::kStart, {}, request.lease_token()},
+      caller);
 }
 
 absl::StatusOr<Task> TaskService::Pause(
@@ -306,7 +388,9 @@ absl::StatusOr<Task> TaskService::Pause(
 
 absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::PauseTaskRequest& request, const Caller& caller) {
-  return PlanMove({request.id(), request.etag(), Move::kPause, {}}, caller);
+  return PlanMove(
+      {request.id(), request.etag(), Move::kPause, {}, request.lease_token()},
+      caller);
 }
 
 absl::StatusOr<Task> TaskService::Resume(
@@ -316,7 +400,9 @@ absl::StatusOr<Task> TaskService::Resume(
 
 absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::ResumeTaskRequest& request, const Caller& caller) {
-  return PlanMove({request.id(), request.etag(), Move::kResume, {}}, caller);
+  return PlanMove(
+      {request.id(), request.etag(), Move::kResume, {}, request.lease_token()},
+      caller);
 }
 
 absl::StatusOr<Task> TaskService::Complete(
@@ -334,7 +420,8 @@ absl::StatusOr<TaskWrite> TaskService::Plan(
                                        " is not a known result code"),
                           "INVALID_FIELD");
   }
-  return PlanMove({request.id(), request.etag(), Move::kComplete, args},
+  return PlanMove({request.id(), request.etag(), Move::kComplete, args,
+                   request.lease_token()},
                   caller);
 }
 
@@ -345,7 +432,9 @@ absl::StatusOr<Task> TaskService::Cancel(
 
 absl::StatusOr<TaskWrite> TaskService::Plan(
     const tasks::v1::CancelTaskRequest& request, const Caller& caller) {
-  return PlanMove({request.id(), request.etag(), Move::kCancel, {}}, caller);
+  MoveArgs args;
+  args.force = request.force();
+  return PlanMove({request.id(), request.etag(), Move::kCancel, args}, caller);
 }
 
 absl::StatusOr<Caller> TaskService::Authorize(
@@ -403,11 +492,14 @@ grpc::ServerUnaryReactor* TaskService::ServeWrite(
               {{"deadline", absl::FormatDuration(limit)}})));
         });
   }
-  store_->Write(*std::move(write), [this, outcome, reactor,
-                                    response](absl::StatusOr<Task> result) {
+  store_->Write(*std::move(write), [this, outcome, reactor, response,
+                                    method](absl::StatusOr<Task> result) {
     if (outcome->timer != 0) deadlines_.Cancel(outcome->timer);
     if (outcome->finished.exchange(true)) return;  // the deadline won
-    if (result.ok()) SetResponse(*std::move(result), response);
+    if (result.ok()) {
+      Present(method, &*result);
+      SetResponse(*std::move(result), response);
+    }
     reactor->Finish(ToGrpcStatus(result.status()));
   });
   return reactor;
@@ -551,6 +643,199 @@ absl::StatusOr<WatchSpec> TaskService::Watch(
   spec.send_initial_state = request.send_initial_state();
   spec.tenant = caller.tenant;
   return spec;
+}
+
+absl::StatusOr<AcquireSpec> TaskService::PlanAcquire(
+    const tasks::v1::AcquireTaskRequest& request, const Caller& caller) {
+  if (absl::Status s = ValidateExecutorId(request.executor_id()); !s.ok()) {
+    return s;
+  }
+  AcquireSpec spec;
+  if (request.has_wait()) {
+    absl::Duration wait = DurationOf(request.wait());
+    if (wait < absl::ZeroDuration()) {
+      return InvalidRequest("wait", "must not be negative", "INVALID_FIELD");
+    }
+    if (wait > options_.max_acquire_wait) {
+      return InvalidRequest(
+          "wait",
+          absl::StrCat("is ", absl::FormatDuration(wait),
+                       "; this server waits at most ",
+                       absl::FormatDuration(options_.max_acquire_wait),
+                       " (--max_acquire_wait): ask again after that"),
+          "INVALID_FIELD");
+    }
+    spec.wait = wait;
+  }
+  absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
+      ScopedFilter(request.filter(), caller);
+  if (!filter.ok()) return filter.status();
+  spec.filter = *std::move(filter);
+  MoveArgs args;
+  args.executor_id = request.executor_id();
+  spec.assign = [this, args](const Task& current) {
+    return ApplyMove(current, Move::kAssign, args, options_.clock->Now());
+  };
+  return spec;
+}
+
+void TaskService::Acquire(
+    const tasks::v1::AcquireTaskRequest& request, const Caller& caller,
+    std::function<bool()> gone,
+    std::function<void(absl::StatusOr<tasks::v1::AcquireTaskResponse>)>
+        done) {
+  absl::StatusOr<AcquireSpec> spec = PlanAcquire(request, caller);
+  if (!spec.ok()) {
+    done(spec.status());
+    return;
+  }
+  spec->gone = std::move(gone);
+  dispatcher_->Acquire(
+      *std::move(spec), [this, done = std::move(done)](
+                            absl::StatusOr<std::optional<Task>> result) {
+        if (!result.ok()) {
+          done(result.status());
+          return;
+        }
+        tasks::v1::AcquireTaskResponse response;
+        if (result->has_value()) {
+          Task& task = **result;
+          Present(Method::kAssign, &task);
+          *response.mutable_task() = std::move(task);
+        }
+        done(std::move(response));
+      });
+}
+
+absl::StatusOr<TaskService::HeartbeatPlan> TaskService::PlanHeartbeat(
+    const tasks::v1::HeartbeatTaskRequest& request, const Caller& caller) {
+  if (absl::Status s = ValidateTaskRef(request.id(), "id"); !s.ok()) return s;
+  if (request.lease_token().empty()) {
+    return InvalidRequest("lease_token",
+                          "is required (the token AcquireTask or AssignTask "
+                          "returned)",
+                          "INVALID_FIELD");
+  }
+  if (request.lease_token().size() > 64) {
+    return InvalidRequest("lease_token", "is not a lease token (too long)",
+                          "INVALID_LEASE_TOKEN");
+  }
+  const Task::Progress& progress = request.progress();
+  if (progress.current() < 0 || progress.total() < 0) {
+    return InvalidRequest("progress", "current and total must not be negative",
+                          "INVALID_FIELD");
+  }
+  if (progress.total() > 0 && progress.current() > progress.total()) {
+    return InvalidRequest(
+        "progress",
+        absl::StrCat("current (", progress.current(),
+                     ") must not exceed total (", progress.total(), ")"),
+        "INVALID_FIELD");
+  }
+  // Decide on what the task is now; the write (if any) checks again.
+  absl::StatusOr<Task> current = store_->Get(request.id());
+  if (!current.ok()) return current.status();
+  if (absl::Status s = CheckTenant(*current, request.id(), caller); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = leases_.Check(*current, request.lease_token());
+      !s.ok()) {
+    return s;
+  }
+  const absl::Time now = options_.clock->Now();
+  const bool new_progress =
+      request.has_progress() &&
+      (progress.current() != current->progress().current() ||
+       progress.total() != current->progress().total());
+  const bool record_progress =
+      new_progress &&
+      now - TimeOf(current->updated_at()) >= options_.progress_interval;
+  // A heartbeat within half an interval of the last renewal renews nothing.
+  const Task extended = ExtendLease(*current, now);
+  const bool renew =
+      extended.has_lease_expires_at() &&
+      TimeOf(extended.lease_expires_at()) -
+              TimeOf(current->lease_expires_at()) >=
+          DurationOf(current->heart_beat_interval()) / 2;
+  HeartbeatPlan plan;
+  if (!record_progress && !renew) {
+    plan.answer = HeartbeatAnswer(*current);
+    return plan;
+  }
+  TaskMutation mutation =
+      [this, id = request.id(), token = request.lease_token(), caller,
+       progress = request.progress(),
+       record_progress](const Task& task) -> absl::StatusOr<Task> {
+    if (absl::Status s = CheckTenant(task, id, caller); !s.ok()) return s;
+    if (absl::Status s = leases_.Check(task, token); !s.ok()) return s;
+    const absl::Time now = options_.clock->Now();
+    Task next = ExtendLease(task, now);
+    if (record_progress) {
+      *next.mutable_progress() = progress;
+      *next.mutable_updated_at() = ToTimestamp(now);
+    }
+    return next;
+  };
+  // Progress is a change watchers see; a renewal alone is bookkeeping,
+  // written in place without a revision.
+  if (record_progress) {
+    plan.write = TaskWrite{TaskWrite::Update{request.id(), std::move(mutation)}};
+  } else {
+    plan.write = TaskWrite{TaskWrite::Touch{request.id(), std::move(mutation)}};
+  }
+  return plan;
+}
+
+absl::StatusOr<tasks::v1::HeartbeatTaskResponse> TaskService::Heartbeat(
+    const tasks::v1::HeartbeatTaskRequest& request, const Caller& caller) {
+  absl::StatusOr<HeartbeatPlan> plan = PlanHeartbeat(request, caller);
+  if (!plan.ok()) return plan.status();
+  if (!plan->write.has_value()) return plan->answer;
+  absl::StatusOr<Task> task = store_->WriteAndWait(*std::move(plan->write));
+  if (!task.ok()) return task.status();
+  return HeartbeatAnswer(*task);
+}
+
+grpc::ServerUnaryReactor* TaskService::AcquireTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::AcquireTaskRequest* request,
+    tasks::v1::AcquireTaskResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Caller> caller = Authorize(*context, Method::kAcquire);
+  if (!caller.ok()) {
+    reactor->Finish(ToGrpcStatus(caller.status()));
+    return reactor;
+  }
+  Acquire(
+      *request, *caller, [context] { return context->IsCancelled(); },
+      [reactor, response](
+          absl::StatusOr<tasks::v1::AcquireTaskResponse> result) {
+        if (result.ok()) *response = *std::move(result);
+        reactor->Finish(ToGrpcStatus(result.status()));
+      });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* TaskService::HeartbeatTask(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::HeartbeatTaskRequest* request,
+    tasks::v1::HeartbeatTaskResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Caller> caller = Authorize(*context, Method::kHeartbeat);
+  absl::StatusOr<HeartbeatPlan> plan =
+      caller.ok() ? PlanHeartbeat(*request, *caller)
+                  : absl::StatusOr<HeartbeatPlan>(caller.status());
+  if (!plan.ok() || !plan->write.has_value()) {
+    if (plan.ok()) *response = std::move(plan->answer);
+    reactor->Finish(ToGrpcStatus(plan.status()));
+    return reactor;
+  }
+  store_->Write(*std::move(plan->write),
+                [reactor, response](absl::StatusOr<Task> result) {
+                  if (result.ok()) *response = HeartbeatAnswer(*result);
+                  reactor->Finish(ToGrpcStatus(result.status()));
+                });
+  return reactor;
 }
 
 }  // namespace taskd

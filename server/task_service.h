@@ -15,6 +15,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -22,6 +23,8 @@
 #include "query/page_token.h"
 #include "server/auth.h"
 #include "server/deadline_timer.h"
+#include "server/dispatcher.h"
+#include "server/lease_token.h"
 #include "server/watch_hub.h"
 #include "storage/task_store.h"
 #include "tasks/v1/tasks.grpc.pb.h"
@@ -47,6 +50,20 @@ struct TaskServiceOptions {
   // log. Runs on the handler's thread; must be
   // quick. Empty: nobody is told.
   std::function<void(const grpc::ServerContextBase&, const Caller&)> on_caller;
+
+  // Executors. A new task's timeouts that the caller leaves unset get
+  // these (zero: none). Defaults: queue none, ack 30 s, heartbeat none,
+  // exec none.
+  absl::Duration default_queue_timeout = absl::ZeroDuration();
+  absl::Duration default_ack_timeout = absl::Seconds(30);
+  absl::Duration default_heartbeat_interval = absl::ZeroDuration();
+  absl::Duration default_exec_timeout = absl::ZeroDuration();
+  // A heartbeat's progress is written (a new revision, seen by watchers)
+  // only if the task has not changed for this long; otherwise it is
+  // dropped, and a later heartbeat reports a newer one. Default 5 s.
+  absl::Duration progress_interval = absl::Seconds(5);
+  // The longest AcquireTask wait accepted. Default 60 s.
+  absl::Duration max_acquire_wait = absl::Seconds(60);
 };
 
 // WatchTasks is served raw (its responses are assembled from pre-encoded
@@ -55,10 +72,10 @@ class TaskService final
     : public tasks::v1::TaskService::WithRawCallbackMethod_WatchTasks<
           tasks::v1::TaskService::CallbackService> {
  public:
-  // `store`, `watch_hub` and `authorizer` are not owned and must outlive
-  // the service.
-  TaskService(TaskStore* store, WatchHub* watch_hub, Authorizer* authorizer,
-              const TaskServiceOptions& options);
+  // `store`, `watch_hub`, `dispatcher` and `authorizer` are not owned and
+  // must outlive the service.
+  TaskService(TaskStore* store, WatchHub* watch_hub, Dispatcher* dispatcher,
+              Authorizer* authorizer, const TaskServiceOptions& options);
 
   // The logic of each call, without gRPC: what the RPCs below return, for
   // an already authorised `caller` (whose tenant scopes what it sees).
@@ -84,6 +101,15 @@ class TaskService final
                                 const Caller& caller);
   absl::StatusOr<Task> Cancel(const tasks::v1::CancelTaskRequest& request,
                               const Caller& caller);
+  // Takes a task for an executor; `done` gets the answer (possibly after
+  // the request's wait) on another thread. `gone` (may be empty) tells a
+  // waiting acquire that its caller left.
+  void Acquire(const tasks::v1::AcquireTaskRequest& request,
+               const Caller& caller, std::function<bool()> gone,
+               std::function<void(absl::StatusOr<tasks::v1::AcquireTaskResponse>)>
+                   done);
+  absl::StatusOr<tasks::v1::HeartbeatTaskResponse> Heartbeat(
+      const tasks::v1::HeartbeatTaskRequest& request, const Caller& caller);
   // What a WatchTasks stream should watch (for WatchHub::Watch), or
   // InvalidArgument naming the request field at fault.
   absl::StatusOr<WatchSpec> Watch(const tasks::v1::WatchTasksRequest& request,
@@ -125,6 +151,14 @@ class TaskService final
   grpc::ServerUnaryReactor* CancelTask(
       grpc::CallbackServerContext* context,
       const tasks::v1::CancelTaskRequest* request, Task* response) override;
+  grpc::ServerUnaryReactor* AcquireTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::AcquireTaskRequest* request,
+      tasks::v1::AcquireTaskResponse* response) override;
+  grpc::ServerUnaryReactor* HeartbeatTask(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::HeartbeatTaskRequest* request,
+      tasks::v1::HeartbeatTaskResponse* response) override;
   // Writes serialized WatchTasksResponse messages.
   grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchTasks(
       grpc::CallbackServerContext* context,
@@ -157,6 +191,19 @@ class TaskService final
                                  const Caller& caller);
   absl::StatusOr<TaskWrite> PlanMove(const MoveRequest& request,
                                      const Caller& caller);
+  absl::StatusOr<AcquireSpec> PlanAcquire(
+      const tasks::v1::AcquireTaskRequest& request, const Caller& caller);
+  // A heartbeat: either the answer at once (nothing to write) or the write
+  // whose result gives it.
+  struct HeartbeatPlan {
+    std::optional<TaskWrite> write;
+    tasks::v1::HeartbeatTaskResponse answer;
+  };
+  absl::StatusOr<HeartbeatPlan> PlanHeartbeat(
+      const tasks::v1::HeartbeatTaskRequest& request, const Caller& caller);
+  // The call's result as the caller sees it: an assignment carries its
+  // lease token.
+  void Present(Method method, Task* task) const;
   // Plans the write and waits for the store to commit it (the logic methods
   // above; the RPCs use TaskStore::Write and do not wait).
   template <typename Request>
@@ -178,9 +225,11 @@ class TaskService final
 
   TaskStore* const store_;
   WatchHub* const watch_hub_;
+  Dispatcher* const dispatcher_;
   Authorizer* const authorizer_;
   const TaskServiceOptions options_;
   const PageTokenCodec page_tokens_;
+  const LeaseTokens leases_;
   DeadlineTimer deadlines_;
 };
 

@@ -129,6 +129,27 @@ absl::StatusOr<Task> ValidateNewTask(const Task& task) {
   if (task.revision() != 0)
     return Invalid("task.revision", "is set by the server");
   if (!task.etag().empty()) return Invalid("task.etag", "is set by the server");
+  struct {
+    bool set;
+    const char* field;
+    const char* what;
+  } owned[] = {
+      {task.assign_count() != 0, "task.assignCount",
+       "is counted by the server"},
+      {task.cancel_requested(), "task.cancelRequested", "is set by CancelTask"},
+      {task.has_progress(), "task.progress", "is reported by heartbeats"},
+      {task.has_assigned_at(), "task.assignedAt", "is set by the server"},
+      {task.has_lease_expires_at(), "task.leaseExpiresAt",
+       "is set by the server"},
+      {task.has_deadline(), "task.deadline", "is set by the server"},
+      {task.timeout() != tasks::v1::TIMEOUT_UNSPECIFIED, "task.timeout",
+       "is set by the server"},
+      {!task.lease_token().empty(), "task.leaseToken",
+       "is issued by AcquireTask and AssignTask"},
+  };
+  for (const auto& o : owned) {
+    if (o.set) return Invalid(o.field, o.what);
+  }
 
   Task result;
   if (!task.id().empty()) {
@@ -165,7 +186,60 @@ absl::StatusOr<Task> ValidateNewTask(const Task& task) {
         std::pair{"task.tenant_id", result.mutable_tenant_id()}}) {
     if (absl::Status s = CheckUuid(field, value); !s.ok()) return s;
   }
+  if (task.max_assign_count() < 0 ||
+      task.max_assign_count() > kMaxAssignCount) {
+    return Invalid("task.maxAssignCount",
+                   absl::StrFormat("is %d; it must be 0 (meaning 1) to %d",
+                                   task.max_assign_count(), kMaxAssignCount));
+  }
+  result.set_max_assign_count(task.max_assign_count());
+  struct {
+    bool set;
+    const google::protobuf::Duration& value;
+    const char* field;
+    google::protobuf::Duration* out;
+  } timeouts[] = {
+      {task.has_queue_timeout(), task.queue_timeout(), "task.queueTimeout",
+       result.mutable_queue_timeout()},
+      {task.has_ack_timeout(), task.ack_timeout(), "task.ackTimeout",
+       result.mutable_ack_timeout()},
+      {task.has_heart_beat_interval(), task.heart_beat_interval(),
+       "task.heartBeatInterval", result.mutable_heart_beat_interval()},
+      {task.has_exec_timeout(), task.exec_timeout(), "task.execTimeout",
+       result.mutable_exec_timeout()},
+  };
+  for (const auto& t : timeouts) {
+    if (!t.set) continue;
+    if (absl::Status s = CheckTimeout(t.field, t.value); !s.ok()) return s;
+    *t.out = t.value;
+  }
+  // Unset stays unset: the service applies its defaults.
+  if (!task.has_queue_timeout()) result.clear_queue_timeout();
+  if (!task.has_ack_timeout()) result.clear_ack_timeout();
+  if (!task.has_heart_beat_interval()) result.clear_heart_beat_interval();
+  if (!task.has_exec_timeout()) result.clear_exec_timeout();
   return result;
+}
+
+absl::Status CheckTimeout(absl::string_view field,
+                          const google::protobuf::Duration& value) {
+  if (value.seconds() < 0 || value.nanos() < 0 ||
+      value.nanos() >= 1'000'000'000) {
+    return Invalid(field, "must not be negative");
+  }
+  absl::Duration d =
+      absl::Seconds(value.seconds()) + absl::Nanoseconds(value.nanos());
+  if (d == absl::ZeroDuration()) return absl::OkStatus();  // none
+  if (d < kMinTimeout) {
+    return Invalid(field, absl::StrCat("is ", absl::FormatDuration(d),
+                                       "; a timeout is 0 (none) or at least ",
+                                       absl::FormatDuration(kMinTimeout)));
+  }
+  if (d > kMaxTimeout) {
+    return Invalid(field, absl::StrCat("is ", absl::FormatDuration(d),
+                                       "; the longest timeout is 366 days"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateRequestId(absl::string_view request_id) {

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "google/protobuf/field_mask.pb.h"
 #include "tasks/v1/tasks.pb.h"
 
@@ -21,6 +22,10 @@ inline constexpr size_t kMaxTypeLength = 64;
 inline constexpr size_t kMaxExecutorIdLength = 256;
 inline constexpr size_t kMaxRequestIdLength = 128;
 inline constexpr size_t kMaxEtagLength = 64;
+// Executors: a task's max_assign_count, and its timeouts when not 0.
+inline constexpr int kMaxAssignCount = 100;
+inline constexpr absl::Duration kMinTimeout = absl::Milliseconds(100);
+inline constexpr absl::Duration kMaxTimeout = absl::Hours(24 * 366);
 
 // 8-4-4-4-12 hexadecimal digits, either case.
 bool IsUuid(absl::string_view text);
@@ -32,6 +37,9 @@ std::string NewUuid();
 // and defaults priority to normal. Does not assign id, uuid, state or time.
 absl::StatusOr<tasks::v1::Task> ValidateNewTask(const tasks::v1::Task& task);
 absl::Status ValidateRequestId(absl::string_view request_id);
+// A timeout as a task carries it: 0 (none), or kMinTimeout..kMaxTimeout.
+absl::Status CheckTimeout(absl::string_view field,
+                          const google::protobuf::Duration& value);
 
 // A task id named in a request: non-empty and within limits. `field` is the
 // request field's name, for the message.

@@ -27,6 +27,7 @@
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
 #include "server/task_server.h"
+#include "server/task_validation.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve on, host:port. Port 0 picks a free port.");
@@ -59,6 +60,20 @@ ABSL_FLAG(int32_t, max_receive_bytes, 1 << 20,
 ABSL_FLAG(absl::Duration, default_deadline, absl::Seconds(30),
           "Deadline of write calls that set none: past it, the call ends "
           "with DEADLINE_EXCEEDED (0: none).");
+ABSL_FLAG(absl::Duration, default_queue_timeout, absl::ZeroDuration(),
+          "Executors: a new task's queueTimeout if it sets none (0: none).");
+ABSL_FLAG(absl::Duration, default_ack_timeout, absl::Seconds(30),
+          "Executors: a new task's ackTimeout if it sets none (0: none).");
+ABSL_FLAG(absl::Duration, default_heartbeat_interval, absl::ZeroDuration(),
+          "Executors: a new task's heartBeatInterval if it sets none (0: "
+          "none).");
+ABSL_FLAG(absl::Duration, default_exec_timeout, absl::ZeroDuration(),
+          "Executors: a new task's execTimeout if it sets none (0: none).");
+ABSL_FLAG(absl::Duration, progress_interval, absl::Seconds(5),
+          "Executors: a heartbeat's progress is written only if the task has "
+          "not changed for this long.");
+ABSL_FLAG(absl::Duration, max_acquire_wait, absl::Seconds(60),
+          "Executors: the longest AcquireTask wait accepted.");
 ABSL_FLAG(int32_t, max_page_size, 1000,
           "ListTasks page size cap; larger requests are lowered to it.");
 ABSL_FLAG(int32_t, max_watchers, 20000,
@@ -147,6 +162,16 @@ absl::StatusOr<taskd::TaskServerOptions> OptionsFromFlags() {
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_bytes);
   options.service.max_page_size = absl::GetFlag(FLAGS_max_page_size);
   options.service.default_deadline = absl::GetFlag(FLAGS_default_deadline);
+  options.service.default_queue_timeout =
+      absl::GetFlag(FLAGS_default_queue_timeout);
+  options.service.default_ack_timeout =
+      absl::GetFlag(FLAGS_default_ack_timeout);
+  options.service.default_heartbeat_interval =
+      absl::GetFlag(FLAGS_default_heartbeat_interval);
+  options.service.default_exec_timeout =
+      absl::GetFlag(FLAGS_default_exec_timeout);
+  options.service.progress_interval = absl::GetFlag(FLAGS_progress_interval);
+  options.service.max_acquire_wait = absl::GetFlag(FLAGS_max_acquire_wait);
   options.watch.max_watchers = absl::GetFlag(FLAGS_max_watchers);
   options.watch.max_watchers_per_tenant =
       absl::GetFlag(FLAGS_max_watchers_per_tenant);
@@ -158,6 +183,30 @@ absl::StatusOr<taskd::TaskServerOptions> OptionsFromFlags() {
       options.max_receive_message_bytes < 1024) {
     return FlagError(
         "--max_page_size must be >= 1 and --max_receive_bytes >= 1024");
+  }
+  for (auto [flag, value] :
+       {std::pair{"default_queue_timeout",
+                  options.service.default_queue_timeout},
+        std::pair{"default_ack_timeout", options.service.default_ack_timeout},
+        std::pair{"default_heartbeat_interval",
+                  options.service.default_heartbeat_interval},
+        std::pair{"default_exec_timeout",
+                  options.service.default_exec_timeout}}) {
+    google::protobuf::Duration proto;
+    proto.set_seconds(absl::ToInt64Seconds(value));
+    proto.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(
+        value - absl::Seconds(absl::ToInt64Seconds(value)))));
+    if (absl::Status s = taskd::CheckTimeout(absl::StrCat("--", flag), proto);
+        !s.ok()) {
+      return FlagError(std::string(s.message()));
+    }
+  }
+  if (options.service.progress_interval < absl::ZeroDuration() ||
+      options.service.max_acquire_wait < absl::ZeroDuration() ||
+      options.service.max_acquire_wait > absl::Hours(1)) {
+    return FlagError(
+        "--progress_interval must not be negative, and --max_acquire_wait "
+        "must be within 0..1h");
   }
   if (options.store.read_connections < 1 || options.store.max_batch < 1 ||
       options.store.checkpoint_pages < 1) {

@@ -54,6 +54,7 @@ bool HasFewValues(TaskField field) {
     case FieldKind::kState:
     case FieldKind::kResultCode:
     case FieldKind::kPriority:
+    case FieldKind::kBool:
       return true;
     case FieldKind::kString:
       return field == TaskField::kType;  // backup, restore, replication, ...
@@ -184,6 +185,14 @@ const char* ColumnOf(TaskField field) {
       return "tenant_id";
     case TaskField::kRevision:
       return "revision";
+    case TaskField::kAssignCount:
+      return "assign_count";
+    case TaskField::kCancelRequested:
+      return "cancel_requested";
+    case TaskField::kAssignedAt:
+      return "assigned_at";
+    case TaskField::kDeadline:
+      return "deadline";
   }
   return "id";
 }

@@ -21,7 +21,8 @@ namespace taskd::sqlite {
 inline constexpr char kTaskColumns[] =
     "id, uuid, type, state, result_code, priority, policy_id, resource_id, "
     "executor_id, tenant_id, enqueued_at, started_at, completed_at, "
-    "updated_at, revision";
+    "updated_at, revision, assign_count, cancel_requested, assigned_at, "
+    "deadline, detail";
 
 // The column that holds `field` in the tasks table.
 const char* ColumnOf(TaskField field);

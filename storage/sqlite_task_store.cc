@@ -119,6 +119,25 @@ constexpr const char* kMigrations[] = {
       CREATE INDEX IF NOT EXISTS tasks_by_state_priority
         ON tasks (state, priority DESC, enqueued_at, id);
     )sql",
+    // 4: executors (issue 12). The fields that filters and the timers need
+    // get columns; every other field of a Task lives in `detail` (a
+    // serialized tasks.v1.Task holding only those fields), so that a new
+    // field needs no migration of its own. tasks_by_deadline holds only the
+    // tasks with a deadline (the timers read it from its start: what is due
+    // first); tasks_by_queue serves AcquireTask's turn-taking across
+    // tenants (state = enqueued AND priority = ? AND tenant_id > ? ORDER BY
+    // tenant_id, enqueued_at).
+    R"sql(
+      ALTER TABLE tasks ADD COLUMN assign_count INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE tasks ADD COLUMN cancel_requested INTEGER NOT NULL
+        DEFAULT 0;
+      ALTER TABLE tasks ADD COLUMN assigned_at INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE tasks ADD COLUMN deadline INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE tasks ADD COLUMN detail BLOB NOT NULL DEFAULT x'';
+      CREATE INDEX tasks_by_deadline ON tasks (deadline) WHERE deadline <> 0;
+      CREATE INDEX tasks_by_queue
+        ON tasks (state, priority, tenant_id, enqueued_at, id);
+    )sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -128,6 +147,43 @@ std::string EtagOf(int64_t revision) { return absl::StrCat("r", revision); }
 // OUT_OF_RANGE errors without parsing the message.
 absl::Status CompactedError(const std::string& message) {
   return WithReason(absl::OutOfRangeError(message), "REVISION_COMPACTED");
+}
+
+// The fields that have columns of their own (TaskField), in kTaskColumns
+// order; every other stored field goes into `detail`.
+constexpr TaskField kColumnFields[] = {
+    TaskField::kId,          TaskField::kUuid,
+    TaskField::kType,        TaskField::kState,
+    TaskField::kResultCode,  TaskField::kPriority,
+    TaskField::kPolicyId,    TaskField::kResourceId,
+    TaskField::kExecutorId,  TaskField::kTenantId,
+    TaskField::kEnqueuedAt,  TaskField::kStartedAt,
+    TaskField::kCompletedAt, TaskField::kUpdatedAt,
+    TaskField::kRevision,    TaskField::kAssignCount,
+    TaskField::kCancelRequested, TaskField::kAssignedAt,
+    TaskField::kDeadline};
+constexpr int kDetailColumn = 19;  // 0-based, after the column fields
+
+// The `detail` column of `task`: the task without the fields that have
+// columns, without etag (derived from revision) and without lease_token
+// (never stored).
+std::string DetailOf(const Task& task) {
+  static const auto* cleared = [] {
+    auto* fields = new std::vector<const google::protobuf::FieldDescriptor*>;
+    const google::protobuf::Descriptor* descriptor = Task::descriptor();
+    for (TaskField field : kColumnFields) {
+      fields->push_back(descriptor->FindFieldByName(InfoOf(field).proto_name));
+    }
+    fields->push_back(descriptor->FindFieldByName("etag"));
+    fields->push_back(descriptor->FindFieldByName("lease_token"));
+    return fields;
+  }();
+  Task detail = task;
+  const google::protobuf::Reflection* reflection = detail.GetReflection();
+  for (const google::protobuf::FieldDescriptor* field : *cleared) {
+    reflection->ClearField(&detail, field);
+  }
+  return detail.SerializeAsString();
 }
 
 // Reads the current row of a statement that selected kTaskColumns.
@@ -155,21 +211,28 @@ Task ReadTask(const Statement& row) {
     if (micros != 0) SetTimestampMicros(micros, (task.*time.mutable_field)());
   }
   task.set_revision(row.ColumnInt64(14));
+  task.set_assign_count(static_cast<int32_t>(row.ColumnInt64(15)));
+  task.set_cancel_requested(row.ColumnInt64(16) != 0);
+  if (int64_t micros = row.ColumnInt64(17); micros != 0) {
+    SetTimestampMicros(micros, task.mutable_assigned_at());
+  }
+  if (int64_t micros = row.ColumnInt64(18); micros != 0) {
+    SetTimestampMicros(micros, task.mutable_deadline());
+  }
+  // The detail holds no column field, so merging cannot overwrite one.
+  std::string detail = row.ColumnBlob(kDetailColumn);
+  if (!detail.empty()) task.MergeFromString(detail);
   task.set_etag(EtagOf(task.revision()));
   return task;
 }
 
-// Binds `task` to ?1 .. ?15 in kTaskColumns order.
+// Binds `task` to ?1 .. ?20 in kTaskColumns order.
 void BindTask(Statement& statement, const Task& task) {
   int i = 1;
-  for (TaskField field :
-       {TaskField::kId, TaskField::kUuid, TaskField::kType, TaskField::kState,
-        TaskField::kResultCode, TaskField::kPriority, TaskField::kPolicyId,
-        TaskField::kResourceId, TaskField::kExecutorId, TaskField::kTenantId,
-        TaskField::kEnqueuedAt, TaskField::kStartedAt, TaskField::kCompletedAt,
-        TaskField::kUpdatedAt, TaskField::kRevision}) {
+  for (TaskField field : kColumnFields) {
     statement.Bind(i++, FieldValueOf(task, field));
   }
+  statement.BindBlob(i, DetailOf(task));
 }
 
 // The tasks columns an UPDATE may set, with the field each one holds, in
@@ -193,6 +256,10 @@ constexpr UpdatableColumn kUpdatableColumns[] = {
     {TaskField::kCompletedAt, "completed_at"},
     {TaskField::kUpdatedAt, "updated_at"},
     {TaskField::kRevision, "revision"},
+    {TaskField::kAssignCount, "assign_count"},
+    {TaskField::kCancelRequested, "cancel_requested"},
+    {TaskField::kAssignedAt, "assigned_at"},
+    {TaskField::kDeadline, "deadline"},
 };
 
 // One Write call, queued for the writer thread: the write and its
@@ -264,6 +331,7 @@ class SqliteTaskStore final : public TaskStore {
   void Write(TaskWrite write, WriteDone done) override;
   absl::StatusOr<Task> Get(absl::string_view id) override;
   absl::StatusOr<ListResult> List(const ListQuery& query) override;
+  absl::StatusOr<std::vector<Task>> ListByDeadline(int limit) override;
   absl::StatusOr<std::vector<Change>> ReadChanges(int64_t from,
                                                   int limit) override;
   int64_t CurrentRevision() override { return current_revision_.load(); }
@@ -309,6 +377,10 @@ class SqliteTaskStore final : public TaskStore {
   // The task whose id, or else uuid, is `id`, read on `connection`.
   static absl::StatusOr<Task> Find(Connection* connection,
                                    absl::string_view id);
+  // One page of `query` read on `connection` (in its current transaction,
+  // if any) into result->tasks and result->more.
+  static absl::Status ReadPage(Connection* connection, const ListQuery& query,
+                               ListResult* result);
 
   // ---- The write path (group commit) ----
   //
@@ -359,6 +431,17 @@ class SqliteTaskStore final : public TaskStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<Task> Apply(const TaskWrite::Delete& del,
                              const ApplyContext& at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::StatusOr<Task> Apply(const TaskWrite::Claim& claim,
+                             const ApplyContext& at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::StatusOr<Task> Apply(const TaskWrite::Touch& touch,
+                             const ApplyContext& at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Update and Claim once the task is found: the mutation, the row, the
+  // history.
+  absl::StatusOr<Task> UpdateFound(Task current, const TaskMutation& mutation,
+                                   const ApplyContext& at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // The second statement of a write whose task row is written: the history
   // row of its change (`task` after it, `previous` before). Marks the write
@@ -640,14 +723,25 @@ absl::Status SqliteTaskStore::UpdateRow(const Task& current, const Task& next) {
     absl::StrAppend(&sql, column.name, " = ?", values.size() + 2);
     values.push_back(std::move(value));
   }
+  std::string detail = DetailOf(next);
+  bool detail_changed = detail != DetailOf(current);
+  if (detail_changed) {
+    if (!values.empty()) sql += ", ";
+    absl::StrAppend(&sql, "detail = ?", values.size() + 2);
+  }
+  if (values.empty() && !detail_changed) return absl::OkStatus();
   sql += " WHERE id = ?1";
-  // The revision always changes, so there is at least one column. The
+  // An update changes the revision, so there is at least one column; a
+  // touch that changes nothing writes nothing. The
   // statement texts are a few shapes (one per kind of move), each prepared
   // once and cached by the connection.
   Statement update = writer_->Prepare(sql);
   update.BindText(1, current.id());
   for (size_t i = 0; i < values.size(); ++i) {
     update.Bind(static_cast<int>(i) + 2, values[i]);
+  }
+  if (detail_changed) {
+    update.BindBlob(static_cast<int>(values.size()) + 2, detail);
   }
   return update.Run();
 }
@@ -835,10 +929,11 @@ absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Create& create,
     static const std::string sql =
         absl::StrCat("INSERT INTO tasks (", kTaskColumns,
                      ", request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                     "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+                     "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, "
+                     "?20, ?21)");
     Statement insert = writer_->Prepare(sql);
     BindTask(insert, stored);
-    insert.BindText(16, create.request_id);
+    insert.BindText(21, create.request_id);
     if (absl::Status status = insert.Run(); !status.ok()) return status;
   }
   return Record(Change::Kind::kCreated, std::move(stored), std::nullopt, at);
@@ -848,17 +943,61 @@ absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Update& update,
                                             const ApplyContext& at) {
   absl::StatusOr<Task> current = Find(writer_.get(), update.id);
   if (!current.ok()) return current.status();
-  absl::StatusOr<Task> next = update.mutation(*current);
+  return UpdateFound(*std::move(current), update.mutation, at);
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Claim& claim,
+                                            const ApplyContext& at) {
+  Connection* writer = writer_.get();
+  TaskLister list = [writer](const ListQuery& query)
+      -> absl::StatusOr<ListResult> {
+    ListResult result;
+    if (absl::Status s = ReadPage(writer, query, &result); !s.ok()) return s;
+    return result;
+  };
+  absl::StatusOr<std::optional<Task>> picked = claim.pick(list);
+  if (!picked.ok()) return picked.status();
+  if (!picked->has_value()) {
+    return WithReason(absl::NotFoundError("no task matches the claim"),
+                      "NOTHING_TO_CLAIM");
+  }
+  return UpdateFound(**std::move(picked), claim.mutation, at);
+}
+
+absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Touch& touch,
+                                            const ApplyContext& at) {
+  absl::StatusOr<Task> current = Find(writer_.get(), touch.id);
+  if (!current.ok()) return current.status();
+  absl::StatusOr<Task> next = touch.mutation(*current);
   if (!next.ok()) return next.status();
-  if (next->id() != current->id() || next->uuid() != current->uuid()) {
+  if (next->id() != current->id() || next->uuid() != current->uuid() ||
+      next->revision() != current->revision()) {
+    return absl::InternalError(
+        "a touch changed a task's id, uuid or revision");
+  }
+  next->set_etag(EtagOf(next->revision()));
+  // One statement, no history row: it is atomic on its own, and makes no
+  // change for the batch to publish.
+  if (absl::Status status = UpdateRow(*current, *next); !status.ok()) {
+    return status;
+  }
+  return next;
+}
+
+absl::StatusOr<Task> SqliteTaskStore::UpdateFound(Task current,
+                                                  const TaskMutation& mutation,
+                                                  const ApplyContext& at) {
+  absl::StatusOr<Task> next = mutation(current);
+  if (!next.ok()) return next.status();
+  if (next->id() != current.id() || next->uuid() != current.uuid()) {
     return absl::InternalError("a mutation changed a task's id or uuid");
   }
   next->set_revision(at.revision);
   next->set_etag(EtagOf(at.revision));
-  if (absl::Status status = UpdateRow(*current, *next); !status.ok()) {
+  if (absl::Status status = UpdateRow(current, *next); !status.ok()) {
     return status;
   }
-  return Record(Change::Kind::kUpdated, *std::move(next), *std::move(current),
+  return Record(Change::Kind::kUpdated, *std::move(next), std::move(current),
                 at);
 }
 
@@ -906,14 +1045,6 @@ absl::StatusOr<Task> SqliteTaskStore::Get(absl::string_view id) {
 }
 
 absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
-  if (query.limit < 1) {
-    return absl::InvalidArgumentError("list limit must be at least 1");
-  }
-  if (!query.after.empty() && query.after.size() != query.order.size()) {
-    return absl::InvalidArgumentError("cursor does not match the order");
-  }
-  // One row more than asked tells whether another page follows.
-  sqlite::SqlQuery sql = sqlite::BuildListQuery(query, query.limit + 1);
   Reader reader(this);
   // One read transaction: the revision and the rows come from one snapshot.
   Transaction transaction(reader.get());
@@ -927,22 +1058,53 @@ absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
     result.revision = revision.Step() ? revision.ColumnInt64(0) : 0;
     if (!revision.status().ok()) return revision.status();
   }
-  {
-    Statement page = reader->Prepare(sql.sql);
-    for (size_t i = 0; i < sql.params.size(); ++i) {
-      page.Bind(static_cast<int>(i) + 1, sql.params[i]);
-    }
-    while (page.Step()) {
-      if (static_cast<int>(result.tasks.size()) == query.limit) {
-        result.more = true;
-        break;
-      }
-      result.tasks.push_back(ReadTask(page));
-    }
-    if (!page.status().ok()) return page.status();
-  }  // reset: the statement's read ends before the COMMIT
+  // Each statement is reset when ReadPage returns: its read ends before the
+  // COMMIT.
+  if (absl::Status s = ReadPage(reader.get(), query, &result); !s.ok()) {
+    return s;
+  }
   if (absl::Status status = transaction.Commit(); !status.ok()) return status;
   return result;
+}
+
+absl::Status SqliteTaskStore::ReadPage(Connection* connection,
+                                       const ListQuery& query,
+                                       ListResult* result) {
+  if (query.limit < 1) {
+    return absl::InvalidArgumentError("list limit must be at least 1");
+  }
+  if (!query.after.empty() && query.after.size() != query.order.size()) {
+    return absl::InvalidArgumentError("cursor does not match the order");
+  }
+  // One row more than asked tells whether another page follows.
+  sqlite::SqlQuery sql = sqlite::BuildListQuery(query, query.limit + 1);
+  Statement page = connection->Prepare(sql.sql);
+  for (size_t i = 0; i < sql.params.size(); ++i) {
+    page.Bind(static_cast<int>(i) + 1, sql.params[i]);
+  }
+  while (page.Step()) {
+    if (static_cast<int>(result->tasks.size()) == query.limit) {
+      result->more = true;
+      break;
+    }
+    result->tasks.push_back(ReadTask(page));
+  }
+  return page.status();
+}
+
+absl::StatusOr<std::vector<Task>> SqliteTaskStore::ListByDeadline(int limit) {
+  // `deadline <> 0` is the partial index's own condition, so SQLite reads
+  // tasks_by_deadline from its start and stops after `limit` rows.
+  static const std::string sql =
+      absl::StrCat("SELECT ", kTaskColumns,
+                   " FROM tasks WHERE deadline <> 0 ORDER BY deadline LIMIT ?1");
+  Reader reader(this);
+  Statement due = reader->Prepare(sql);
+  due.BindInt64(1, std::max(1, limit));
+  std::vector<Task> tasks;
+  while (due.Step()) tasks.push_back(ReadTask(due));
+  if (!due.status().ok()) return due.status();
+  return tasks;
 }
 
 absl::StatusOr<std::map<Task::State, int64_t>> SqliteTaskStore::CountByState() {

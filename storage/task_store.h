@@ -6,6 +6,9 @@
 // history in the same transaction as the change itself, so the history never
 // misses or invents a change, also across crashes and restarts.
 //
+// (One kind of write, TaskWrite::Touch, changes a task in place without a
+// revision: bookkeeping that is not a change for watchers.)
+//
 // The store knows nothing of gRPC and nothing of the task life cycle: callers
 // (the service) decide what a change is; the store applies it atomically,
 // stamps `revision` and `etag`, and records it.
@@ -113,6 +116,13 @@ struct ListResult {
 using TaskMutation = std::function<absl::StatusOr<Task>(const Task& current)>;
 // Decides whether a task may be deleted; a non-OK status aborts.
 using TaskPrecondition = std::function<absl::Status(const Task& current)>;
+// Reads a page of tasks inside a write's transaction (it sees the writes
+// applied before it in the same batch), as TaskStore::List does.
+using TaskLister = std::function<absl::StatusOr<ListResult>(const ListQuery&)>;
+// Chooses the task a Claim takes, reading through `list`; nullopt: none.
+// Runs where mutations run, under the same rules.
+using TaskPicker =
+    std::function<absl::StatusOr<std::optional<Task>>(const TaskLister& list)>;
 
 // One change for TaskStore::Write: exactly one of the kinds below. Each
 // returns, on success, the task as stored with its new revision and etag.
@@ -143,8 +153,24 @@ struct TaskWrite {
     std::string id;
     TaskPrecondition precondition;
   };
+  // Atomically chooses a task with `pick` and updates it with `mutation`,
+  // as Update does: no other write runs between the choice and the update,
+  // so two claims never take the same task (an executor's AcquireTask).
+  // NotFound (reason NOTHING_TO_CLAIM) if `pick` chose none.
+  struct Claim {
+    TaskPicker pick;
+    TaskMutation mutation;
+  };
+  // Like Update, but the result replaces the task in place: no new
+  // revision, etag or history entry, and no change for watchers. For
+  // bookkeeping that watchers do not need (a lease moved forward by a
+  // heartbeat). The mutation must not change id, uuid or revision.
+  struct Touch {
+    std::string id;
+    TaskMutation mutation;
+  };
 
-  std::variant<Create, Update, Delete> op;
+  std::variant<Create, Update, Delete, Claim, Touch> op;
 };
 
 class TaskStore {
@@ -205,6 +231,11 @@ class TaskStore {
   // The lowest revision still in the history; CurrentRevision() + 1 when the
   // history is empty.
   virtual int64_t OldestRevision() = 0;
+
+  // Up to `limit` tasks that have a deadline, the earliest deadline first
+  // (ties in no particular order). Reads only those tasks, however many
+  // others there are.
+  virtual absl::StatusOr<std::vector<Task>> ListByDeadline(int limit) = 0;
 
   // How many tasks are in each state (states with none are left out).
   virtual absl::StatusOr<std::map<Task::State, int64_t>> CountByState() = 0;

@@ -115,13 +115,17 @@ absl::Status CallMethod(TaskClient& client, Method method,
     case Method::kAssign:
       return client.Assign(id, "agent").status();
     case Method::kStart:
-      return client.Start(id).status();
+      return client.Start(id, "").status();
     case Method::kPause:
-      return client.Pause(id).status();
+      return client.Pause(id, "").status();
     case Method::kResume:
-      return client.Resume(id).status();
+      return client.Resume(id, "").status();
     case Method::kComplete:
-      return client.Complete(id, Task::ok).status();
+      return client.Complete(id, Task::ok, "").status();
+    case Method::kAcquire:
+      return client.Acquire("agent", "type = \"no-such-type\"").status();
+    case Method::kHeartbeat:
+      return client.Heartbeat(id, "1.AAAAAAAAAAAAAAAAAAAAAA").status();
   }
   return absl::InternalError("unreachable");
 }
@@ -134,12 +138,14 @@ TEST_F(AuthTest, EveryRoleAndMethod) {
         Method::kUpdate, Method::kDelete, Method::kCancel}},
       {"executor-a",
        {Method::kGet, Method::kList, Method::kWatch, Method::kAssign,
-        Method::kStart, Method::kPause, Method::kResume, Method::kComplete}},
+        Method::kStart, Method::kPause, Method::kResume, Method::kComplete,
+        Method::kAcquire, Method::kHeartbeat}},
   };
-  const Method all[] = {Method::kGet,    Method::kList,    Method::kCreate,
-                        Method::kUpdate, Method::kDelete,  Method::kCancel,
-                        Method::kAssign, Method::kStart,   Method::kPause,
-                        Method::kResume, Method::kComplete};
+  const Method all[] = {Method::kGet,      Method::kList,    Method::kCreate,
+                        Method::kUpdate,   Method::kDelete,  Method::kCancel,
+                        Method::kAssign,   Method::kStart,   Method::kPause,
+                        Method::kResume,   Method::kComplete, Method::kAcquire,
+                        Method::kHeartbeat};
   TaskClient admin = As("admin-a");
   for (const auto& [token, methods] : allowed) {
     for (Method method : all) {

@@ -230,7 +230,8 @@ TEST_F(BadInputTest, UnknownEnumNumbersAreInvalidArgument) {
   const int64_t before = taskd_.server->store()->CurrentRevision();
 
   absl::Status status =
-      taskd_.client->Complete("t1", static_cast<Task::ResultCode>(99)).status();
+      taskd_.client->Complete("t1", static_cast<Task::ResultCode>(99), "")
+          .status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   EXPECT_THAT(status.message(), HasSubstr("result_code"));
   // A negative number, and one past int32 (the parser keeps its low bits).

@@ -73,6 +73,9 @@ struct TaskModel {
   std::vector<Step> committed;
   // The one call whose answer was lost, if any.
   std::optional<Step> pending;
+  // The lease token of the last assignment answered (empty if its answer
+  // was lost: then only a forced cancel can end the task).
+  std::string lease;
 
   bool deleted() const {
     return !committed.empty() && committed.back().kind == 3;
@@ -115,6 +118,7 @@ class CrashTest : public ::testing::Test {
         }
       }
       std::string id;
+      std::string lease;  // the task's lease token, if known
       Step step;
       absl::StatusOr<Task> result;
       absl::Status status;
@@ -137,11 +141,15 @@ class CrashTest : public ::testing::Test {
           std::lock_guard<std::mutex> lock(mu_);
           state = models_[id].state();
           result_before = models_[id].committed.back().result;
+          lease = models_[id].lease;
         }
         step.kind = 2;
         int pick = static_cast<int>(random() % 6);
-        // A move the state allows; Cancel now and then from any open state.
-        if (state != Task::completed && pick == 0) {
+        const bool held = state == Task::assigned ||
+                          state == Task::started || state == Task::paused;
+        // A move the state allows; Cancel (forced) now and then from any
+        // open state, and always for a held task whose lease is unknown.
+        if (state != Task::completed && (pick == 0 || (held && lease.empty()))) {
           step.state = Task::completed;
           step.result = Task::cancelled;
         } else {
@@ -176,22 +184,23 @@ class CrashTest : public ::testing::Test {
           status = client.Delete(id);
           result = status.ok() ? absl::StatusOr<Task>(Task()) : status;
         } else if (step.result == Task::cancelled) {
-          result = client.Cancel(id);
+          result = client.Cancel(id, "", /*force=*/true);
         } else if (step.state == Task::completed) {
-          result = client.Complete(id, step.result);
+          result = client.Complete(id, step.result, lease);
         } else if (step.state == Task::assigned) {
           result = client.Assign(id, absl::StrCat("agent-", w));
         } else if (step.state == Task::paused) {
-          result = client.Pause(id);
+          result = client.Pause(id, lease);
         } else if (state == Task::paused) {
-          result = client.Resume(id);
+          result = client.Resume(id, lease);
         } else {
-          result = client.Start(id);
+          result = client.Start(id, lease);
         }
       }
       std::lock_guard<std::mutex> lock(mu_);
       TaskModel& model = models_[id];
       if (result.ok()) {
+        if (step.state == Task::assigned) model.lease = result->lease_token();
         if (step.kind != 3) {
           EXPECT_EQ(result->state(), step.state) << id;
           EXPECT_EQ(result->result_code(), step.result) << id;
@@ -222,7 +231,9 @@ class CrashTest : public ::testing::Test {
                   std::unique_ptr<testing::TaskdProcess>* taskd) {
     testing::TaskdProcess::Options options;
     options.db_path = db_;
-    options.flags = {"--sync=" + sync};
+    // No ack timeout: a task the model assigned waits for its start
+    // however many rounds pass.
+    options.flags = {"--sync=" + sync, "--default_ack_timeout=0"};
     *taskd = std::make_unique<testing::TaskdProcess>(options);
     absl::Status started = (*taskd)->Start();
     ASSERT_TRUE(started.ok()) << started;

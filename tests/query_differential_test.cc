@@ -210,6 +210,10 @@ bool TimestampSet(const Task& task, TaskField field) {
       return task.has_completed_at();
     case TaskField::kUpdatedAt:
       return task.has_updated_at();
+    case TaskField::kAssignedAt:
+      return task.has_assigned_at();
+    case TaskField::kDeadline:
+      return task.has_deadline();
     default:
       return false;
   }
@@ -242,7 +246,12 @@ Reading Read(const Task& task, const FieldInfo& info) {
       r.number = std::get<int64_t>(FieldValueOf(task, info.field));
       break;
     case FieldKind::kInt64:
-      r.number = task.revision();
+      r.number = info.field == TaskField::kAssignCount ? task.assign_count()
+                                                       : task.revision();
+      r.set = r.number != 0;
+      break;
+    case FieldKind::kBool:
+      r.number = task.cancel_requested() ? 1 : 0;
       r.set = r.number != 0;
       break;
   }
@@ -269,8 +278,9 @@ Generated GenerateCondition(Random& rng) {
   std::string literal;
   // Whether a comparison on an unset value holds: only != does (see
   // query/filter.h); strings and revision have no "unset".
-  const bool has_unset =
-      info.kind != FieldKind::kString && info.kind != FieldKind::kInt64;
+  const bool has_unset = info.kind != FieldKind::kString &&
+                         info.kind != FieldKind::kInt64 &&
+                         info.kind != FieldKind::kBool;
   if (info.kind == FieldKind::kString) {
     std::vector<std::string> pool;
     switch (info.field) {
@@ -336,7 +346,11 @@ Generated GenerateCondition(Random& rng) {
         literal = TimeLiteral(rng, t);
         break;
       }
-      default:  // revision
+      case FieldKind::kBool:
+        value = rng.Uniform(2);
+        literal = value ? "true" : "false";
+        break;
+      default:  // revision, assign_count
         value = rng.Uniform(kTasks + 20) - 10;
         literal = rng.OneIn(3) ? QuoteString(absl::StrCat(value))
                                : absl::StrCat(value);
@@ -480,9 +494,12 @@ class QueryDifferentialTest : public ::testing::Test {
     task.set_policy_id(rng.Pick(Policies()));
     task.set_executor_id(rng.Pick(Executors()));
     task.set_resource_id(rng.Pick(Resources()));
+    task.set_assign_count(static_cast<int32_t>(rng.Uniform(4)));
+    task.set_cancel_requested(rng.OneIn(3));
     google::protobuf::Timestamp* (Task::*times[])() = {
         &Task::mutable_enqueued_at, &Task::mutable_started_at,
-        &Task::mutable_completed_at, &Task::mutable_updated_at};
+        &Task::mutable_completed_at, &Task::mutable_updated_at,
+        &Task::mutable_assigned_at, &Task::mutable_deadline};
     for (auto mutable_time : times) {
       if (rng.OneIn(3)) continue;  // unset
       const absl::Time t =

@@ -130,13 +130,14 @@ class Database {
   sqlite3* db_ = nullptr;
 };
 
-// The indexes of migrations 2 and 3.
+// The indexes of migrations 2, 3 and 4.
 const std::vector<std::string>& CurrentIndexes() {
   static const auto* names = new std::vector<std::string>{
       "tasks_by_tenant",         "tasks_by_tenant_state", "tasks_by_state",
       "tasks_by_state_priority", "tasks_by_type",         "tasks_by_policy",
       "tasks_by_resource",       "tasks_by_executor",     "tasks_by_result",
-      "tasks_by_completed",      "tasks_by_started",      "tasks_by_updated"};
+      "tasks_by_completed",      "tasks_by_started",      "tasks_by_updated",
+      "tasks_by_deadline",       "tasks_by_queue"};
   return *names;
 }
 
@@ -156,7 +157,7 @@ class QueryIndexTest : public ::testing::Test {
 };
 
 TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
-  ASSERT_EQ(SqliteSchemaVersion(), 3);
+  ASSERT_EQ(SqliteSchemaVersion(), 4);
   Task task;
   task.set_id("v1-task");
   task.set_uuid("0b6f6c4e-2f1d-4a8e-9c3b-5d7e8f9a0b1c");
@@ -218,7 +219,7 @@ TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
 
   Database db(path_);
   EXPECT_EQ(db.Column("SELECT version FROM schema_version"),
-            std::vector<std::string>{"3"});
+            std::vector<std::string>{absl::StrCat(SqliteSchemaVersion())});
   EXPECT_THAT(db.Column("SELECT name FROM sqlite_master WHERE type = 'index'"),
               IsSupersetOf(CurrentIndexes()));
   EXPECT_EQ(db.Column("PRAGMA integrity_check"),
@@ -234,7 +235,7 @@ TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
 
 // Version 2 databases exist with and without tasks_by_state_priority (it
 // was added to migration 2 for a while before it moved to 3): both open,
-// migrate to 3 and end with the index.
+// migrate to the current version and end with the index.
 TEST_F(QueryIndexTest, Version2DatabasesWithAndWithoutThePriorityIndex) {
   for (bool had_it : {false, true}) {
     SCOPED_TRACE(had_it ? "with the index" : "without it");
@@ -243,12 +244,22 @@ TEST_F(QueryIndexTest, Version2DatabasesWithAndWithoutThePriorityIndex) {
     {
       Database db(path_, /*read_only=*/false);
       if (!had_it) db.Exec("DROP INDEX tasks_by_state_priority");
+      // Undo migration 4 (a version 2 database has none of it).
+      for (const char* undo :
+           {"DROP INDEX tasks_by_deadline", "DROP INDEX tasks_by_queue",
+            "ALTER TABLE tasks DROP COLUMN assign_count",
+            "ALTER TABLE tasks DROP COLUMN cancel_requested",
+            "ALTER TABLE tasks DROP COLUMN assigned_at",
+            "ALTER TABLE tasks DROP COLUMN deadline",
+            "ALTER TABLE tasks DROP COLUMN detail"}) {
+        db.Exec(undo);
+      }
       db.Exec("UPDATE schema_version SET version = 2");
     }
     ASSERT_NE(Open(), nullptr);
     Database db(path_);
     EXPECT_EQ(db.Column("SELECT version FROM schema_version"),
-              std::vector<std::string>{"3"});
+              std::vector<std::string>{absl::StrCat(SqliteSchemaVersion())});
     EXPECT_THAT(
         db.Column("SELECT name FROM sqlite_master WHERE type = 'index'"),
         IsSupersetOf(CurrentIndexes()));
@@ -261,7 +272,7 @@ TEST_F(QueryIndexTest, NewDatabaseHasEveryIndex) {
   EXPECT_THAT(db.Column("SELECT name FROM sqlite_master WHERE type = 'index'"),
               IsSupersetOf(CurrentIndexes()));
   EXPECT_EQ(db.Column("SELECT version FROM schema_version"),
-            std::vector<std::string>{"3"});
+            std::vector<std::string>{absl::StrCat(SqliteSchemaVersion())});
 }
 
 struct PlanCase {

@@ -44,6 +44,9 @@ class QueryServiceTest : public ::testing::Test {
     options.store.path = dir_.File("taskd.db");
     options.store.clock = &clock_;
     options.service.clock = &clock_;
+    // The clock moves a minute per call: no ack timeout may void the
+    // assignments of the fixture.
+    options.service.default_ack_timeout = absl::ZeroDuration();
     absl::Status started = taskd_.Start(options);
     ASSERT_TRUE(started.ok()) << started;
   }
@@ -89,18 +92,28 @@ class QueryServiceTest : public ::testing::Test {
     tasks_["ok-1"] = Create("ok-1", "backup", kTenantA, "normal");
     tasks_["err-1"] = Create("err-1", "backup", kTenantB, "high");
     tasks_["can-1"] = Create("can-1", "restore", kTenantA, "");
-    tasks_["asg-1"] = Must(taskd_.client->Assign("asg-1", "agent-7"));
-    Must(taskd_.client->Assign("run-1", "agent-1"));
-    tasks_["run-1"] = Must(taskd_.client->Start("run-1"));
-    Must(taskd_.client->Assign("pau-1", "agent-7"));
-    Must(taskd_.client->Start("pau-1"));
-    tasks_["pau-1"] = Must(taskd_.client->Pause("pau-1"));
-    Must(taskd_.client->Assign("ok-1", "agent-1"));
-    Must(taskd_.client->Start("ok-1"));
-    tasks_["ok-1"] = Must(taskd_.client->Complete("ok-1", Task::ok));
-    Must(taskd_.client->Assign("err-1", "agent-7"));
-    Must(taskd_.client->Start("err-1"));
-    tasks_["err-1"] = Must(taskd_.client->Complete("err-1", Task::error));
+    // Each assignment's lease token, which the later moves need (and which
+    // only the assignment's answer carries).
+    auto assign = [&](const std::string& id, const std::string& agent) {
+      Task task = Must(taskd_.client->Assign(id, agent));
+      std::string lease = task.lease_token();
+      task.clear_lease_token();
+      tasks_[id] = task;
+      return lease;
+    };
+    assign("asg-1", "agent-7");
+    std::string lease = assign("run-1", "agent-1");
+    tasks_["run-1"] = Must(taskd_.client->Start("run-1", lease));
+    lease = assign("pau-1", "agent-7");
+    Must(taskd_.client->Start("pau-1", lease));
+    tasks_["pau-1"] = Must(taskd_.client->Pause("pau-1", lease));
+    lease = assign("ok-1", "agent-1");
+    Must(taskd_.client->Start("ok-1", lease));
+    tasks_["ok-1"] = Must(taskd_.client->Complete("ok-1", Task::ok, lease));
+    lease = assign("err-1", "agent-7");
+    Must(taskd_.client->Start("err-1", lease));
+    tasks_["err-1"] =
+        Must(taskd_.client->Complete("err-1", Task::error, lease));
     tasks_["can-1"] = Must(taskd_.client->Cancel("can-1"));
   }
 

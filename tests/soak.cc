@@ -337,11 +337,14 @@ int Run() {
         if (!record(created)) continue;
         const std::string& id = created->id();
         pace();
-        if (!record(client.Assign(id, absl::StrCat("agent-", w)))) continue;
+        absl::StatusOr<Task> assigned =
+            client.Assign(id, absl::StrCat("agent-", w));
+        if (!record(assigned)) continue;
+        const std::string lease = assigned->lease_token();
         pace();
-        if (!record(client.Start(id))) continue;
+        if (!record(client.Start(id, lease))) continue;
         pace();
-        if (!record(client.Complete(id, Task::ok))) continue;
+        if (!record(client.Complete(id, Task::ok, lease))) continue;
         pace();
         absl::Status deleted = client.Delete(id);
         if (deleted.ok()) {

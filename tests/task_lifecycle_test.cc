@@ -54,8 +54,9 @@ TEST(TaskLifecycleTest, EveryStateAndMove) {
                    ? Task::completed
                    : Task::STATE_UNSPECIFIED;
       case Move::kCancel:
-        return from != Task::completed ? Task::completed
-                                       : Task::STATE_UNSPECIFIED;
+        // A held task is only asked to cancel (cancel_requested).
+        if (from == Task::completed) return Task::STATE_UNSPECIFIED;
+        return from == Task::enqueued ? Task::completed : from;
     }
     return Task::STATE_UNSPECIFIED;
   };

@@ -172,16 +172,20 @@ TEST_F(TaskServiceTest, FullLifeCycle) {
   ASSERT_TRUE(assigned.ok()) << assigned.status();
   EXPECT_EQ(assigned->state(), Task::assigned);
   EXPECT_EQ(assigned->executor_id(), "agent-7");
-  absl::StatusOr<Task> started = taskd_.client->Start(task.id());
+  const std::string lease = assigned->lease_token();
+  EXPECT_FALSE(lease.empty());
+  absl::StatusOr<Task> started = taskd_.client->Start(task.id(), lease);
   ASSERT_TRUE(started.ok());
   EXPECT_TRUE(started->has_started_at());
-  absl::StatusOr<Task> paused = taskd_.client->Pause(task.id());
+  EXPECT_TRUE(started->lease_token().empty());  // only the assignment's
+  absl::StatusOr<Task> paused = taskd_.client->Pause(task.id(), lease);
   ASSERT_TRUE(paused.ok());
   EXPECT_EQ(paused->state(), Task::paused);
-  absl::StatusOr<Task> resumed = taskd_.client->Resume(task.id());
+  absl::StatusOr<Task> resumed = taskd_.client->Resume(task.id(), lease);
   ASSERT_TRUE(resumed.ok());
   EXPECT_EQ(resumed->state(), Task::started);
-  absl::StatusOr<Task> completed = taskd_.client->Complete(task.id(), Task::ok);
+  absl::StatusOr<Task> completed =
+      taskd_.client->Complete(task.id(), Task::ok, lease);
   ASSERT_TRUE(completed.ok());
   EXPECT_EQ(completed->state(), Task::completed);
   EXPECT_EQ(completed->result_code(), Task::ok);
@@ -193,26 +197,26 @@ TEST_F(TaskServiceTest, FullLifeCycle) {
   // completed is final.
   ExpectCode(taskd_.client->Cancel(task.id()).status(),
              absl::StatusCode::kFailedPrecondition, "completed");
-  ExpectCode(taskd_.client->Start(task.id()).status(),
+  ExpectCode(taskd_.client->Start(task.id(), lease).status(),
              absl::StatusCode::kFailedPrecondition, "completed");
 }
 
 TEST_F(TaskServiceTest, IllegalMovesNameStateAndMove) {
   Task task = MustCreate();
-  ExpectCode(taskd_.client->Start(task.id()).status(),
+  ExpectCode(taskd_.client->Start(task.id(), "").status(),
              absl::StatusCode::kFailedPrecondition, "enqueued");
-  ExpectCode(taskd_.client->Pause(task.id()).status(),
+  ExpectCode(taskd_.client->Pause(task.id(), "").status(),
              absl::StatusCode::kFailedPrecondition, "pause");
-  ExpectCode(taskd_.client->Resume(task.id()).status(),
+  ExpectCode(taskd_.client->Resume(task.id(), "").status(),
              absl::StatusCode::kFailedPrecondition, "resume");
-  ExpectCode(taskd_.client->Complete(task.id(), Task::ok).status(),
+  ExpectCode(taskd_.client->Complete(task.id(), Task::ok, "").status(),
              absl::StatusCode::kFailedPrecondition, "complete");
   ExpectCode(taskd_.client->Assign(task.id(), "").status(),
              absl::StatusCode::kInvalidArgument, "executor_id");
-  ExpectCode(taskd_.client->Complete(task.id(), Task::cancelled).status(),
+  ExpectCode(taskd_.client->Complete(task.id(), Task::cancelled, "").status(),
              absl::StatusCode::kInvalidArgument, "result_code");
-  ExpectCode(taskd_.client->Start("nope").status(), absl::StatusCode::kNotFound,
-             "nope");
+  ExpectCode(taskd_.client->Start("nope", "").status(),
+             absl::StatusCode::kNotFound, "nope");
   absl::StatusOr<Task> cancelled = taskd_.client->Cancel(task.id());
   ASSERT_TRUE(cancelled.ok());
   EXPECT_EQ(cancelled->result_code(), Task::cancelled);
@@ -221,13 +225,17 @@ TEST_F(TaskServiceTest, IllegalMovesNameStateAndMove) {
 TEST_F(TaskServiceTest, RacingMovesExactlyOneWins) {
   for (int round = 0; round < 5; ++round) {
     Task task = MustCreate();
-    ASSERT_TRUE(taskd_.client->Assign(task.id(), "agent").ok());
+    absl::StatusOr<Task> assigned = taskd_.client->Assign(task.id(), "agent");
+    ASSERT_TRUE(assigned.ok());
+    const std::string lease = assigned->lease_token();
     std::atomic<int> won{0}, refused{0};
     std::vector<std::thread> threads;
     for (int i = 0; i < 8; ++i) {
       threads.emplace_back([&, i] {
-        absl::Status status = i % 2 ? taskd_.client->Start(task.id()).status()
-                                    : taskd_.client->Cancel(task.id()).status();
+        absl::Status status =
+            i % 2 ? taskd_.client->Start(task.id(), lease).status()
+                  : taskd_.client->Cancel(task.id(), "", /*force=*/true)
+                        .status();
         // Start loses only to a cancel; cancel loses only to a cancel.
         if (status.ok()) {
           ++won;
@@ -247,12 +255,14 @@ TEST_F(TaskServiceTest, RacingMovesExactlyOneWins) {
   }
   // The pure case: eight starts on one assigned task.
   Task task = MustCreate();
-  ASSERT_TRUE(taskd_.client->Assign(task.id(), "agent").ok());
+  absl::StatusOr<Task> assigned = taskd_.client->Assign(task.id(), "agent");
+  ASSERT_TRUE(assigned.ok());
+  const std::string lease = assigned->lease_token();
   std::atomic<int> won{0}, refused{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&] {
-      absl::Status status = taskd_.client->Start(task.id()).status();
+      absl::Status status = taskd_.client->Start(task.id(), lease).status();
       if (status.ok()) ++won;
       if (status.code() == absl::StatusCode::kFailedPrecondition) ++refused;
     });
@@ -450,19 +460,22 @@ TEST_F(TaskServiceTest, TasksInEveryStateValidateAgainstTheSchema) {
   tasks.push_back(enqueued);
   Task t = MustCreate("assigned-1");
   tasks.push_back(*taskd_.client->Assign(t.id(), "agent-1"));
+  auto lease_of = [&](const Task& task) {
+    absl::StatusOr<Task> assigned = taskd_.client->Assign(task.id(), "agent-1");
+    return assigned.ok() ? assigned->lease_token() : std::string();
+  };
   t = MustCreate("started-1");
-  taskd_.client->Assign(t.id(), "agent-1").IgnoreError();
-  tasks.push_back(*taskd_.client->Start(t.id()));
+  tasks.push_back(*taskd_.client->Start(t.id(), lease_of(t)));
   t = MustCreate("paused-1");
-  taskd_.client->Assign(t.id(), "agent-1").IgnoreError();
-  taskd_.client->Start(t.id()).IgnoreError();
-  tasks.push_back(*taskd_.client->Pause(t.id()));
+  std::string lease = lease_of(t);
+  taskd_.client->Start(t.id(), lease).IgnoreError();
+  tasks.push_back(*taskd_.client->Pause(t.id(), lease));
   for (Task::ResultCode code : {Task::ok, Task::error, Task::warning,
                                 Task::timedout, Task::abandoned}) {
     t = MustCreate(absl::StrCat("completed-", Task::ResultCode_Name(code)));
-    taskd_.client->Assign(t.id(), "agent-1").IgnoreError();
-    taskd_.client->Start(t.id()).IgnoreError();
-    tasks.push_back(*taskd_.client->Complete(t.id(), code));
+    lease = lease_of(t);
+    taskd_.client->Start(t.id(), lease).IgnoreError();
+    tasks.push_back(*taskd_.client->Complete(t.id(), code, lease));
   }
   t = MustCreate("cancelled-1");
   tasks.push_back(*taskd_.client->Cancel(t.id()));
@@ -575,7 +588,7 @@ TEST_F(TaskServiceTest, ErrorsCarryReasonsAndFieldViolations) {
 // reads.
 TEST_F(TaskServiceTest, TaskClientKeepsReasonsAndFieldViolations) {
   MustCreate("t-1");
-  absl::Status invalid = taskd_.client->Start("t-1").status();
+  absl::Status invalid = taskd_.client->Start("t-1", "").status();
   EXPECT_EQ(invalid.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ReasonOf(invalid), "INVALID_TRANSITION");
   absl::optional<absl::Cord> info_payload = invalid.GetPayload(kErrorInfoUrl);

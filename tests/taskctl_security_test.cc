@@ -105,10 +105,14 @@ TEST_F(TaskctlTokenTest, EachRoleMayDoWhatItsRoleAllowsAndNothingElse) {
   EXPECT_THAT(viewer_create.err, HasSubstr("PERMISSION_DENIED"));
 
   // executor: assigns, starts and completes, may not create or delete.
+  Result assigned = Taskctl({"--token=executor-a", "assign", "job-1",
+                             "--executor=agent-7", "-o", "json"});
+  EXPECT_EQ(assigned.rc, 0) << assigned;
+  const std::string lease =
+      "--lease=" + testing::JsonField(assigned.out, "leaseToken");
   for (const std::vector<std::string>& move :
-       {std::vector<std::string>{"assign", "job-1", "--executor=agent-7"},
-        std::vector<std::string>{"start", "job-1"},
-        std::vector<std::string>{"complete", "job-1", "--result=ok"}}) {
+       {std::vector<std::string>{"start", "job-1", lease},
+        std::vector<std::string>{"complete", "job-1", "--result=ok", lease}}) {
     std::vector<std::string> args = {"--token=executor-a"};
     args.insert(args.end(), move.begin(), move.end());
     Result run = Taskctl(args);

@@ -26,16 +26,9 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 using Result = testing::CommandResult;
+using testing::JsonField;
 
 // The value of "key": "value" in taskctl's JSON output ("" if absent).
-std::string JsonField(const std::string& json, const std::string& key) {
-  std::string needle = absl::StrCat("\"", key, "\": \"");
-  size_t at = json.find(needle);
-  if (at == std::string::npos) return "";
-  at += needle.size();
-  return json.substr(at, json.find('"', at) - at);
-}
-
 class TaskctlTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -75,14 +68,24 @@ TEST_F(TaskctlTest, EveryLifeCycleCommandMovesTheTask) {
       {"update", "job", "--priority=high", "--type=restore", "-o", "json"});
   EXPECT_EQ(JsonField(updated.out, "priority"), "high");
   EXPECT_EQ(JsonField(updated.out, "type"), "restore");
-  MustRun({"assign", "job", "--executor=agent-1"});
-  MustRun({"start", "job"});
-  EXPECT_EQ(JsonField(MustRun({"pause", "job", "-o", "json"}).out, "state"),
-            "paused");
-  EXPECT_EQ(JsonField(MustRun({"resume", "job", "-o", "json"}).out, "state"),
-            "started");
-  Result cancelled = MustRun({"cancel", "job", "-o", "json"});
+  Result assigned =
+      MustRun({"assign", "job", "--executor=agent-1", "-o", "json"});
+  const std::string lease = "--lease=" + JsonField(assigned.out, "leaseToken");
+  ASSERT_NE(lease, "--lease=") << assigned;
+  MustRun({"start", "job", lease});
+  EXPECT_EQ(
+      JsonField(MustRun({"pause", "job", lease, "-o", "json"}).out, "state"),
+      "paused");
+  EXPECT_EQ(
+      JsonField(MustRun({"resume", "job", lease, "-o", "json"}).out, "state"),
+      "started");
+  // A held task: a cancel asks the executor; --force ends it.
+  Result asked = MustRun({"cancel", "job", "-o", "json"});
+  EXPECT_EQ(JsonField(asked.out, "state"), "started");
+  EXPECT_THAT(asked.out, HasSubstr("\"cancelRequested\": true"));
+  Result cancelled = MustRun({"cancel", "job", "--force", "-o", "json"});
   EXPECT_EQ(JsonField(cancelled.out, "state"), "completed");
+  EXPECT_EQ(JsonField(cancelled.out, "result_code"), "cancelled");
   Result deleted = MustRun({"delete", "job"});
   EXPECT_THAT(deleted.out, HasSubstr("deleted job"));
   Result gone = Taskctl({"get", "job"});

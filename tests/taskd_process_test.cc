@@ -221,9 +221,11 @@ TEST_F(TaskdProcessTest, TaskctlDrivesTheLifeCycleAndPrintsSchemaJson) {
   ASSERT_EQ(rc, 0) << out;
   EXPECT_THAT(out, HasSubstr("job-1"));
   EXPECT_THAT(out, HasSubstr("enqueued"));
-  Taskctl({"assign", "job-1", "--executor=agent-7"}, &rc);
+  out = Taskctl({"assign", "job-1", "--executor=agent-7", "-o", "json"}, &rc);
   EXPECT_EQ(rc, 0);
-  Taskctl({"start", "job-1"}, &rc);
+  const std::string lease =
+      "--lease=" + testing::JsonField(out, "leaseToken");
+  Taskctl({"start", "job-1", lease}, &rc);
   EXPECT_EQ(rc, 0);
   out = Taskctl({"get", "job-1", "-o", "json"}, &rc);
   ASSERT_EQ(rc, 0);
@@ -232,7 +234,7 @@ TEST_F(TaskdProcessTest, TaskctlDrivesTheLifeCycleAndPrintsSchemaJson) {
   std::string report;
   EXPECT_EQ(Validate(out, &report), 0) << out << report;
 
-  Taskctl({"complete", "job-1", "--result=warning"}, &rc);
+  Taskctl({"complete", "job-1", "--result=warning", lease}, &rc);
   EXPECT_EQ(rc, 0);
   Taskctl({"create", "--type=restore"}, &rc);
   out = Taskctl({"list", "-o", "json", "--all"}, &rc);

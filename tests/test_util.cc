@@ -204,4 +204,12 @@ CommandResult RunTaskctl(const std::vector<std::string>& args,
   return result;
 }
 
+std::string JsonField(const std::string& json, const std::string& key) {
+  std::string needle = absl::StrCat("\"", key, "\": \"");
+  size_t at = json.find(needle);
+  if (at == std::string::npos) return "";
+  at += needle.size();
+  return json.substr(at, json.find('"', at) - at);
+}
+
 }  // namespace taskd::testing

@@ -85,6 +85,10 @@ CommandResult RunTaskctl(const std::vector<std::string>& args,
                          const std::vector<std::string>& env = {},
                          absl::Duration stop_after = absl::ZeroDuration());
 
+// The string value of the first `"key": "value"` in `json` (taskctl's -o
+// json output); "" if there is none.
+std::string JsonField(const std::string& json, const std::string& key);
+
 }  // namespace taskd::testing
 
 #endif  // TASKD_TESTS_TEST_UTIL_H_

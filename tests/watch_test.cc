@@ -201,7 +201,7 @@ TEST_F(WatchTest, OrderedWithoutGapsUnderConcurrentWriters) {
       for (int i = 0; i < kEach / 3; ++i) {
         Task t = Create();
         ASSERT_TRUE(taskd_.client->Assign(t.id(), "agent").ok());
-        ASSERT_TRUE(taskd_.client->Cancel(t.id()).ok());
+        ASSERT_TRUE(taskd_.client->Cancel(t.id(), "", /*force=*/true).ok());
       }
     });
   }
@@ -430,9 +430,11 @@ TEST_F(WatchTest, FilteredWatchSeesTasksEnterAndLeave) {
   auto stream = Open(request);
   Task a = Create();
   Task b = Create("restore");
-  ASSERT_TRUE(taskd_.client->Assign(a.id(), "x").ok());  // 3: not visible
-  ASSERT_TRUE(taskd_.client->Start(a.id()).ok());        // 4: enters
-  ASSERT_TRUE(taskd_.client->Pause(a.id()).ok());        // 5: leaves
+  absl::StatusOr<Task> assigned = taskd_.client->Assign(a.id(), "x");
+  ASSERT_TRUE(assigned.ok());  // 3: not visible
+  const std::string lease = assigned->lease_token();
+  ASSERT_TRUE(taskd_.client->Start(a.id(), lease).ok());  // 4: enters
+  ASSERT_TRUE(taskd_.client->Pause(a.id(), lease).ok());  // 5: leaves
   ASSERT_TRUE(taskd_.client->Cancel(b.id()).ok());       // 6: never visible
   std::vector<TaskEvent> events = ReadUntil(stream.get(), 6);
   ASSERT_EQ(events.size(), 2u);

@@ -33,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -143,10 +144,12 @@ bool Before(const OrderBy& order, const std::vector<FieldValue>& a,
 
 class Session {
  public:
-  // No WatchHub: only WatchTasks uses it, and that is not called here.
+  // No WatchHub and no Dispatcher: only WatchTasks and AcquireTask use
+  // them, and those are not called here.
   Session(TaskStore* store, Clock* clock)
       : store_(store),
-        service_(store, /*watch_hub=*/nullptr, &authorizer_, [clock] {
+        service_(store, /*watch_hub=*/nullptr, /*dispatcher=*/nullptr,
+                 &authorizer_, [clock] {
           TaskServiceOptions options;
           options.clock = clock;
           options.max_page_size = 20;
@@ -241,30 +244,36 @@ class Session {
         tasks::v1::AssignTaskRequest request;
         if (!Parse(record, &request)) return;
         substitute(request.mutable_id(), request.mutable_etag());
-        return Wrote(before, service_.Assign(request, caller), "Assign");
+        absl::StatusOr<Task> assigned = service_.Assign(request, caller);
+        if (assigned.ok()) leases_[assigned->id()] = assigned->lease_token();
+        return Wrote(before, assigned, "Assign");
       }
       case 6: {
         tasks::v1::StartTaskRequest request;
         if (!Parse(record, &request)) return;
         substitute(request.mutable_id(), request.mutable_etag());
+        Lease(request.id(), request.mutable_lease_token());
         return Wrote(before, service_.Start(request, caller), "Start");
       }
       case 7: {
         tasks::v1::PauseTaskRequest request;
         if (!Parse(record, &request)) return;
         substitute(request.mutable_id(), request.mutable_etag());
+        Lease(request.id(), request.mutable_lease_token());
         return Wrote(before, service_.Pause(request, caller), "Pause");
       }
       case 8: {
         tasks::v1::ResumeTaskRequest request;
         if (!Parse(record, &request)) return;
         substitute(request.mutable_id(), request.mutable_etag());
+        Lease(request.id(), request.mutable_lease_token());
         return Wrote(before, service_.Resume(request, caller), "Resume");
       }
       case 9: {
         tasks::v1::CompleteTaskRequest request;
         if (!Parse(record, &request)) return;
         substitute(request.mutable_id(), request.mutable_etag());
+        Lease(request.id(), request.mutable_lease_token());
         return Wrote(before, service_.Complete(request, caller), "Complete");
       }
       case 10: {
@@ -277,6 +286,13 @@ class Session {
   }
 
  private:
+  // An empty lease token becomes the last one an assignment of that task
+  // returned, so that the moves get past the lease check.
+  void Lease(const std::string& id, std::string* token) {
+    auto it = leases_.find(id);
+    if (token->empty() && it != leases_.end()) *token = it->second;
+  }
+
   template <typename Message>
   static bool Parse(const Record& record, Message* message) {
     return message->ParseFromArray(record.bytes, static_cast<int>(record.size));
@@ -356,6 +372,7 @@ class Session {
   TaskStore* const store_;
   Authorizer authorizer_;
   TaskService service_;
+  std::map<std::string, std::string> leases_;
   Caller open_;
   Caller scoped_;
   std::vector<std::string> created_;
