@@ -747,9 +747,11 @@ absl::StatusOr<TaskService::HeartbeatPlan> TaskService::PlanHeartbeat(
       request.has_progress() &&
       (progress.current() != current->progress().current() ||
        progress.total() != current->progress().total());
+  // The first report at once, then at most one per progress_interval.
   const bool record_progress =
       new_progress &&
-      now - TimeOf(current->updated_at()) >= options_.progress_interval;
+      (!current->has_progress() ||
+       now - TimeOf(current->updated_at()) >= options_.progress_interval);
   // A heartbeat within half an interval of the last renewal renews nothing.
   const Task extended = ExtendLease(*current, now);
   const bool renew =

@@ -58,9 +58,10 @@ struct TaskServiceOptions {
   absl::Duration default_ack_timeout = absl::Seconds(30);
   absl::Duration default_heartbeat_interval = absl::ZeroDuration();
   absl::Duration default_exec_timeout = absl::ZeroDuration();
-  // A heartbeat's progress is written (a new revision, seen by watchers)
-  // only if the task has not changed for this long; otherwise it is
-  // dropped, and a later heartbeat reports a newer one. Default 5 s.
+  // A heartbeat's progress is written (a new revision, seen by watchers) if
+  // it is the task's first, or if the task has not changed for this long;
+  // otherwise it is dropped, and a later heartbeat reports a newer one.
+  // Default 5 s.
   absl::Duration progress_interval = absl::Seconds(5);
   // The longest AcquireTask wait accepted. Default 60 s.
   absl::Duration max_acquire_wait = absl::Seconds(60);
