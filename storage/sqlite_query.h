@@ -24,6 +24,13 @@ inline constexpr char kTaskColumns[] =
     "updated_at, revision, assign_count, cancel_requested, assigned_at, "
     "deadline, detail";
 
+// TaskStore::ListByDeadline: the tasks with a deadline, earliest first, ?1
+// of them. `deadline <> 0` is the partial index tasks_by_deadline's own
+// condition, so SQLite reads that index from its start and stops after ?1
+// rows, however many tasks have no deadline.
+inline constexpr char kByDeadlineWhere[] =
+    " FROM tasks WHERE deadline <> 0 ORDER BY deadline LIMIT ?1";
+
 // The column that holds `field` in the tasks table.
 const char* ColumnOf(TaskField field);
 

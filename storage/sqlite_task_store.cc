@@ -1093,11 +1093,8 @@ absl::Status SqliteTaskStore::ReadPage(Connection* connection,
 }
 
 absl::StatusOr<std::vector<Task>> SqliteTaskStore::ListByDeadline(int limit) {
-  // `deadline <> 0` is the partial index's own condition, so SQLite reads
-  // tasks_by_deadline from its start and stops after `limit` rows.
   static const std::string sql =
-      absl::StrCat("SELECT ", kTaskColumns,
-                   " FROM tasks WHERE deadline <> 0 ORDER BY deadline LIMIT ?1");
+      absl::StrCat("SELECT ", kTaskColumns, sqlite::kByDeadlineWhere);
   Reader reader(this);
   Statement due = reader->Prepare(sql);
   due.BindInt64(1, std::max(1, limit));

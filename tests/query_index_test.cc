@@ -328,6 +328,53 @@ std::vector<FieldValue> CursorFor(const std::string& order_by) {
   return cursor;
 }
 
+// Issue 12: what the executors' machinery asks reads only what it needs.
+// AcquireTask's two questions (server/dispatcher.cc builds them the same
+// way) and the timers' ListByDeadline each seek an index and sort nothing.
+TEST_F(QueryIndexTest, ExecutorQueriesSeekTheirIndexes) {
+  ASSERT_NE(Open(), nullptr);
+  Database db(path_);
+  auto plan_of = [&](const ListQuery& query) {
+    sqlite::SqlQuery sql = sqlite::BuildListQuery(query, 2);
+    return absl::StrJoin(
+        db.Column("EXPLAIN QUERY PLAN " + sql.sql, sql.params, 3), "\n");
+  };
+  auto enqueued = EqualsFilter(TaskField::kState, int64_t{Task::enqueued});
+  // The best priority among the enqueued tasks.
+  ListQuery best;
+  best.filter = enqueued;
+  best.order = {{TaskField::kPriority, true},
+                {TaskField::kEnqueuedAt, false},
+                {TaskField::kId, false}};
+  std::string plan = plan_of(best);
+  EXPECT_THAT(plan, HasSubstr("tasks_by_state_priority")) << plan;
+  EXPECT_THAT(plan, Not(HasSubstr("TEMP B-TREE"))) << plan;
+  // The next tenant's oldest task at that priority.
+  auto after = std::make_shared<FilterExpr>();
+  after->kind = FilterExpr::Kind::kCompare;
+  after->field = TaskField::kTenantId;
+  after->cmp = Comparator::kGt;
+  after->value = std::string("3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b");
+  ListQuery turn;
+  turn.filter = AndFilters(
+      AndFilters(enqueued, EqualsFilter(TaskField::kPriority, int64_t{3})),
+      after);
+  turn.order = {{TaskField::kTenantId, false},
+                {TaskField::kEnqueuedAt, false},
+                {TaskField::kId, false}};
+  plan = plan_of(turn);
+  EXPECT_THAT(plan, HasSubstr("tasks_by_queue")) << plan;
+  EXPECT_THAT(plan, Not(HasSubstr("TEMP B-TREE"))) << plan;
+  // The timers' earliest deadlines.
+  plan = absl::StrJoin(
+      db.Column(absl::StrCat("EXPLAIN QUERY PLAN SELECT id",
+                             sqlite::kByDeadlineWhere),
+                {FieldValue(int64_t{256})}, 3),
+      "\n");
+  EXPECT_THAT(plan, HasSubstr("tasks_by_deadline")) << plan;
+  EXPECT_THAT(plan, Not(HasSubstr("TEMP B-TREE"))) << plan;
+}
+
 TEST_F(QueryIndexTest, TypicalQueriesSeekAnIndex) {
   ASSERT_NE(Open(), nullptr);
   Database db(path_);
