@@ -96,6 +96,64 @@ TEST_F(TaskdFlagsTest, BadValuesAreRefusedNamingTheFlag) {
       "cannot read");
 }
 
+// Issue 12: the executor flags reach the server. A new task gets the
+// default timeouts; --progress_interval=0 writes every progress report;
+// --max_acquire_wait caps AcquireTask's wait; bad values are refused.
+TEST_F(TaskdFlagsTest, ExecutorFlagsReachTheServer) {
+  ExpectRefused({"--default_ack_timeout=-1s"}, "--default_ack_timeout");
+  ExpectRefused({"--default_queue_timeout=50ms"}, "--default_queue_timeout");
+  ExpectRefused({"--default_heartbeat_interval=400000h"},
+                "--default_heartbeat_interval");
+  ExpectRefused({"--default_exec_timeout=-5s"}, "--default_exec_timeout");
+  ExpectRefused({"--max_acquire_wait=2h"}, "--max_acquire_wait");
+  ExpectRefused({"--progress_interval=-1s"}, "--progress_interval");
+
+  testing::TaskdProcess taskd(With(
+      {"--default_queue_timeout=1h", "--default_ack_timeout=7s",
+       "--default_heartbeat_interval=3s", "--default_exec_timeout=2h",
+       "--progress_interval=0s", "--max_acquire_wait=5s"}));
+  ASSERT_TRUE(taskd.Start().ok()) << taskd.log();
+  TaskClient client(taskd.NewChannel());
+  tasks::v1::Task task;
+  task.set_id("job");
+  task.set_type("backup");
+  absl::StatusOr<tasks::v1::Task> created = client.Create(task);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->queue_timeout().seconds(), 3600);
+  EXPECT_EQ(created->ack_timeout().seconds(), 7);
+  EXPECT_EQ(created->heart_beat_interval().seconds(), 3);
+  EXPECT_EQ(created->exec_timeout().seconds(), 7200);
+  // A task's own zero wins over the default.
+  task.set_id("no-ack");
+  task.mutable_ack_timeout()->set_seconds(0);
+  EXPECT_FALSE(client.Create(task)->has_ack_timeout());
+
+  absl::Status capped =
+      client.Acquire("agent", "", absl::Seconds(6)).status();
+  EXPECT_EQ(capped.code(), absl::StatusCode::kInvalidArgument) << capped;
+  EXPECT_THAT(capped.message(), HasSubstr("5s"));
+  absl::StatusOr<std::optional<tasks::v1::Task>> leased =
+      client.Acquire("agent", "id = \"job\"", absl::Seconds(5));
+  ASSERT_TRUE(leased.ok() && leased->has_value()) << leased.status();
+  const std::string token = (*leased)->lease_token();
+  absl::StatusOr<tasks::v1::Task> started = client.Start("job", token);
+  ASSERT_TRUE(started.ok()) << started.status();
+  // Progress interval 0: every new report is a revision.
+  int64_t revision = started->revision();
+  for (int i = 1; i <= 3; ++i) {
+    tasks::v1::Task::Progress progress;
+    progress.set_current(i);
+    progress.set_total(3);
+    ASSERT_TRUE(client.Heartbeat("job", token, &progress).ok());
+    absl::StatusOr<tasks::v1::Task> now = client.Get("job");
+    ASSERT_TRUE(now.ok());
+    EXPECT_EQ(now->revision(), revision + 1);
+    EXPECT_EQ(now->progress().current(), i);
+    revision = now->revision();
+  }
+  EXPECT_EQ(taskd.Stop(SIGTERM), 0) << taskd.log();
+}
+
 TEST_F(TaskdFlagsTest, PlaintextOnANonLoopbackAddressNeedsInsecure) {
   testing::TaskdProcess::Options refused = With({});
   refused.listen = "0.0.0.0:0";
