@@ -465,6 +465,50 @@ TEST_F(TaskdProcessTest, MetricsAreServedInPrometheusText) {
   EXPECT_THAT(text, HasSubstr("taskd_tasks{state=\"completed\"} 0"));
 }
 
+// Issue 12: each timeout taskd fires is a log line and a count by timeout
+// and outcome.
+TEST_F(TaskdProcessTest, TimeoutsAreLoggedAndCounted) {
+  ASSERT_TRUE(StartTaskd(dir_.File("t.db"), {"--metrics-listen=127.0.0.1:0"}));
+  std::string field = server_->serving_field("metrics");
+  absl::string_view port_text = field;
+  ASSERT_TRUE(absl::ConsumePrefix(&port_text, "127.0.0.1:"));
+  int metrics_port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(port_text, &metrics_port));
+  TaskClient client(server_->NewChannel());
+  Task task;
+  task.set_id("slow");
+  task.set_type("backup");
+  task.set_max_assign_count(2);
+  task.mutable_ack_timeout()->set_nanos(200'000'000);
+  ASSERT_TRUE(client.Create(task).ok());
+  auto wait_for = [&](Task::State state) {
+    absl::Time give_up = absl::Now() + absl::Seconds(10);
+    absl::StatusOr<Task> now = client.Get("slow");
+    while (now.ok() && now->state() != state && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(20));
+      now = client.Get("slow");
+    }
+    return now.ok() && now->state() == state;
+  };
+  for (int assignment = 1; assignment <= 2; ++assignment) {
+    absl::StatusOr<std::optional<Task>> leased = client.Acquire("agent-9");
+    ASSERT_TRUE(leased.ok() && leased->has_value()) << leased.status();
+    ASSERT_TRUE(wait_for(assignment == 1 ? Task::enqueued : Task::completed));
+  }
+  std::string text = HttpGet(metrics_port, "/metrics");
+  EXPECT_THAT(text, HasSubstr("taskd_task_timeouts_total{outcome=\"requeued\","
+                              "timeout=\"ack_timeout\"} 1"));
+  EXPECT_THAT(text, HasSubstr("taskd_task_timeouts_total{outcome=\"abandoned\","
+                              "timeout=\"ack_timeout\"} 1"));
+  EXPECT_THAT(server_->log(),
+              HasSubstr("timeout task=slow timeout=ack_timeout "
+                        "state=assigned->enqueued result=- assignment=1/2 "
+                        "executor=agent-9"));
+  EXPECT_THAT(server_->log(),
+              HasSubstr("state=assigned->completed result=abandoned "
+                        "assignment=2/2"));
+}
+
 // SIGTERM while writers write and a watcher watches: every acknowledged
 // create survives, the stream ends with a final progress and UNAVAILABLE,
 // and taskd exits 0.
