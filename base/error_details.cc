@@ -43,4 +43,13 @@ std::string ReasonOf(const absl::Status& status) {
   return info.reason();
 }
 
+std::string ReasonMetadata(const absl::Status& status, absl::string_view key) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kErrorInfoUrl);
+  if (!payload) return "";
+  google::rpc::ErrorInfo info;
+  if (!info.ParseFromString(std::string(*payload))) return "";
+  auto it = info.metadata().find(std::string(key));
+  return it == info.metadata().end() ? "" : it->second;
+}
+
 }  // namespace taskd

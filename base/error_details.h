@@ -41,6 +41,8 @@ absl::Status WithFieldViolation(absl::Status status, absl::string_view field,
 
 // The reason set by WithReason, or "" if none.
 std::string ReasonOf(const absl::Status& status);
+// The metadata value `key` set with the reason, or "" if none.
+std::string ReasonMetadata(const absl::Status& status, absl::string_view key);
 
 }  // namespace taskd
 

@@ -15,6 +15,12 @@ bool Retryable(const absl::Status& status) {
   return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
 }
 
+// The task is no longer this executor's: its lease was lost (a timeout, a
+// forced cancel, a move by someone else) or it was deleted.
+bool Lost(const absl::Status& status) {
+  return absl::IsFailedPrecondition(status) || absl::IsNotFound(status);
+}
+
 absl::Duration DurationOf(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
@@ -25,13 +31,12 @@ void TaskRun::SetProgress(int64_t current, int64_t total) {
   absl::MutexLock lock(&mu_);
   progress_.set_current(current);
   progress_.set_total(total);
-  progress_changed_ = true;
+  progress_set_ = true;
 }
 
-bool TaskRun::TakeProgress(Task::Progress* progress) {
+bool TaskRun::LatestProgress(Task::Progress* progress) {
   absl::MutexLock lock(&mu_);
-  if (!progress_changed_) return false;
-  progress_changed_ = false;
+  if (!progress_set_) return false;
   *progress = progress_;
   return true;
 }
@@ -44,11 +49,20 @@ absl::Status Executor::Run(const Work& work) {
   if (options_.executor_id.empty()) {
     return absl::InvalidArgumentError("executor_id is required");
   }
+  absl::Duration wait = options_.wait;
   while (!stopping_) {
     if (options_.max_tasks > 0 && tasks_done_ >= options_.max_tasks) break;
     absl::StatusOr<std::optional<Task>> task =
-        client_.Acquire(options_.executor_id, options_.filter, options_.wait);
+        client_.Acquire(options_.executor_id, options_.filter, wait);
     if (!task.ok()) {
+      absl::Duration most;
+      if (ReasonOf(task.status()) == "WAIT_TOO_LONG" &&
+          absl::ParseDuration(ReasonMetadata(task.status(), "max_wait"),
+                              &most) &&
+          most < wait) {
+        wait = most;  // the server's longest wait
+        continue;
+      }
       if (!Retryable(task.status())) return task.status();
       absl::SleepFor(options_.retry_after);
       continue;
@@ -68,9 +82,9 @@ absl::Status Executor::RunOne(Task acquired, const Work& work) {
   };
   absl::StatusOr<Task> started = client_.Start(id, lease);
   if (!started.ok()) {
-    // The lease ran out before the start (ack timeout), or a forced
-    // cancel: the task is no longer ours.
-    if (absl::IsFailedPrecondition(started.status())) {
+    // The lease ran out before the start (ack timeout), a forced cancel,
+    // or the task was deleted: it is no longer ours.
+    if (Lost(started.status())) {
       report(acquired, started.status());
       return absl::OkStatus();
     }
@@ -82,13 +96,17 @@ absl::Status Executor::RunOne(Task acquired, const Work& work) {
   absl::Notification finished;
   std::thread heartbeats([&] {
     while (!finished.WaitForNotificationWithTimeout(interval)) {
+      // The latest progress goes with every heartbeat: taskd writes a
+      // report only now and then (--progress_interval) and drops the
+      // others, so the last one must come again.
       Task::Progress progress;
-      bool with_progress = run.TakeProgress(&progress);
+      bool with_progress = run.LatestProgress(&progress);
       absl::StatusOr<tasks::v1::HeartbeatTaskResponse> answer =
           client_.Heartbeat(id, lease, with_progress ? &progress : nullptr);
       if (answer.ok()) {
         if (answer->cancel_requested()) run.cancel_requested_ = true;
-      } else if (ReasonOf(answer.status()) == "LEASE_LOST") {
+      } else if (Lost(answer.status())) {
+        run.lost_ = answer.status();
         run.lease_lost_ = true;
         return;
       }  // else: a transient error; the next heartbeat tries again
@@ -98,9 +116,7 @@ absl::Status Executor::RunOne(Task acquired, const Work& work) {
   finished.Notify();
   heartbeats.join();
   if (run.lease_lost()) {
-    report(*started, WithReason(absl::FailedPreconditionError(
-                                    "the lease was lost while working"),
-                                "LEASE_LOST"));
+    report(*started, run.lost_);
     return absl::OkStatus();
   }
   if (result == Task::cancelled && !run.cancel_requested()) {
@@ -121,7 +137,7 @@ absl::Status Executor::RunOne(Task acquired, const Work& work) {
     completed = client_.Complete(id, result, lease);
   }
   report(completed.ok() ? *completed : *started, completed.status());
-  if (!completed.ok() && !absl::IsFailedPrecondition(completed.status()) &&
+  if (!completed.ok() && !Lost(completed.status()) &&
       !Retryable(completed.status())) {
     return completed.status();
   }

@@ -15,17 +15,19 @@
 //
 // Each round: AcquireTask (waiting up to `wait` for a task), StartTask with
 // the lease, then the work function on this thread while a background
-// thread sends heartbeats (with the progress set) every heartbeat
+// thread sends heartbeats (with the latest progress set) every heartbeat
 // interval. A heartbeat that answers cancel_requested, or LEASE_LOST (taskd
-// gave the task away: a missed heartbeat, a forced cancel), sets
-// stopping(); the work function should return soon after. Then
-// CompleteTask with the work's result code (cancelled only once
-// cancellation was asked), unless the lease was lost: then nothing more is
-// sent for that task.
+// gave the task away: a missed heartbeat, a forced cancel) or NOT_FOUND
+// (the task was deleted), sets stopping(); the work function should return
+// soon after. Then CompleteTask with the work's result code (cancelled only
+// once cancellation was asked), unless the task was lost: then nothing more
+// is sent for it, and on_done hears why.
 //
 // Run() returns OK after Stop() or after max_tasks tasks, or the first
-// error a retry cannot fix (PERMISSION_DENIED, INVALID_ARGUMENT, ...).
-// UNAVAILABLE and DEADLINE_EXCEEDED are retried after `retry_after`.
+// error a retry cannot fix (PERMISSION_DENIED, INVALID_ARGUMENT, ...). A
+// task lost is not such an error: Run goes on with the next one.
+// UNAVAILABLE and DEADLINE_EXCEEDED are retried after `retry_after`. A
+// `wait` beyond the server's --max_acquire_wait is lowered to it.
 // Stop() may be called from any thread (a signal handler's thread, a
 // work function).
 #ifndef TASKD_CLIENT_EXECUTOR_H_
@@ -81,16 +83,17 @@ class TaskRun {
     return cancel_requested_ || lease_lost_ || executor_stopping_->load();
   }
   bool cancel_requested() const { return cancel_requested_; }
+  // The task is no longer this executor's (lease lost, or deleted).
   bool lease_lost() const { return lease_lost_; }
-  // Sent with the next heartbeat.
+  // Sent with every heartbeat from now on (taskd records it now and then).
   void SetProgress(int64_t current, int64_t total);
 
  private:
   friend class Executor;
   TaskRun(tasks::v1::Task task, const std::atomic<bool>* executor_stopping)
       : task_(std::move(task)), executor_stopping_(executor_stopping) {}
-  // The progress to send, if it changed since the last call.
-  bool TakeProgress(tasks::v1::Task::Progress* progress);
+  // The progress last set, if any.
+  bool LatestProgress(tasks::v1::Task::Progress* progress);
 
   const tasks::v1::Task task_;
   const std::atomic<bool>* const executor_stopping_;
@@ -98,7 +101,9 @@ class TaskRun {
   std::atomic<bool> lease_lost_{false};
   absl::Mutex mu_;
   tasks::v1::Task::Progress progress_ ABSL_GUARDED_BY(mu_);
-  bool progress_changed_ ABSL_GUARDED_BY(mu_) = false;
+  bool progress_set_ ABSL_GUARDED_BY(mu_) = false;
+  // Why the task was lost (set before lease_lost_).
+  absl::Status lost_;
 };
 
 class Executor {

@@ -657,13 +657,18 @@ absl::StatusOr<AcquireSpec> TaskService::PlanAcquire(
       return InvalidRequest("wait", "must not be negative", "INVALID_FIELD");
     }
     if (wait > options_.max_acquire_wait) {
-      return InvalidRequest(
-          "wait",
-          absl::StrCat("is ", absl::FormatDuration(wait),
-                       "; this server waits at most ",
-                       absl::FormatDuration(options_.max_acquire_wait),
-                       " (--max_acquire_wait): ask again after that"),
-          "INVALID_FIELD");
+      // A reason of its own, with the cap, so that a client can adapt.
+      std::string what = absl::StrCat(
+          "is ", absl::FormatDuration(wait), "; this server waits at most ",
+          absl::FormatDuration(options_.max_acquire_wait),
+          " (--max_acquire_wait): ask again after that");
+      return WithFieldViolation(
+          WithReason(absl::InvalidArgumentError(absl::StrCat("wait: ", what)),
+                     "WAIT_TOO_LONG",
+                     {{"field", "wait"},
+                      {"max_wait",
+                       absl::FormatDuration(options_.max_acquire_wait)}}),
+          "wait", what);
     }
     spec.wait = wait;
   }
