@@ -238,7 +238,8 @@ void Fill(const std::string& path, int64_t n) {
           absl::StrCat("INSERT INTO tasks (id, uuid, type, state, result_code, "
                        "priority, policy_id, resource_id, executor_id, "
                        "tenant_id, enqueued_at, started_at, completed_at, "
-                       "updated_at, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                       "updated_at, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                       "?7, ?8, ?9, ?10, "
                        "?11, ?12, ?13, ?14, ?15)")
               .c_str(),
           -1, &insert, nullptr) != SQLITE_OK) {

@@ -135,8 +135,7 @@ absl::StatusOr<Task> TaskClient::Complete(absl::string_view id,
                                           Task::ResultCode result_code,
                                           absl::string_view lease_token,
                                           absl::string_view etag) {
-  auto request =
-      Leased<tasks::v1::CompleteTaskRequest>(id, lease_token, etag);
+  auto request = Leased<tasks::v1::CompleteTaskRequest>(id, lease_token, etag);
   request.set_result_code(result_code);
   return Call(&tasks::v1::TaskService::Stub::CompleteTask, request);
 }
@@ -163,8 +162,9 @@ absl::StatusOr<std::optional<Task>> TaskClient::Acquire(
         static_cast<int32_t>(nanos % 1'000'000'000));
   }
   // The call may wait `wait` for a task before it answers.
-  absl::StatusOr<tasks::v1::AcquireTaskResponse> response = Call(
-      &tasks::v1::TaskService::Stub::AcquireTask, request, std::max(wait, absl::ZeroDuration()));
+  absl::StatusOr<tasks::v1::AcquireTaskResponse> response =
+      Call(&tasks::v1::TaskService::Stub::AcquireTask, request,
+           std::max(wait, absl::ZeroDuration()));
   if (!response.ok()) return response.status();
   if (!response->has_task()) return std::optional<Task>();
   return std::optional<Task>(std::move(*response->mutable_task()));

@@ -26,8 +26,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/time.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/channel.h"
 #include "client/executor.h"
 #include "client/task_client.h"
@@ -115,12 +115,13 @@ const std::set<std::string> kGlobalFlags = {
 
 // Runs `sh -c command` for a task, with TASK_ID and TASK_TYPE in its
 // environment, until it exits or the run is stopping (a cancel, a lost
-// lease): then SIGTERM to its process group, and SIGKILL 10 s later. ok for exit status 0,
-// cancelled if stopped by a requested cancel, error otherwise.
+// lease): then SIGTERM to its process group, and SIGKILL 10 s later. ok for
+// exit status 0, cancelled if stopped by a requested cancel, error otherwise.
 Task::ResultCode RunCommand(const std::string& command, taskd::TaskRun& run) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
-    if (!absl::StartsWith(*e, "TASK_ID=") && !absl::StartsWith(*e, "TASK_TYPE=")) {
+    if (!absl::StartsWith(*e, "TASK_ID=") &&
+        !absl::StartsWith(*e, "TASK_TYPE=")) {
       env.push_back(*e);
     }
   }
@@ -158,8 +159,7 @@ Task::ResultCode RunCommand(const std::string& command, taskd::TaskRun& run) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   if (run.cancel_requested()) return Task::cancelled;
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? Task::ok
-                                                       : Task::error;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? Task::ok : Task::error;
 }
 
 int UsageError(const std::string& message) {
@@ -259,8 +259,8 @@ class Command {
     const std::string& c = args_.command;
     // Commands on one task: a missing ID is a usage error, before any call.
     static const std::set<std::string> kOnOneTask = {
-        "get",   "update", "delete",   "assign",   "start",
-        "pause", "resume", "cancel",   "complete", "heartbeat"};
+        "get",   "update", "delete", "assign",   "start",
+        "pause", "resume", "cancel", "complete", "heartbeat"};
     if (kOnOneTask.count(c) > 0 && args_.positional.empty()) {
       return UsageError(c + " needs a task ID");
     }
@@ -340,9 +340,8 @@ class Command {
   int Acquire() {
     if (!args_.Has("executor")) return UsageError("acquire needs --executor");
     absl::Duration wait = absl::ZeroDuration();
-    if (args_.Has("wait") &&
-        (!absl::ParseDuration(args_.Get("wait"), &wait) ||
-         wait < absl::ZeroDuration())) {
+    if (args_.Has("wait") && (!absl::ParseDuration(args_.Get("wait"), &wait) ||
+                              wait < absl::ZeroDuration())) {
       return UsageError("--wait must be a duration such as 30s");
     }
     absl::StatusOr<std::optional<Task>> task =
@@ -382,11 +381,11 @@ class Command {
     }
     std::cout << "lease until: "
               << (answer->has_lease_expires_at()
-                      ? absl::FormatTime(absl::RFC3339_sec,
-                                         absl::FromUnixSeconds(
-                                             answer->lease_expires_at()
-                                                 .seconds()),
-                                         absl::UTCTimeZone())
+                      ? absl::FormatTime(
+                            absl::RFC3339_sec,
+                            absl::FromUnixSeconds(
+                                answer->lease_expires_at().seconds()),
+                            absl::UTCTimeZone())
                       : std::string("(does not expire)"))
               << "\ncancel requested: "
               << (answer->cancel_requested() ? "yes" : "no") << "\n";
@@ -429,9 +428,8 @@ class Command {
       }
     };
     taskd::Executor executor(channel_, options);
-    absl::Status status = executor.Run([&](taskd::TaskRun& run) {
-      return RunCommand(command, run);
-    });
+    absl::Status status = executor.Run(
+        [&](taskd::TaskRun& run) { return RunCommand(command, run); });
     if (!status.ok()) return Fail(status);
     return 0;
   }

@@ -664,9 +664,9 @@ class Parser {
       case FieldKind::kBool: {
         if (literal == "true") return FieldValue(int64_t{1});
         if (literal == "false") return FieldValue(int64_t{0});
-        return ErrorAt(offset,
-                       absl::StrCat(info.proto_name, " takes true or false, got ",
-                                    Quote(literal)));
+        return ErrorAt(
+            offset, absl::StrCat(info.proto_name, " takes true or false, got ",
+                                 Quote(literal)));
       }
     }
     return ErrorAt(offset, "unsupported field");

@@ -96,8 +96,7 @@ void Dispatcher::Claim(std::shared_ptr<Waiter> waiter) {
   };
   claim.mutation = waiter->spec.assign;
   store_->Write(
-      TaskWrite{std::move(claim)},
-      [this, waiter](absl::StatusOr<Task> result) {
+      TaskWrite{std::move(claim)}, [this, waiter](absl::StatusOr<Task> result) {
         if (result.ok()) {
           Finish(waiter, std::optional<Task>(*std::move(result)));
           return;
@@ -212,11 +211,10 @@ absl::StatusOr<std::optional<Task>> Dispatcher::Pick(
   std::optional<Task> chosen;
   for (bool after_last : {true, false}) {
     if (!after_last && last.empty()) break;  // the first pass saw them all
-    turn.filter =
-        after_last && !last.empty()
-            ? AndFilters(at_priority,
-                         Compare(TaskField::kTenantId, Comparator::kGt, last))
-            : at_priority;
+    turn.filter = after_last && !last.empty()
+                      ? AndFilters(at_priority, Compare(TaskField::kTenantId,
+                                                        Comparator::kGt, last))
+                      : at_priority;
     absl::StatusOr<ListResult> next = list(turn);
     if (!next.ok()) return next.status();
     if (!next->tasks.empty()) {

@@ -49,7 +49,8 @@ std::string Describe(const Task& task) {
     absl::StrAppend(&now, " (", Task::ResultCode_Name(task.result_code()), ")");
   }
   if (task.timeout() != tasks::v1::TIMEOUT_UNSPECIFIED) {
-    absl::StrAppend(&now, " after its ", tasks::v1::TaskTimeout_Name(task.timeout()));
+    absl::StrAppend(&now, " after its ",
+                    tasks::v1::TaskTimeout_Name(task.timeout()));
   }
   if (Leased(task)) {
     absl::StrAppend(&now, " under assignment ", task.assign_count(), " to \"",
@@ -68,8 +69,9 @@ std::string LeaseTokens::Mac(const Task& task, int64_t assignment) const {
 }
 
 std::string LeaseTokens::Issue(const Task& task) const {
-  return absl::StrCat(task.assign_count(), ".",
-                      absl::WebSafeBase64Escape(Mac(task, task.assign_count())));
+  return absl::StrCat(
+      task.assign_count(), ".",
+      absl::WebSafeBase64Escape(Mac(task, task.assign_count())));
 }
 
 absl::Status LeaseTokens::Check(const Task& task, absl::string_view token,
@@ -88,8 +90,7 @@ absl::Status LeaseTokens::Check(const Task& task, absl::string_view token,
   if (token.size() > 64 || !absl::SimpleAtoi(parts.first, &assignment) ||
       assignment < 1 || !absl::WebSafeBase64Unescape(parts.second, &mac) ||
       mac.size() != kMacBytes ||
-      CRYPTO_memcmp(mac.data(), Mac(task, assignment).data(), kMacBytes) !=
-          0) {
+      CRYPTO_memcmp(mac.data(), Mac(task, assignment).data(), kMacBytes) != 0) {
     return InvalidToken(
         field, task,
         absl::StrCat("is not a lease token of task \"", task.id(), "\""));
@@ -97,15 +98,14 @@ absl::Status LeaseTokens::Check(const Task& task, absl::string_view token,
   if (Leased(task) && assignment == task.assign_count()) {
     return absl::OkStatus();
   }
-  return WithReason(
-      absl::FailedPreconditionError(absl::StrCat(
-          "lease lost: the token is assignment ", assignment, "'s of task \"",
-          task.id(), "\", which is now ", Describe(task),
-          "; stop working on it")),
-      "LEASE_LOST",
-      {{"task_id", task.id()},
-       {"state", Task::State_Name(task.state())},
-       {"assign_count", absl::StrCat(task.assign_count())}});
+  return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                        "lease lost: the token is assignment ", assignment,
+                        "'s of task \"", task.id(), "\", which is now ",
+                        Describe(task), "; stop working on it")),
+                    "LEASE_LOST",
+                    {{"task_id", task.id()},
+                     {"state", Task::State_Name(task.state())},
+                     {"assign_count", absl::StrCat(task.assign_count())}});
 }
 
 }  // namespace taskd

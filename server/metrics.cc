@@ -123,10 +123,9 @@ void Metrics::CountChanges(const std::vector<Change>& changes) {
 }
 
 void Metrics::CountTimeout(const Task& after) {
-  std::string outcome =
-      after.state() == Task::completed
-          ? Task::ResultCode_Name(after.result_code())
-          : std::string("requeued");
+  std::string outcome = after.state() == Task::completed
+                            ? Task::ResultCode_Name(after.result_code())
+                            : std::string("requeued");
   timeouts_
       .Add({{"timeout", tasks::v1::TaskTimeout_Name(after.timeout())},
             {"outcome", outcome}})

@@ -124,10 +124,9 @@ Task ExtendLease(const Task& current, absl::Time now) {
 
 absl::StatusOr<Task> FireTimeout(const Task& current, absl::Time now) {
   if (!current.has_deadline() || TimeOf(current.deadline()) > now) {
-    return WithReason(
-        absl::FailedPreconditionError(
-            absl::StrCat("task \"", current.id(), "\" has nothing due")),
-        "NOT_DUE");
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          "task \"", current.id(), "\" has nothing due")),
+                      "NOT_DUE");
   }
   Task next = current;
   *next.mutable_updated_at() = ToTimestamp(now);
@@ -142,15 +141,15 @@ absl::StatusOr<Task> FireTimeout(const Task& current, absl::Time now) {
   }
   absl::Duration exec = DurationOf(current.exec_timeout());
   if (current.state() != Task::assigned && exec > absl::ZeroDuration() &&
-      current.has_started_at() &&
-      TimeOf(current.started_at()) + exec <= now) {
+      current.has_started_at() && TimeOf(current.started_at()) + exec <= now) {
     next.set_timeout(tasks::v1::exec_timeout);
     Finish(&next, Task::timedout, now);
     return next;
   }
   // The lease ended: the assignment is void.
-  next.set_timeout(current.state() == Task::assigned ? tasks::v1::ack_timeout
-                                                     : tasks::v1::heartbeat_timeout);
+  next.set_timeout(current.state() == Task::assigned
+                       ? tasks::v1::ack_timeout
+                       : tasks::v1::heartbeat_timeout);
   if (current.cancel_requested()) {
     Finish(&next, Task::cancelled, now);
   } else if (current.assign_count() < std::max(1, current.max_assign_count())) {

@@ -93,9 +93,9 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     log->NoteCaller(context, caller);
     if (noted) noted(context, caller);
   };
-  server->task_service_ = std::make_unique<TaskService>(
-      server->store_.get(), hub, dispatcher, server->authorizer_.get(),
-      service_options);
+  server->task_service_ =
+      std::make_unique<TaskService>(server->store_.get(), hub, dispatcher,
+                                    server->authorizer_.get(), service_options);
   server->health_service_ = std::make_unique<HealthService>();
 
   std::vector<std::string> names = {

@@ -338,10 +338,10 @@ absl::StatusOr<TaskWrite> TaskService::PlanMove(const MoveRequest& request,
   bool fenced = request.move == Move::kStart || request.move == Move::kPause ||
                 request.move == Move::kResume ||
                 request.move == Move::kComplete;
-  TaskMutation mutation =
-      [this, id = request.id, etag = request.etag, move = request.move,
-       args = request.args, caller, fenced,
-       token = request.lease_token](const Task& current) -> absl::StatusOr<Task> {
+  TaskMutation mutation = [this, id = request.id, etag = request.etag,
+                           move = request.move, args = request.args, caller,
+                           fenced, token = request.lease_token](
+                              const Task& current) -> absl::StatusOr<Task> {
     if (absl::Status s = CheckTenant(current, id, caller); !s.ok()) return s;
     if (fenced) {
       if (absl::Status s = leases_.Check(current, token); !s.ok()) return s;
@@ -663,11 +663,11 @@ absl::StatusOr<AcquireSpec> TaskService::PlanAcquire(
           absl::FormatDuration(options_.max_acquire_wait),
           " (--max_acquire_wait): ask again after that");
       return WithFieldViolation(
-          WithReason(absl::InvalidArgumentError(absl::StrCat("wait: ", what)),
-                     "WAIT_TOO_LONG",
-                     {{"field", "wait"},
-                      {"max_wait",
-                       absl::FormatDuration(options_.max_acquire_wait)}}),
+          WithReason(
+              absl::InvalidArgumentError(absl::StrCat("wait: ", what)),
+              "WAIT_TOO_LONG",
+              {{"field", "wait"},
+               {"max_wait", absl::FormatDuration(options_.max_acquire_wait)}}),
           "wait", what);
     }
     spec.wait = wait;
@@ -687,29 +687,28 @@ absl::StatusOr<AcquireSpec> TaskService::PlanAcquire(
 void TaskService::Acquire(
     const tasks::v1::AcquireTaskRequest& request, const Caller& caller,
     std::function<bool()> gone,
-    std::function<void(absl::StatusOr<tasks::v1::AcquireTaskResponse>)>
-        done) {
+    std::function<void(absl::StatusOr<tasks::v1::AcquireTaskResponse>)> done) {
   absl::StatusOr<AcquireSpec> spec = PlanAcquire(request, caller);
   if (!spec.ok()) {
     done(spec.status());
     return;
   }
   spec->gone = std::move(gone);
-  dispatcher_->Acquire(
-      *std::move(spec), [this, done = std::move(done)](
-                            absl::StatusOr<std::optional<Task>> result) {
-        if (!result.ok()) {
-          done(result.status());
-          return;
-        }
-        tasks::v1::AcquireTaskResponse response;
-        if (result->has_value()) {
-          Task& task = **result;
-          Present(Method::kAssign, &task);
-          *response.mutable_task() = std::move(task);
-        }
-        done(std::move(response));
-      });
+  dispatcher_->Acquire(*std::move(spec),
+                       [this, done = std::move(done)](
+                           absl::StatusOr<std::optional<Task>> result) {
+                         if (!result.ok()) {
+                           done(result.status());
+                           return;
+                         }
+                         tasks::v1::AcquireTaskResponse response;
+                         if (result->has_value()) {
+                           Task& task = **result;
+                           Present(Method::kAssign, &task);
+                           *response.mutable_task() = std::move(task);
+                         }
+                         done(std::move(response));
+                       });
 }
 
 absl::StatusOr<TaskService::HeartbeatPlan> TaskService::PlanHeartbeat(
@@ -759,11 +758,10 @@ absl::StatusOr<TaskService::HeartbeatPlan> TaskService::PlanHeartbeat(
        now - TimeOf(current->updated_at()) >= options_.progress_interval);
   // A heartbeat within half an interval of the last renewal renews nothing.
   const Task extended = ExtendLease(*current, now);
-  const bool renew =
-      extended.has_lease_expires_at() &&
-      TimeOf(extended.lease_expires_at()) -
-              TimeOf(current->lease_expires_at()) >=
-          DurationOf(current->heart_beat_interval()) / 2;
+  const bool renew = extended.has_lease_expires_at() &&
+                     TimeOf(extended.lease_expires_at()) -
+                             TimeOf(current->lease_expires_at()) >=
+                         DurationOf(current->heart_beat_interval()) / 2;
   HeartbeatPlan plan;
   if (!record_progress && !renew) {
     plan.answer = HeartbeatAnswer(*current);
@@ -786,7 +784,8 @@ absl::StatusOr<TaskService::HeartbeatPlan> TaskService::PlanHeartbeat(
   // Progress is a change watchers see; a renewal alone is bookkeeping,
   // written in place without a revision.
   if (record_progress) {
-    plan.write = TaskWrite{TaskWrite::Update{request.id(), std::move(mutation)}};
+    plan.write =
+        TaskWrite{TaskWrite::Update{request.id(), std::move(mutation)}};
   } else {
     plan.write = TaskWrite{TaskWrite::Touch{request.id(), std::move(mutation)}};
   }
@@ -815,8 +814,8 @@ grpc::ServerUnaryReactor* TaskService::AcquireTask(
   }
   Acquire(
       *request, *caller, [context] { return context->IsCancelled(); },
-      [reactor, response](
-          absl::StatusOr<tasks::v1::AcquireTaskResponse> result) {
+      [reactor,
+       response](absl::StatusOr<tasks::v1::AcquireTaskResponse> result) {
         if (result.ok()) *response = *std::move(result);
         reactor->Finish(ToGrpcStatus(result.status()));
       });

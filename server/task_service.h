@@ -105,10 +105,10 @@ class TaskService final
   // Takes a task for an executor; `done` gets the answer (possibly after
   // the request's wait) on another thread. `gone` (may be empty) tells a
   // waiting acquire that its caller left.
-  void Acquire(const tasks::v1::AcquireTaskRequest& request,
-               const Caller& caller, std::function<bool()> gone,
-               std::function<void(absl::StatusOr<tasks::v1::AcquireTaskResponse>)>
-                   done);
+  void Acquire(
+      const tasks::v1::AcquireTaskRequest& request, const Caller& caller,
+      std::function<bool()> gone,
+      std::function<void(absl::StatusOr<tasks::v1::AcquireTaskResponse>)> done);
   absl::StatusOr<tasks::v1::HeartbeatTaskResponse> Heartbeat(
       const tasks::v1::HeartbeatTaskRequest& request, const Caller& caller);
   // What a WatchTasks stream should watch (for WatchHub::Watch), or

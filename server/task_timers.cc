@@ -17,8 +17,7 @@ absl::Time TimeOf(const google::protobuf::Timestamp& t) {
 
 }  // namespace
 
-TaskTimers::TaskTimers(const TaskTimersOptions& options)
-    : options_(options) {}
+TaskTimers::TaskTimers(const TaskTimersOptions& options) : options_(options) {}
 
 TaskTimers::~TaskTimers() { Stop(); }
 
@@ -78,9 +77,8 @@ void TaskTimers::Loop() {
     }
     absl::MutexLock lock(&mu_);
     sleeping_until_ = next;
-    auto woken = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return stop_ || wake_;
-    };
+    auto woken = [this]()
+                     ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_ || wake_; };
     options_.clock->AwaitWithDeadline(&mu_, absl::Condition(&woken), next);
   }
 }
@@ -113,22 +111,21 @@ int TaskTimers::FireDue(const std::vector<Task>& tasks, absl::Time* next,
       *before = current;
       return FireTimeout(current, clock->Now());
     };
-    store_->Write(
-        TaskWrite{TaskWrite::Update{task.id(), std::move(fire)}},
-        [round, before, on_fire](absl::StatusOr<Task> result) {
-          if (result.ok() && on_fire) on_fire(*before, *result);
-          absl::MutexLock lock(&round->mu);
-          --round->pending;
-          if (result.ok()) {
-            ++round->fired;
-          } else if (ReasonOf(result.status()) != "NOT_DUE" &&
-                     !absl::IsNotFound(result.status())) {
-            // A task that moved on or went away is not a failure.
-            round->failed = true;
-            Log(LogLevel::kWarning, "timeout of a task not fired: %s",
-                result.status().ToString());
-          }
-        });
+    store_->Write(TaskWrite{TaskWrite::Update{task.id(), std::move(fire)}},
+                  [round, before, on_fire](absl::StatusOr<Task> result) {
+                    if (result.ok() && on_fire) on_fire(*before, *result);
+                    absl::MutexLock lock(&round->mu);
+                    --round->pending;
+                    if (result.ok()) {
+                      ++round->fired;
+                    } else if (ReasonOf(result.status()) != "NOT_DUE" &&
+                               !absl::IsNotFound(result.status())) {
+                      // A task that moved on or went away is not a failure.
+                      round->failed = true;
+                      Log(LogLevel::kWarning, "timeout of a task not fired: %s",
+                          result.status().ToString());
+                    }
+                  });
   }
   absl::MutexLock lock(&round->mu);
   round->mu.Await(absl::Condition(

@@ -151,17 +151,25 @@ absl::Status CompactedError(const std::string& message) {
 
 // The fields that have columns of their own (TaskField), in kTaskColumns
 // order; every other stored field goes into `detail`.
-constexpr TaskField kColumnFields[] = {
-    TaskField::kId,          TaskField::kUuid,
-    TaskField::kType,        TaskField::kState,
-    TaskField::kResultCode,  TaskField::kPriority,
-    TaskField::kPolicyId,    TaskField::kResourceId,
-    TaskField::kExecutorId,  TaskField::kTenantId,
-    TaskField::kEnqueuedAt,  TaskField::kStartedAt,
-    TaskField::kCompletedAt, TaskField::kUpdatedAt,
-    TaskField::kRevision,    TaskField::kAssignCount,
-    TaskField::kCancelRequested, TaskField::kAssignedAt,
-    TaskField::kDeadline};
+constexpr TaskField kColumnFields[] = {TaskField::kId,
+                                       TaskField::kUuid,
+                                       TaskField::kType,
+                                       TaskField::kState,
+                                       TaskField::kResultCode,
+                                       TaskField::kPriority,
+                                       TaskField::kPolicyId,
+                                       TaskField::kResourceId,
+                                       TaskField::kExecutorId,
+                                       TaskField::kTenantId,
+                                       TaskField::kEnqueuedAt,
+                                       TaskField::kStartedAt,
+                                       TaskField::kCompletedAt,
+                                       TaskField::kUpdatedAt,
+                                       TaskField::kRevision,
+                                       TaskField::kAssignCount,
+                                       TaskField::kCancelRequested,
+                                       TaskField::kAssignedAt,
+                                       TaskField::kDeadline};
 constexpr int kDetailColumn = 19;  // 0-based, after the column fields
 
 // The `detail` column of `task`: the task without the fields that have
@@ -949,8 +957,8 @@ absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Update& update,
 absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Claim& claim,
                                             const ApplyContext& at) {
   Connection* writer = writer_.get();
-  TaskLister list = [writer](const ListQuery& query)
-      -> absl::StatusOr<ListResult> {
+  TaskLister list =
+      [writer](const ListQuery& query) -> absl::StatusOr<ListResult> {
     ListResult result;
     if (absl::Status s = ReadPage(writer, query, &result); !s.ok()) return s;
     return result;
@@ -972,8 +980,7 @@ absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Touch& touch,
   if (!next.ok()) return next.status();
   if (next->id() != current->id() || next->uuid() != current->uuid() ||
       next->revision() != current->revision()) {
-    return absl::InternalError(
-        "a touch changed a task's id, uuid or revision");
+    return absl::InternalError("a touch changed a task's id, uuid or revision");
   }
   next->set_etag(EtagOf(next->revision()));
   // One statement, no history row: it is atomic on its own, and makes no

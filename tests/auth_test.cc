@@ -141,9 +141,9 @@ TEST_F(AuthTest, EveryRoleAndMethod) {
         Method::kStart, Method::kPause, Method::kResume, Method::kComplete,
         Method::kAcquire, Method::kHeartbeat}},
   };
-  const Method all[] = {Method::kGet,      Method::kList,    Method::kCreate,
-                        Method::kUpdate,   Method::kDelete,  Method::kCancel,
-                        Method::kAssign,   Method::kStart,   Method::kPause,
+  const Method all[] = {Method::kGet,      Method::kList,     Method::kCreate,
+                        Method::kUpdate,   Method::kDelete,   Method::kCancel,
+                        Method::kAssign,   Method::kStart,    Method::kPause,
                         Method::kResume,   Method::kComplete, Method::kAcquire,
                         Method::kHeartbeat};
   TaskClient admin = As("admin-a");

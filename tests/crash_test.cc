@@ -145,11 +145,12 @@ class CrashTest : public ::testing::Test {
         }
         step.kind = 2;
         int pick = static_cast<int>(random() % 6);
-        const bool held = state == Task::assigned ||
-                          state == Task::started || state == Task::paused;
+        const bool held = state == Task::assigned || state == Task::started ||
+                          state == Task::paused;
         // A move the state allows; Cancel (forced) now and then from any
         // open state, and always for a held task whose lease is unknown.
-        if (state != Task::completed && (pick == 0 || (held && lease.empty()))) {
+        if (state != Task::completed &&
+            (pick == 0 || (held && lease.empty()))) {
           step.state = Task::completed;
           step.result = Task::cancelled;
         } else {

@@ -1,6 +1,8 @@
 // The executor machinery without gRPC, so that it runs under TSan
 // (scripts/sanitize): the Dispatcher's claims and parked acquires, and the
 // TaskTimers, on a real store, from many threads at once.
+#include "server/dispatcher.h"
+
 #include <atomic>
 #include <map>
 #include <string>
@@ -13,7 +15,6 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "query/task_fields.h"
-#include "server/dispatcher.h"
 #include "server/task_lifecycle.h"
 #include "server/task_timers.h"
 #include "tests/test_store.h"

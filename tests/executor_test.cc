@@ -28,8 +28,8 @@
 namespace taskd {
 namespace {
 
-using ::testing::HasSubstr;
 using tasks::v1::Task;
+using ::testing::HasSubstr;
 
 constexpr char kTenantA[] = "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b";
 constexpr char kTenantB[] = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
@@ -178,7 +178,8 @@ TEST_F(ExecutorTest, AnAssignmentIsALease) {
   EXPECT_EQ(leased.executor_id(), "e1");
   EXPECT_EQ(leased.assign_count(), 1);
   EXPECT_EQ(TimeOf(leased.assigned_at()), clock_.Now());
-  EXPECT_EQ(TimeOf(leased.lease_expires_at()), clock_.Now() + absl::Seconds(30));
+  EXPECT_EQ(TimeOf(leased.lease_expires_at()),
+            clock_.Now() + absl::Seconds(30));
   EXPECT_EQ(TimeOf(leased.deadline()), TimeOf(leased.lease_expires_at()));
   EXPECT_FALSE(leased.lease_token().empty());
   // The token is never stored, listed or watched.
@@ -283,8 +284,8 @@ TEST_F(ExecutorTest, HeartbeatsKeepTheLeaseAndSilenceVoidsIt) {
 // execTimeout: started longer than it -> completed/timedout, heartbeats or
 // not.
 TEST_F(ExecutorTest, ExecTimeoutCompletesAStartedTaskAsTimedout) {
-  Create({.id = "x", .heartbeat = absl::Seconds(10),
-          .exec = absl::Seconds(25)});
+  Create(
+      {.id = "x", .heartbeat = absl::Seconds(10), .exec = absl::Seconds(25)});
   Task leased = Acquire("x");
   ASSERT_TRUE(client().Start("x", leased.lease_token()).ok());
   for (int beat = 0; beat < 2; ++beat) {
@@ -306,7 +307,8 @@ TEST_F(ExecutorTest, CancelIsCooperativeUnlessForced) {
   Task leased = Acquire("c");
   const std::string token = leased.lease_token();
   ASSERT_TRUE(client().Start("c", token).ok());
-  absl::Status refused = client().Complete("c", Task::cancelled, token).status();
+  absl::Status refused =
+      client().Complete("c", Task::cancelled, token).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
   absl::StatusOr<Task> asked = client().Cancel("c");
   ASSERT_TRUE(asked.ok()) << asked.status();
@@ -639,7 +641,8 @@ TEST_F(ExecutorTest, BadInputNamesTheField) {
   negative.mutable_wait()->set_seconds(-1);
   grpc::ClientContext context;
   tasks::v1::AcquireTaskResponse response;
-  grpc::Status raw = client().stub()->AcquireTask(&context, negative, &response);
+  grpc::Status raw =
+      client().stub()->AcquireTask(&context, negative, &response);
   EXPECT_EQ(raw.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(raw.error_message(), HasSubstr("wait"));
 

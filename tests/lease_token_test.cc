@@ -8,8 +8,8 @@
 namespace taskd {
 namespace {
 
-using ::testing::HasSubstr;
 using tasks::v1::Task;
+using ::testing::HasSubstr;
 
 Task Leased(int assignment, Task::State state = Task::started) {
   Task task;
@@ -60,9 +60,9 @@ TEST(LeaseTokenTest, ForgedOrForeignTokensAreInvalid) {
 TEST(LeaseTokenTest, TokensSurviveARestartWithTheSameSecret) {
   EXPECT_EQ(LeaseTokens("secret").Issue(Leased(1)),
             LeaseTokens("secret").Issue(Leased(1)));
-  EXPECT_TRUE(
-      LeaseTokens("secret").Check(Leased(1), LeaseTokens("secret").Issue(Leased(1)))
-          .ok());
+  EXPECT_TRUE(LeaseTokens("secret")
+                  .Check(Leased(1), LeaseTokens("secret").Issue(Leased(1)))
+                  .ok());
 }
 
 TEST(LeaseTokenTest, AnEmptyTokenIsRequiredOnlyForALeasedTask) {

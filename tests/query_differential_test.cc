@@ -497,9 +497,9 @@ class QueryDifferentialTest : public ::testing::Test {
     task.set_assign_count(static_cast<int32_t>(rng.Uniform(4)));
     task.set_cancel_requested(rng.OneIn(3));
     google::protobuf::Timestamp* (Task::*times[])() = {
-        &Task::mutable_enqueued_at, &Task::mutable_started_at,
+        &Task::mutable_enqueued_at,  &Task::mutable_started_at,
         &Task::mutable_completed_at, &Task::mutable_updated_at,
-        &Task::mutable_assigned_at, &Task::mutable_deadline};
+        &Task::mutable_assigned_at,  &Task::mutable_deadline};
     for (auto mutable_time : times) {
       if (rng.OneIn(3)) continue;  // unset
       const absl::Time t =

@@ -366,11 +366,10 @@ TEST_F(QueryIndexTest, ExecutorQueriesSeekTheirIndexes) {
   EXPECT_THAT(plan, HasSubstr("tasks_by_queue")) << plan;
   EXPECT_THAT(plan, Not(HasSubstr("TEMP B-TREE"))) << plan;
   // The timers' earliest deadlines.
-  plan = absl::StrJoin(
-      db.Column(absl::StrCat("EXPLAIN QUERY PLAN SELECT id",
-                             sqlite::kByDeadlineWhere),
-                {FieldValue(int64_t{256})}, 3),
-      "\n");
+  plan = absl::StrJoin(db.Column(absl::StrCat("EXPLAIN QUERY PLAN SELECT id",
+                                              sqlite::kByDeadlineWhere),
+                                 {FieldValue(int64_t{256})}, 3),
+                       "\n");
   EXPECT_THAT(plan, HasSubstr("tasks_by_deadline")) << plan;
   EXPECT_THAT(plan, Not(HasSubstr("TEMP B-TREE"))) << plan;
 }

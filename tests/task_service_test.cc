@@ -233,9 +233,9 @@ TEST_F(TaskServiceTest, RacingMovesExactlyOneWins) {
     for (int i = 0; i < 8; ++i) {
       threads.emplace_back([&, i] {
         absl::Status status =
-            i % 2 ? taskd_.client->Start(task.id(), lease).status()
-                  : taskd_.client->Cancel(task.id(), "", /*force=*/true)
-                        .status();
+            i % 2
+                ? taskd_.client->Start(task.id(), lease).status()
+                : taskd_.client->Cancel(task.id(), "", /*force=*/true).status();
         // Start loses only to a cancel; cancel loses only to a cancel.
         if (status.ok()) {
           ++won;

@@ -108,10 +108,10 @@ TEST_F(TaskdFlagsTest, ExecutorFlagsReachTheServer) {
   ExpectRefused({"--max_acquire_wait=2h"}, "--max_acquire_wait");
   ExpectRefused({"--progress_interval=-1s"}, "--progress_interval");
 
-  testing::TaskdProcess taskd(With(
-      {"--default_queue_timeout=1h", "--default_ack_timeout=7s",
-       "--default_heartbeat_interval=3s", "--default_exec_timeout=2h",
-       "--progress_interval=0s", "--max_acquire_wait=5s"}));
+  testing::TaskdProcess taskd(
+      With({"--default_queue_timeout=1h", "--default_ack_timeout=7s",
+            "--default_heartbeat_interval=3s", "--default_exec_timeout=2h",
+            "--progress_interval=0s", "--max_acquire_wait=5s"}));
   ASSERT_TRUE(taskd.Start().ok()) << taskd.log();
   TaskClient client(taskd.NewChannel());
   tasks::v1::Task task;
@@ -128,8 +128,7 @@ TEST_F(TaskdFlagsTest, ExecutorFlagsReachTheServer) {
   task.mutable_ack_timeout()->set_seconds(0);
   EXPECT_FALSE(client.Create(task)->has_ack_timeout());
 
-  absl::Status capped =
-      client.Acquire("agent", "", absl::Seconds(6)).status();
+  absl::Status capped = client.Acquire("agent", "", absl::Seconds(6)).status();
   EXPECT_EQ(capped.code(), absl::StatusCode::kInvalidArgument) << capped;
   EXPECT_THAT(capped.message(), HasSubstr("5s"));
   absl::StatusOr<std::optional<tasks::v1::Task>> leased =

@@ -223,8 +223,7 @@ TEST_F(TaskdProcessTest, TaskctlDrivesTheLifeCycleAndPrintsSchemaJson) {
   EXPECT_THAT(out, HasSubstr("enqueued"));
   out = Taskctl({"assign", "job-1", "--executor=agent-7", "-o", "json"}, &rc);
   EXPECT_EQ(rc, 0);
-  const std::string lease =
-      "--lease=" + testing::JsonField(out, "leaseToken");
+  const std::string lease = "--lease=" + testing::JsonField(out, "leaseToken");
   Taskctl({"start", "job-1", lease}, &rc);
   EXPECT_EQ(rc, 0);
   out = Taskctl({"get", "job-1", "-o", "json"}, &rc);

@@ -435,7 +435,7 @@ TEST_F(WatchTest, FilteredWatchSeesTasksEnterAndLeave) {
   const std::string lease = assigned->lease_token();
   ASSERT_TRUE(taskd_.client->Start(a.id(), lease).ok());  // 4: enters
   ASSERT_TRUE(taskd_.client->Pause(a.id(), lease).ok());  // 5: leaves
-  ASSERT_TRUE(taskd_.client->Cancel(b.id()).ok());       // 6: never visible
+  ASSERT_TRUE(taskd_.client->Cancel(b.id()).ok());        // 6: never visible
   std::vector<TaskEvent> events = ReadUntil(stream.get(), 6);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].revision(), 4);

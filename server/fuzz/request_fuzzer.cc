@@ -150,11 +150,11 @@ class Session {
       : store_(store),
         service_(store, /*watch_hub=*/nullptr, /*dispatcher=*/nullptr,
                  &authorizer_, [clock] {
-          TaskServiceOptions options;
-          options.clock = clock;
-          options.max_page_size = 20;
-          return options;
-        }()) {
+                   TaskServiceOptions options;
+                   options.clock = clock;
+                   options.max_page_size = 20;
+                   return options;
+                 }()) {
     scoped_.tenant = kTenant;
   }
 
