@@ -5,6 +5,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "base/error_details.h"
+#include "query/task_fields.h"
 
 namespace taskd {
 namespace {
@@ -19,10 +20,6 @@ bool Retryable(const absl::Status& status) {
 // forced cancel, a move by someone else) or it was deleted.
 bool Lost(const absl::Status& status) {
   return absl::IsFailedPrecondition(status) || absl::IsNotFound(status);
-}
-
-absl::Duration DurationOf(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
 }  // namespace
@@ -45,6 +42,12 @@ Executor::Executor(std::shared_ptr<grpc::Channel> channel,
                    const ExecutorOptions& options)
     : options_(options), client_(std::move(channel), options.client) {}
 
+void Executor::Stop() {
+  stopping_ = true;
+  absl::MutexLock lock(&acquire_mu_);
+  if (acquiring_ != nullptr) acquiring_->TryCancel();
+}
+
 absl::Status Executor::Run(const Work& work) {
   if (options_.executor_id.empty()) {
     return absl::InvalidArgumentError("executor_id is required");
@@ -52,8 +55,20 @@ absl::Status Executor::Run(const Work& work) {
   absl::Duration wait = options_.wait;
   while (!stopping_) {
     if (options_.max_tasks > 0 && tasks_done_ >= options_.max_tasks) break;
-    absl::StatusOr<std::optional<Task>> task =
-        client_.Acquire(options_.executor_id, options_.filter, wait);
+    absl::StatusOr<std::optional<Task>> task;
+    {
+      grpc::ClientContext context;
+      {
+        absl::MutexLock lock(&acquire_mu_);
+        if (stopping_) break;
+        acquiring_ = &context;
+      }
+      task = client_.Acquire(options_.executor_id, options_.filter, wait,
+                             &context);
+      absl::MutexLock lock(&acquire_mu_);
+      acquiring_ = nullptr;
+    }
+    if (!task.ok() && stopping_) break;  // cancelled by Stop()
     if (!task.ok()) {
       absl::Duration most;
       if (ReasonOf(task.status()) == "WAIT_TOO_LONG" &&
@@ -81,10 +96,17 @@ absl::Status Executor::RunOne(Task acquired, const Work& work) {
     if (options_.on_done) options_.on_done(task, status);
   };
   absl::StatusOr<Task> started = client_.Start(id, lease);
+  for (int attempt = 0; !started.ok() && Retryable(started.status()) &&
+                        attempt < 5 && !stopping_;
+       ++attempt) {
+    absl::SleepFor(options_.retry_after);
+    started = client_.Start(id, lease);
+  }
   if (!started.ok()) {
     // The lease ran out before the start (ack timeout), a forced cancel,
-    // or the task was deleted: it is no longer ours.
-    if (Lost(started.status())) {
+    // or the task was deleted: it is no longer ours. Or taskd stayed out of
+    // reach: the ack timeout gives the task back to the queue.
+    if (Lost(started.status()) || Retryable(started.status())) {
       report(acquired, started.status());
       return absl::OkStatus();
     }

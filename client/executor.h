@@ -34,6 +34,7 @@
 #define TASKD_CLIENT_EXECUTOR_H_
 
 #include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
 
 #include <atomic>
 #include <cstdint>
@@ -114,7 +115,9 @@ class Executor {
            const ExecutorOptions& options);
 
   absl::Status Run(const Work& work);
-  void Stop() { stopping_ = true; }
+  // Ends a waiting AcquireTask at once; a task being worked on is told
+  // (stopping()) and still completed with the work's result.
+  void Stop();
 
   int64_t tasks_done() const { return tasks_done_.load(); }
 
@@ -126,6 +129,9 @@ class Executor {
   const ExecutorOptions options_;
   TaskClient client_;
   std::atomic<bool> stopping_{false};
+  absl::Mutex acquire_mu_;
+  // The AcquireTask in flight, for Stop() to cancel.
+  grpc::ClientContext* acquiring_ ABSL_GUARDED_BY(acquire_mu_) = nullptr;
   std::atomic<int64_t> tasks_done_{0};
 };
 

@@ -7,6 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/time/clock.h"
 #include "google/rpc/status.pb.h"
+#include "query/task_fields.h"
 
 namespace taskd {
 
@@ -38,15 +39,17 @@ absl::StatusOr<Response> TaskClient::Call(
     grpc::Status (tasks::v1::TaskService::Stub::*method)(grpc::ClientContext*,
                                                          const Request&,
                                                          Response*),
-    const Request& request, absl::Duration extra) {
-  grpc::ClientContext context;
-  context.set_deadline(
+    const Request& request, absl::Duration extra,
+    grpc::ClientContext* context) {
+  grpc::ClientContext own;
+  if (context == nullptr) context = &own;
+  context->set_deadline(
       absl::ToChronoTime(absl::Now() + options_.deadline + extra));
   if (!options_.bearer_token.empty()) {
-    context.AddMetadata("authorization", "Bearer " + options_.bearer_token);
+    context->AddMetadata("authorization", "Bearer " + options_.bearer_token);
   }
   Response response;
-  grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+  grpc::Status status = (stub_.get()->*method)(context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
   return response;
 }
@@ -151,20 +154,15 @@ absl::StatusOr<Task> TaskClient::Cancel(absl::string_view id,
 
 absl::StatusOr<std::optional<Task>> TaskClient::Acquire(
     absl::string_view executor_id, absl::string_view filter,
-    absl::Duration wait) {
+    absl::Duration wait, grpc::ClientContext* context) {
   tasks::v1::AcquireTaskRequest request;
   request.set_executor_id(std::string(executor_id));
   request.set_filter(std::string(filter));
-  if (wait > absl::ZeroDuration()) {
-    int64_t nanos = absl::ToInt64Nanoseconds(wait);
-    request.mutable_wait()->set_seconds(nanos / 1'000'000'000);
-    request.mutable_wait()->set_nanos(
-        static_cast<int32_t>(nanos % 1'000'000'000));
-  }
+  if (wait > absl::ZeroDuration()) *request.mutable_wait() = ToDuration(wait);
   // The call may wait `wait` for a task before it answers.
   absl::StatusOr<tasks::v1::AcquireTaskResponse> response =
       Call(&tasks::v1::TaskService::Stub::AcquireTask, request,
-           std::max(wait, absl::ZeroDuration()));
+           std::max(wait, absl::ZeroDuration()), context);
   if (!response.ok()) return response.status();
   if (!response->has_task()) return std::optional<Task>();
   return std::optional<Task>(std::move(*response->mutable_task()));

@@ -14,6 +14,7 @@
 #define TASKD_CLIENT_TASK_CLIENT_H_
 
 #include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
 
 #include <memory>
 #include <optional>
@@ -85,9 +86,12 @@ class TaskClient {
   // Takes the best enqueued task that matches `filter` for `executor_id`,
   // waiting up to `wait` for one; nullopt if none came. The call's deadline
   // is the client's deadline plus `wait`.
+  // `context` (optional, for a caller that may cancel the wait with
+  // TryCancel): the call's context; the client sets its deadline and token.
   absl::StatusOr<std::optional<tasks::v1::Task>> Acquire(
       absl::string_view executor_id, absl::string_view filter = "",
-      absl::Duration wait = absl::ZeroDuration());
+      absl::Duration wait = absl::ZeroDuration(),
+      grpc::ClientContext* context = nullptr);
   // Keeps the lease alive; reports progress if `progress` is not null.
   absl::StatusOr<tasks::v1::HeartbeatTaskResponse> Heartbeat(
       absl::string_view id, absl::string_view lease_token,
@@ -102,7 +106,8 @@ class TaskClient {
       grpc::Status (tasks::v1::TaskService::Stub::*method)(grpc::ClientContext*,
                                                            const Request&,
                                                            Response*),
-      const Request& request, absl::Duration extra = absl::ZeroDuration());
+      const Request& request, absl::Duration extra = absl::ZeroDuration(),
+      grpc::ClientContext* context = nullptr);
 
   const std::unique_ptr<tasks::v1::TaskService::Stub> stub_;
   const Options options_;

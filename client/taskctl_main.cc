@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,6 +35,7 @@
 #include "client/task_client.h"
 #include "client/task_format.h"
 #include "client/task_watch.h"
+#include "query/task_fields.h"
 
 namespace {
 
@@ -159,7 +162,17 @@ Task::ResultCode RunCommand(const std::string& command, taskd::TaskRun& run) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   if (run.cancel_requested()) return Task::cancelled;
+  if (terminated && !run.lease_lost()) return Task::abandoned;  // stopping
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? Task::ok : Task::error;
+}
+
+// Set by SIGINT and SIGTERM during `taskctl work`; a second one ends
+// taskctl at once (the default action, restored by the first).
+std::atomic<bool> stop_requested{false};
+
+void RequestStop(int signal) {
+  stop_requested = true;
+  ::signal(signal, SIG_DFL);
 }
 
 int UsageError(const std::string& message) {
@@ -359,6 +372,9 @@ class Command {
   }
 
   int Heartbeat() {
+    if (!args_.Has("lease")) {
+      return UsageError("heartbeat needs --lease=TOKEN");
+    }
     Task::Progress progress;
     bool with_progress = args_.Has("progress");
     if (with_progress) {
@@ -428,8 +444,19 @@ class Command {
       }
     };
     taskd::Executor executor(channel_, options);
+    // SIGINT or SIGTERM: stop the command (its process group), complete its
+    // task as abandoned, and exit.
+    ::signal(SIGINT, RequestStop);
+    ::signal(SIGTERM, RequestStop);
+    std::atomic<bool> done{false};
+    std::thread stopper([&] {
+      while (!done && !stop_requested) absl::SleepFor(absl::Milliseconds(20));
+      if (stop_requested) executor.Stop();
+    });
     absl::Status status = executor.Run(
         [&](taskd::TaskRun& run) { return RunCommand(command, run); });
+    done = true;
+    stopper.join();
     if (!status.ok()) return Fail(status);
     return 0;
   }
@@ -460,9 +487,7 @@ class Command {
         return UsageError(absl::StrCat("--", timeout.flag,
                                        " must be a duration such as 30s"));
       }
-      int64_t nanos = absl::ToInt64Nanoseconds(d);
-      timeout.field->set_seconds(nanos / 1'000'000'000);
-      timeout.field->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+      *timeout.field = taskd::ToDuration(d);
     }
     if (!args_.Has("queue-timeout")) task.clear_queue_timeout();
     if (!args_.Has("ack-timeout")) task.clear_ack_timeout();

@@ -21,6 +21,7 @@
 #include <variant>
 
 #include "absl/time/time.h"
+#include "google/protobuf/duration.pb.h"
 #include "tasks/v1/tasks.pb.h"
 
 namespace taskd {
@@ -87,6 +88,10 @@ inline constexpr std::string_view kDefaultPriority = "normal";
 int64_t TimestampMicros(const google::protobuf::Timestamp& ts);
 void SetTimestampMicros(int64_t micros, google::protobuf::Timestamp* ts);
 google::protobuf::Timestamp ToTimestamp(absl::Time t);
+absl::Time TimeOf(const google::protobuf::Timestamp& ts);
+// Durations (a task's timeouts) to and from google.protobuf.Duration.
+google::protobuf::Duration ToDuration(absl::Duration d);
+absl::Duration DurationOf(const google::protobuf::Duration& d);
 
 }  // namespace taskd
 

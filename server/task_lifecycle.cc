@@ -49,14 +49,6 @@ const char* AllowedFrom(Move move) {
   return "";
 }
 
-absl::Duration DurationOf(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-absl::Time TimeOf(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
 // The lease of a started or paused task after a sign of life at `now`.
 void RenewLease(Task* task, absl::Time now) {
   absl::Duration interval = DurationOf(task->heart_beat_interval());

@@ -94,22 +94,6 @@ absl::Status CheckTenant(const Task& task, absl::string_view id,
       "TASK_NOT_FOUND");
 }
 
-absl::Duration DurationOf(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-absl::Time TimeOf(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-google::protobuf::Duration ToDuration(absl::Duration d) {
-  google::protobuf::Duration out;
-  int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out.set_seconds(nanos / 1'000'000'000);
-  out.set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
-  return out;
-}
-
 tasks::v1::HeartbeatTaskResponse HeartbeatAnswer(const Task& task) {
   tasks::v1::HeartbeatTaskResponse answer;
   if (task.has_lease_expires_at()) {

@@ -6,16 +6,10 @@
 
 #include "base/error_details.h"
 #include "base/log.h"
+#include "query/task_fields.h"
 #include "server/task_lifecycle.h"
 
 namespace taskd {
-namespace {
-
-absl::Time TimeOf(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-}  // namespace
 
 TaskTimers::TaskTimers(const TaskTimersOptions& options) : options_(options) {}
 

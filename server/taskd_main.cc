@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
+#include "query/task_fields.h"
 #include "server/task_server.h"
 #include "server/task_validation.h"
 
@@ -192,11 +193,8 @@ absl::StatusOr<taskd::TaskServerOptions> OptionsFromFlags() {
                   options.service.default_heartbeat_interval},
         std::pair{"default_exec_timeout",
                   options.service.default_exec_timeout}}) {
-    google::protobuf::Duration proto;
-    proto.set_seconds(absl::ToInt64Seconds(value));
-    proto.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(
-        value - absl::Seconds(absl::ToInt64Seconds(value)))));
-    if (absl::Status s = taskd::CheckTimeout(absl::StrCat("--", flag), proto);
+    if (absl::Status s = taskd::CheckTimeout(absl::StrCat("--", flag),
+                                             taskd::ToDuration(value));
         !s.ok()) {
       return FlagError(std::string(s.message()));
     }

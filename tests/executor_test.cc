@@ -34,18 +34,6 @@ using ::testing::HasSubstr;
 constexpr char kTenantA[] = "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b";
 constexpr char kTenantB[] = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
 
-google::protobuf::Duration Proto(absl::Duration d) {
-  google::protobuf::Duration out;
-  int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out.set_seconds(nanos / 1'000'000'000);
-  out.set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
-  return out;
-}
-
-absl::Time TimeOf(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
 // A task to create: type backup, the timeouts given (unset: the server's
 // defaults, which this fixture sets to none but ack 30 s).
 struct Spec {
@@ -78,16 +66,16 @@ class ExecutorTest : public ::testing::Test {
     task.set_tenant_id(spec.tenant);
     task.set_max_assign_count(spec.max_assign_count);
     if (spec.queue != absl::InfiniteDuration()) {
-      *task.mutable_queue_timeout() = Proto(spec.queue);
+      *task.mutable_queue_timeout() = ToDuration(spec.queue);
     }
     if (spec.ack != absl::InfiniteDuration()) {
-      *task.mutable_ack_timeout() = Proto(spec.ack);
+      *task.mutable_ack_timeout() = ToDuration(spec.ack);
     }
     if (spec.heartbeat != absl::InfiniteDuration()) {
-      *task.mutable_heart_beat_interval() = Proto(spec.heartbeat);
+      *task.mutable_heart_beat_interval() = ToDuration(spec.heartbeat);
     }
     if (spec.exec != absl::InfiniteDuration()) {
-      *task.mutable_exec_timeout() = Proto(spec.exec);
+      *task.mutable_exec_timeout() = ToDuration(spec.exec);
     }
     absl::StatusOr<Task> created = client().Create(task);
     EXPECT_TRUE(created.ok()) << created.status();
