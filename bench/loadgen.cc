@@ -21,6 +21,27 @@
 //   watch   --watchers streams watch while writers create tasks, closed loop
 //           at --concurrency or paced at --rate creates per second.
 //
+// Executor scenarios (issue 12): each of --concurrency slots is an executor.
+//   acquire    AcquireTask (--acquire_wait), StartTask and CompleteTask(ok)
+//              with the lease token, over the --prefill enqueued tasks: a
+//              chain per task (chains_per_s; compare with moves, whose chain
+//              is AssignTask, StartTask, CompleteTask by id). An acquire
+//              that finds the queue empty counts as empty_acquires.
+//   wake       the executors wait in AcquireTask (--acquire_wait, 30 s if
+//              unset) on an empty queue while one creator creates tasks one
+//              at a time, paced at --rate per second (200 if unset); per
+//              task, the time from CreateTask's answer (and from its send)
+//              to the arrival of the AcquireTask answer that carries it.
+//              Each executor then starts and completes its task.
+//   heartbeat  --prefill tasks with heartBeatInterval --heartbeat_interval
+//              are acquired and started, then each gets a HeartbeatTask
+//              every --heartbeat_interval, at evenly spread phases, from at
+//              most --heartbeat_pool calls in flight; measured after
+//              --warmup (let it cover an interval): heartbeat latency, lag
+//              behind schedule, taskd's CPU per thread, and the revisions
+//              taskd wrote (from two marker creates). --heartbeat_progress
+//              sends a new progress in every heartbeat.
+//
 // --watchers also opens streams in the other scenarios (mix with 1,000
 // watchers). --watch_filter: "none" (every watcher sees every change) or
 // "tenant" (watcher i watches tenant i % --tenants); "auto" is none for the
@@ -38,8 +59,9 @@
 //   sqlite-get     point reads by id of --prefill rows, one connection.
 //
 // Output: a human-readable summary, then one JSON line (also appended to
-// --json_out if set): throughput, p50/p90/p99/p99.9 latency in microseconds,
-// errors, client CPU, and with --server_pid the server's CPU and RSS.
+// --json_out if set): throughput, p50/p90/p99/p99.9 latency in microseconds
+// (and per method, where a scenario calls several), errors, client CPU, and
+// with --server_pid the server's CPU (also per thread) and RSS.
 #include <grpcpp/channel.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -48,24 +70,31 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <queue>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -76,7 +105,8 @@
 #include "tasks/v1/tasks.grpc.pb.h"
 
 ABSL_FLAG(std::string, scenario, "create",
-          "create, get, list, moves, mix, watch, sqlite-insert, sqlite-get");
+          "create, get, list, moves, mix, watch, acquire, wake, heartbeat, "
+          "sqlite-insert, sqlite-get");
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "taskd's address");
 ABSL_FLAG(int, concurrency, 64, "calls kept in flight");
 ABSL_FLAG(int, connections, 1,
@@ -97,10 +127,19 @@ ABSL_FLAG(int, watch_connections, 4,
 ABSL_FLAG(std::string, watch_filter, "auto", "none, tenant or auto");
 ABSL_FLAG(double, rate, 0,
           "watch scenario: creates per second (0: closed loop at "
-          "--concurrency)");
+          "--concurrency); wake: the creator's creates per second (0: 200)");
+ABSL_FLAG(absl::Duration, acquire_wait, absl::ZeroDuration(),
+          "acquire, wake: AcquireTask's wait (wake: 30s if 0)");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(10),
+          "heartbeat: the tasks' heartBeatInterval, and how often each gets "
+          "a heartbeat");
+ABSL_FLAG(int, heartbeat_pool, 256,
+          "heartbeat: heartbeat calls in flight at most");
+ABSL_FLAG(bool, heartbeat_progress, false,
+          "heartbeat: a new progress in every heartbeat");
 ABSL_FLAG(int, prefill, 10000,
-          "tasks created before get, list, moves and mix (and rows before "
-          "sqlite-get)");
+          "tasks created before get, list, moves, mix, acquire and heartbeat "
+          "(and rows before sqlite-get)");
 ABSL_FLAG(int, tenants, 100, "tenants the tasks are spread over");
 ABSL_FLAG(absl::Duration, call_deadline, absl::Seconds(60),
           "deadline of each unary call; 0: none (taskd then applies its "
@@ -120,10 +159,14 @@ ABSL_FLAG(int, checkpoint_pages, 1000,
 namespace taskd {
 namespace {
 
+using tasks::v1::AcquireTaskRequest;
+using tasks::v1::AcquireTaskResponse;
 using tasks::v1::AssignTaskRequest;
 using tasks::v1::CompleteTaskRequest;
 using tasks::v1::CreateTaskRequest;
 using tasks::v1::GetTaskRequest;
+using tasks::v1::HeartbeatTaskRequest;
+using tasks::v1::HeartbeatTaskResponse;
 using tasks::v1::ListTasksRequest;
 using tasks::v1::ListTasksResponse;
 using tasks::v1::StartTaskRequest;
@@ -224,6 +267,63 @@ int64_t ProcessRssKib(int pid) {
   return 0;
 }
 
+// Per thread id: the thread's name and its utime + stime in seconds.
+using ThreadTimes = std::map<int, std::pair<std::string, double>>;
+
+// Of each thread of `pid` (/proc/PID/task/TID/stat); empty if unreadable.
+ThreadTimes ThreadCpuSeconds(int pid) {
+  ThreadTimes threads;
+  std::vector<int> tids;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/task"), error)) {
+    int tid = 0;
+    if (absl::SimpleAtoi(entry.path().filename().string(), &tid)) {
+      tids.push_back(tid);
+    }
+  }
+  for (int tid : tids) {
+    std::ifstream in(absl::StrCat("/proc/", pid, "/task/", tid, "/stat"));
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    size_t open = text.find('(');
+    size_t paren = text.rfind(')');
+    if (open == std::string::npos || paren == std::string::npos) continue;
+    std::istringstream fields(text.substr(paren + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i == 14 || i == 15) ticks += std::stod(field);
+    }
+    threads[tid] = {text.substr(open + 1, paren - open - 1),
+                    ticks / static_cast<double>(sysconf(_SC_CLK_TCK))};
+  }
+  return threads;
+}
+
+// The CPU each thread used between two ThreadCpuSeconds snapshots, as a
+// fraction of `wall` seconds, busiest first, as a JSON object keyed
+// "name/tid" (threads under 0.5% left out).
+std::string ThreadCpuJson(const ThreadTimes& before, const ThreadTimes& after,
+                          double wall) {
+  std::vector<std::pair<double, std::string>> used;
+  for (const auto& [tid, named] : after) {
+    auto it = before.find(tid);
+    double seconds =
+        named.second - (it == before.end() ? 0 : it->second.second);
+    if (wall > 0 && seconds / wall >= 0.005) {
+      used.emplace_back(seconds / wall, absl::StrCat(named.first, "/", tid));
+    }
+  }
+  std::sort(used.rbegin(), used.rend());
+  std::string json = "{";
+  for (const auto& [fraction, name] : used) {
+    if (json.size() > 1) json += ",";
+    absl::StrAppendFormat(&json, "\"%s\":%.3f", name, fraction);
+  }
+  return json + "}";
+}
+
 // One run's figures, printed as text and as one JSON line.
 struct Report {
   std::string scenario;
@@ -244,6 +344,9 @@ struct Report {
   }
   void AddString(const std::string& key, const std::string& value) {
     extra.emplace_back(key, absl::StrCat("\"", value, "\""));
+  }
+  void AddJson(const std::string& key, const std::string& json) {
+    extra.emplace_back(key, json);
   }
 };
 
@@ -342,9 +445,38 @@ std::vector<std::shared_ptr<grpc::Channel>> Connect(int connections) {
   return channels;
 }
 
-enum Method { kCreate, kGet, kList, kAssign, kStart, kComplete, kMethods };
-constexpr const char* kMethodNames[kMethods] = {"create", "get",   "list",
-                                                "assign", "start", "complete"};
+enum Method {
+  kCreate,
+  kGet,
+  kList,
+  kAssign,
+  kStart,
+  kComplete,
+  kAcquire,
+  kHeartbeat,
+  kMethods
+};
+constexpr const char* kMethodNames[kMethods] = {
+    "create", "get",      "list",    "assign",
+    "start",  "complete", "acquire", "heartbeat"};
+
+bool IsExecutorScenario(const std::string& scenario) {
+  return scenario == "acquire" || scenario == "wake" || scenario == "heartbeat";
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             Clock::now().time_since_epoch())
+      .count();
+}
+
+// wake: when the task with one id was created and reached an executor, in
+// NowMicros(); -1 if not (yet).
+struct WakeTimes {
+  int64_t sent = -1;
+  int64_t acked = -1;
+  int64_t received = -1;
+};
 
 // Shared by every slot of one run.
 struct RunState {
@@ -358,9 +490,22 @@ struct RunState {
   std::atomic<bool> stopping{false};
   int64_t count_limit = 0;
   Histogram latency;
+  std::array<Histogram, kMethods> latency_by_method;
   std::atomic<int64_t> ops{0};
   std::atomic<int64_t> errors{0};
   std::array<std::atomic<int64_t>, kMethods> by_method{};
+  // Executor scenarios.
+  absl::Duration acquire_wait;
+  std::atomic<int64_t> empty_acquires{0};     // while recording
+  std::atomic<int64_t> unrecorded_errors{0};  // while not recording
+  // heartbeat's set-up: a slot whose acquire finds nothing stops, and each
+  // started task is handed over here (instead of being completed).
+  bool stop_when_empty = false;
+  std::function<void(const std::string& id, const std::string& lease_token)>
+      on_started;
+  // wake: per task id.
+  absl::Mutex wake_mu;
+  std::unordered_map<std::string, WakeTimes> wake ABSL_GUARDED_BY(wake_mu);
   absl::Mutex mu;
   int in_flight ABSL_GUARDED_BY(mu) = 0;
   std::string first_error ABSL_GUARDED_BY(mu);
@@ -379,8 +524,12 @@ struct RunState {
 struct Slot {
   RunState* run = nullptr;
   TaskService::Stub* stub = nullptr;
+  int index = 0;
   std::mt19937_64 rng;
-  std::unique_ptr<grpc::ClientContext> context;
+  // Replaced by each call; guarded so that CancelSlots() can reach a call
+  // that waits (wake's AcquireTask).
+  absl::Mutex context_mu;
+  std::unique_ptr<grpc::ClientContext> context ABSL_GUARDED_BY(context_mu);
   Clock::time_point started;
   Method method = kCreate;
   CreateTaskRequest create;
@@ -389,13 +538,59 @@ struct Slot {
   AssignTaskRequest assign;
   StartTaskRequest start;
   CompleteTaskRequest complete;
+  AcquireTaskRequest acquire;
   Task task;
   ListTasksResponse page;
+  AcquireTaskResponse acquired;
   // moves: the slot's task and the next move on it (kAssign, kStart,
-  // kComplete), or kCreate when it needs a new task.
+  // kComplete), or kCreate when it needs a new task. Executor scenarios:
+  // kAcquire (or kCreate, at first) when the executor needs a task.
   std::string chain_id;
+  // The lease token of the chain's assignment (AssignTask's or
+  // AcquireTask's answer), for StartTask and CompleteTask.
+  std::string lease_token;
   Method next_move = kCreate;
 };
+
+// Executor scenarios: what follows a call of the executor's chain.
+// Returns false if the slot stops (heartbeat's set-up found no task left).
+bool NextExecutorMove(Slot* slot, const grpc::Status& status) {
+  RunState* run = slot->run;
+  if (!status.ok()) {
+    slot->next_move = kAcquire;  // give the task up
+    return true;
+  }
+  switch (slot->method) {
+    case kAcquire:
+      if (!slot->acquired.has_task()) {
+        if (run->recording.load(std::memory_order_relaxed)) {
+          run->empty_acquires.fetch_add(1, std::memory_order_relaxed);
+        }
+        slot->next_move = kAcquire;
+        return !run->stop_when_empty;
+      }
+      slot->chain_id = slot->acquired.task().id();
+      slot->lease_token = slot->acquired.task().lease_token();
+      slot->next_move = kStart;
+      if (run->scenario == "wake") {
+        int64_t now = NowMicros();
+        absl::MutexLock lock(&run->wake_mu);
+        run->wake[slot->chain_id].received = now;
+      }
+      return true;
+    case kStart:
+      if (run->on_started) {
+        run->on_started(slot->chain_id, slot->lease_token);
+        slot->next_move = kAcquire;
+      } else {
+        slot->next_move = kComplete;
+      }
+      return true;
+    default:
+      slot->next_move = kAcquire;
+      return true;
+  }
+}
 
 void Issue(Slot* slot);
 
@@ -406,7 +601,11 @@ void Done(Slot* slot, const grpc::Status& status) {
                   .count();
   bool is_move = slot->method == kAssign || slot->method == kStart ||
                  slot->method == kComplete;
-  if (status.ok()) {
+  bool keep_going = true;
+  if (IsExecutorScenario(run->scenario)) {
+    keep_going = NextExecutorMove(slot, status);
+  } else if (status.ok()) {
+    if (slot->method == kAssign) slot->lease_token = slot->task.lease_token();
     if (slot->method == kCreate &&
         (run->scenario == "moves" ||
          (run->scenario == "mix" && slot->next_move == kCreate &&
@@ -429,6 +628,7 @@ void Done(Slot* slot, const grpc::Status& status) {
   }
   if (run->recording.load(std::memory_order_relaxed)) {
     run->latency.Record(took);
+    run->latency_by_method[slot->method].Record(took);
     int64_t n = run->ops.fetch_add(1, std::memory_order_relaxed) + 1;
     run->by_method[slot->method].fetch_add(1, std::memory_order_relaxed);
     if (!status.ok()) {
@@ -443,8 +643,10 @@ void Done(Slot* slot, const grpc::Status& status) {
     if (run->count_limit > 0 && n >= run->count_limit) {
       run->stopping.store(true);
     }
+  } else if (!status.ok()) {
+    run->unrecorded_errors.fetch_add(1, std::memory_order_relaxed);
   }
-  if (run->stopping.load()) {
+  if (run->stopping.load() || !keep_going) {
     absl::MutexLock lock(&run->mu);
     --run->in_flight;
     return;
@@ -488,6 +690,8 @@ void Issue(Slot* slot) {
     slot->method = kList;
   } else if (scenario == "moves") {
     NextMove(slot);
+  } else if (IsExecutorScenario(scenario)) {
+    slot->method = slot->next_move == kCreate ? kAcquire : slot->next_move;
   } else {  // mix
     int dice = static_cast<int>(slot->rng() % 100);
     if (dice < 60) {
@@ -498,10 +702,21 @@ void Issue(Slot* slot) {
       slot->method = kCreate;
     }
   }
-  slot->context = std::make_unique<grpc::ClientContext>();
-  if (absl::Duration deadline = absl::GetFlag(FLAGS_call_deadline);
-      deadline > absl::ZeroDuration()) {
-    slot->context->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  grpc::ClientContext* context;
+  {
+    absl::MutexLock lock(&slot->context_mu);
+    slot->context = std::make_unique<grpc::ClientContext>();
+    context = slot->context.get();
+    // CancelSlots() sets stopping before it cancels: a call issued after
+    // it looked is cancelled here.
+    if (run->stopping.load()) context->TryCancel();
+  }
+  absl::Duration deadline = absl::GetFlag(FLAGS_call_deadline);
+  if (slot->method == kAcquire && deadline > absl::ZeroDuration()) {
+    deadline += run->acquire_wait;
+  }
+  if (deadline > absl::ZeroDuration()) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   }
   auto done = [slot](grpc::Status status) { Done(slot, status); };
   auto* async = slot->stub->async();
@@ -510,34 +725,48 @@ void Issue(Slot* slot) {
     case kCreate: {
       int64_t serial = run->serial.fetch_add(1);
       *slot->create.mutable_task() = NewTask(run->tag, serial, run->tenants);
-      async->CreateTask(slot->context.get(), &slot->create, &slot->task, done);
+      async->CreateTask(context, &slot->create, &slot->task, done);
       break;
     }
     case kGet:
       slot->get.set_id(run->prefilled[slot->rng() % run->prefilled.size()]);
-      async->GetTask(slot->context.get(), &slot->get, &slot->task, done);
+      async->GetTask(context, &slot->get, &slot->task, done);
       break;
     case kList:
       slot->list.set_page_size(50);
       slot->list.set_filter(absl::StrCat("tenant_id = \"",
                                          TenantId(slot->rng() % run->tenants),
                                          "\" AND state = \"enqueued\""));
-      async->ListTasks(slot->context.get(), &slot->list, &slot->page, done);
+      async->ListTasks(context, &slot->list, &slot->page, done);
       break;
     case kAssign:
       slot->assign.set_id(slot->chain_id);
       slot->assign.set_executor_id("agent-7");
-      async->AssignTask(slot->context.get(), &slot->assign, &slot->task, done);
+      async->AssignTask(context, &slot->assign, &slot->task, done);
       break;
     case kStart:
       slot->start.set_id(slot->chain_id);
-      async->StartTask(slot->context.get(), &slot->start, &slot->task, done);
+      slot->start.set_lease_token(slot->lease_token);
+      async->StartTask(context, &slot->start, &slot->task, done);
       break;
     case kComplete:
       slot->complete.set_id(slot->chain_id);
       slot->complete.set_result_code(Task::ok);
-      async->CompleteTask(slot->context.get(), &slot->complete, &slot->task,
-                          done);
+      slot->complete.set_lease_token(slot->lease_token);
+      async->CompleteTask(context, &slot->complete, &slot->task, done);
+      break;
+    case kAcquire:
+      slot->acquire.set_executor_id(
+          absl::StrCat("executor-", run->tag, "-", slot->index));
+      *slot->acquire.mutable_wait() = google::protobuf::Duration();
+      if (run->acquire_wait > absl::ZeroDuration()) {
+        slot->acquire.mutable_wait()->set_seconds(
+            absl::ToInt64Seconds(run->acquire_wait));
+        slot->acquire.mutable_wait()->set_nanos(static_cast<int32_t>(
+            absl::ToInt64Nanoseconds(run->acquire_wait % absl::Seconds(1))));
+      }
+      slot->acquired.Clear();
+      async->AcquireTask(context, &slot->acquire, &slot->acquired, done);
       break;
     default:
       break;
@@ -690,16 +919,57 @@ std::vector<std::unique_ptr<Slot>> MakeSlots(
     auto slot = std::make_unique<Slot>();
     slot->run = run;
     slot->stub = stubs[i % stubs.size()].get();
+    slot->index = i;
     slot->rng.seed(static_cast<uint64_t>(i) * 7919 + 17);
     slots.push_back(std::move(slot));
   }
   return slots;
 }
 
-// Creates --prefill tasks with known ids through the server.
+// Calls and chains per method, and each method's latency where the
+// scenario calls several.
+void AddMethodFigures(const RunState& run, double seconds, Report* report) {
+  int methods = 0;
+  for (int m = 0; m < kMethods; ++m) {
+    if (run.by_method[m].load() > 0) {
+      ++methods;
+      report->AddInt(absl::StrCat("calls_", kMethodNames[m]),
+                     run.by_method[m].load());
+    }
+  }
+  if (IsExecutorScenario(run.scenario) || run.scenario == "moves") {
+    // A chain ends with its CompleteTask.
+    report->Add("chains_per_s",
+                seconds > 0 ? run.by_method[kComplete].load() / seconds : 0);
+  }
+  if (IsExecutorScenario(run.scenario)) {
+    report->AddInt("empty_acquires", run.empty_acquires.load());
+  }
+  if (methods < 2) return;
+  for (int m = 0; m < kMethods; ++m) {
+    const Histogram& h = run.latency_by_method[m];
+    if (h.Count() == 0) continue;
+    report->AddInt(absl::StrCat(kMethodNames[m], "_p50_us"), h.Quantile(0.5));
+    report->AddInt(absl::StrCat(kMethodNames[m], "_p99_us"), h.Quantile(0.99));
+  }
+}
+
+void AddFirstError(RunState* run, Report* report) {
+  absl::MutexLock lock(&run->mu);
+  if (run->first_error.empty()) return;
+  std::string escaped;
+  for (char c : run->first_error) {
+    if (c == '"' || c == '\\') escaped += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) escaped += c;
+  }
+  report->AddString("first_error", escaped);
+}
+
+// Creates --prefill tasks with known ids through the server; with a
+// `heart_beat_interval`, tasks that have it.
 void Prefill(RunState* run,
              const std::vector<std::unique_ptr<TaskService::Stub>>& stubs,
-             int n) {
+             int n, absl::Duration heart_beat_interval = absl::ZeroDuration()) {
   std::atomic<int> next{0};
   std::atomic<int64_t> failed{0};
   std::vector<std::thread> threads;
@@ -721,6 +991,10 @@ void Prefill(RunState* run,
           task.set_type(i % 3 == 0 ? "replication" : "backup");
           task.set_priority("normal");
           task.set_tenant_id(TenantId(i % run->tenants));
+          if (heart_beat_interval > absl::ZeroDuration()) {
+            task.mutable_heart_beat_interval()->set_seconds(
+                absl::ToInt64Seconds(heart_beat_interval));
+          }
           *request.mutable_task() = task;
           grpc::ClientContext context;
           Task response;
@@ -734,7 +1008,8 @@ void Prefill(RunState* run,
   for (auto& t : threads) t.join();
   std::cout << absl::StrFormat("prefill: %d tasks in %.1f s (%d failed)\n", n,
                                absl::ToDoubleSeconds(absl::Now() - begin),
-                               failed.load());
+                               failed.load())
+            << std::flush;  // executor-suite waits for these lines
 }
 
 int RunGrpc(const std::string& scenario) {
@@ -750,8 +1025,9 @@ int RunGrpc(const std::string& scenario) {
   run.tag = RunTag();
   run.tenants = std::max(1, absl::GetFlag(FLAGS_tenants));
   run.count_limit = absl::GetFlag(FLAGS_count);
+  run.acquire_wait = absl::GetFlag(FLAGS_acquire_wait);
   if (scenario == "get" || scenario == "list" || scenario == "moves" ||
-      scenario == "mix") {
+      scenario == "mix" || scenario == "acquire") {
     Prefill(&run, stubs, std::max(1, absl::GetFlag(FLAGS_prefill)));
   }
 
@@ -794,12 +1070,16 @@ int RunGrpc(const std::string& scenario) {
   run.record_acks = n_watchers > 0;
   auto slots = MakeSlots(&run, concurrency, stubs);
   double server_cpu_before = server_pid ? ProcessCpuSeconds(server_pid) : 0;
+  auto threads_before =
+      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
   CpuTimes cpu_before = OwnCpu();
   double seconds = RunLoops(
       &run, slots, absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_duration),
       scenario == "watch" ? absl::GetFlag(FLAGS_rate) : 0);
   CpuTimes cpu_after = OwnCpu();
   double server_cpu_after = server_pid ? ProcessCpuSeconds(server_pid) : 0;
+  auto threads_after =
+      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
   // Measured while the watchers are still open.
   int64_t server_rss = server_pid ? ProcessRssKib(server_pid) : 0;
   // The run's totals; cpu counts warmup and drain too, so it is given as a
@@ -813,18 +1093,15 @@ int RunGrpc(const std::string& scenario) {
   report.AddInt("concurrency", concurrency);
   report.AddInt("connections", static_cast<int64_t>(channels.size()));
   report.AddInt("payload", absl::GetFlag(FLAGS_payload));
-  for (int m = 0; m < kMethods; ++m) {
-    if (run.by_method[m].load() > 0) {
-      report.AddInt(absl::StrCat("calls_", kMethodNames[m]),
-                    run.by_method[m].load());
-    }
-  }
+  AddMethodFigures(run, seconds, &report);
   double wall = seconds + absl::ToDoubleSeconds(absl::GetFlag(FLAGS_warmup));
   report.Add("client_cpu", (cpu_after.user + cpu_after.system -
                             cpu_before.user - cpu_before.system) /
                                wall);
   if (server_pid != 0) {
     report.Add("server_cpu", (server_cpu_after - server_cpu_before) / wall);
+    report.AddJson("server_cpu_by_thread",
+                   ThreadCpuJson(threads_before, threads_after, wall));
   }
   for (auto& watcher : watchers) watcher->Cancel();
   for (auto& watcher : watchers) watcher->WaitDone();
@@ -864,17 +1141,451 @@ int RunGrpc(const std::string& scenario) {
     report.Add("rate", absl::GetFlag(FLAGS_rate));
   }
   if (server_pid != 0) report.AddInt("server_rss_kib", server_rss);
+  AddFirstError(&run, &report);
+  Print(report);
+  return 0;
+}
+
+// ---- Executors: wake-up and heartbeats --------------------------------------
+
+// Stops the slots, cancelling the calls they have in flight (a waiting
+// AcquireTask would otherwise hold the slot for its whole wait).
+void CancelSlots(RunState* run, std::vector<std::unique_ptr<Slot>>& slots) {
+  run->stopping.store(true);
+  for (auto& slot : slots) {
+    absl::MutexLock lock(&slot->context_mu);
+    if (slot->context != nullptr) slot->context->TryCancel();
+  }
+  absl::MutexLock lock(&run->mu);
+  run->mu.Await(absl::Condition(
+      +[](RunState* r)
+           ABSL_NO_THREAD_SAFETY_ANALYSIS { return r->in_flight == 0; },
+      run));
+}
+
+// The exact quantile q of sorted `values` (0 if empty).
+int64_t SortedQuantile(const std::vector<int64_t>& values, double q) {
+  if (values.empty()) return 0;
+  return values[static_cast<size_t>(q *
+                                    static_cast<double>(values.size() - 1))];
+}
+
+int RunWake() {
+  int executors = std::max(1, absl::GetFlag(FLAGS_concurrency));
+  int server_pid = absl::GetFlag(FLAGS_server_pid);
+  double rate = absl::GetFlag(FLAGS_rate) > 0 ? absl::GetFlag(FLAGS_rate) : 200;
+  auto channels = Connect(absl::GetFlag(FLAGS_connections));
+  std::vector<std::unique_ptr<TaskService::Stub>> stubs;
+  for (auto& channel : channels) stubs.push_back(TaskService::NewStub(channel));
+  // The creator is another client: a connection of its own.
+  auto creator_channels = Connect(1);
+  auto creator = TaskService::NewStub(creator_channels[0]);
+
+  RunState run;
+  run.scenario = "wake";
+  run.tag = RunTag();
+  run.tenants = std::max(1, absl::GetFlag(FLAGS_tenants));
+  run.acquire_wait = absl::GetFlag(FLAGS_acquire_wait);
+  if (run.acquire_wait <= absl::ZeroDuration()) {
+    run.acquire_wait = absl::Seconds(30);
+  }
+  auto slots = MakeSlots(&run, executors, stubs);
   {
     absl::MutexLock lock(&run.mu);
-    if (!run.first_error.empty()) {
-      std::string escaped;
-      for (char c : run.first_error) {
-        if (c == '"' || c == '\\') escaped += '\\';
-        if (static_cast<unsigned char>(c) >= 0x20) escaped += c;
+    run.in_flight = executors;
+  }
+  for (auto& slot : slots) Issue(slot.get());
+  absl::SleepFor(absl::Milliseconds(200));  // let the acquires park
+
+  // One create at a time, each started at its turn (1/rate apart) or as
+  // soon as the one before it returned, if later.
+  std::atomic<bool> stop_creating{false};
+  Histogram create_latency;
+  std::atomic<int64_t> created{0}, create_errors{0};
+  std::thread creator_thread([&] {
+    auto begin = Clock::now();
+    for (int64_t i = 0; !stop_creating.load(); ++i) {
+      std::this_thread::sleep_until(
+          begin +
+          std::chrono::microseconds(static_cast<int64_t>(i * 1e6 / rate)));
+      CreateTaskRequest request;
+      *request.mutable_task() = NewTask(run.tag, i, run.tenants);
+      grpc::ClientContext context;
+      context.set_deadline(
+          absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_call_deadline)));
+      Task task;
+      int64_t sent = NowMicros();
+      grpc::Status status = creator->CreateTask(&context, request, &task);
+      int64_t acked = NowMicros();
+      if (!run.recording.load()) continue;
+      if (!status.ok()) {
+        create_errors.fetch_add(1);
+        absl::MutexLock lock(&run.mu);
+        if (run.first_error.empty()) {
+          run.first_error = absl::StrCat("create: ", status.error_message());
+        }
+        continue;
       }
-      report.AddString("first_error", escaped);
+      create_latency.Record(acked - sent);
+      created.fetch_add(1);
+      absl::MutexLock lock(&run.wake_mu);
+      WakeTimes& times = run.wake[task.id()];
+      times.sent = sent;
+      times.acked = acked;
+    }
+  });
+
+  absl::SleepFor(absl::GetFlag(FLAGS_warmup));
+  double server_cpu_before = server_pid ? ProcessCpuSeconds(server_pid) : 0;
+  auto threads_before =
+      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
+  CpuTimes cpu_before = OwnCpu();
+  run.recording.store(true);
+  absl::Time begin = absl::Now();
+  absl::SleepFor(absl::GetFlag(FLAGS_duration));
+  run.recording.store(false);
+  double seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  CpuTimes cpu_after = OwnCpu();
+  double server_cpu_after = server_pid ? ProcessCpuSeconds(server_pid) : 0;
+  auto threads_after =
+      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
+  stop_creating.store(true);
+  creator_thread.join();
+  absl::SleepFor(absl::Seconds(1));  // the last tasks reach their executors
+  CancelSlots(&run, slots);
+
+  // Per task: from CreateTask's answer (clamped at 0: an executor may get
+  // the task before the creator gets its answer) and from its send.
+  Histogram from_ack;
+  std::vector<int64_t> after_ack, after_send;
+  int64_t missing = 0, before_ack = 0;
+  {
+    absl::MutexLock lock(&run.wake_mu);
+    for (const auto& [id, times] : run.wake) {
+      if (times.sent < 0) continue;  // created outside the measured window
+      if (times.received < 0) {
+        ++missing;
+        continue;
+      }
+      int64_t delay = times.received - times.acked;
+      if (delay < 0) ++before_ack;
+      delay = std::max<int64_t>(delay, 0);
+      from_ack.Record(delay);
+      after_ack.push_back(delay);
+      after_send.push_back(times.received - times.sent);
     }
   }
+  std::sort(after_ack.begin(), after_ack.end());
+  std::sort(after_send.begin(), after_send.end());
+  Report report;
+  report.scenario = "wake";
+  report.seconds = seconds;
+  report.ops = created.load();
+  report.errors = run.errors.load() + create_errors.load() + missing;
+  report.latency = &from_ack;
+  report.op_unit = "task";
+  report.latency_unit = "task from CreateTask's answer to AcquireTask's";
+  report.AddInt("executors", executors);
+  report.AddInt("connections", static_cast<int64_t>(channels.size()));
+  report.Add("rate", rate);
+  report.Add("acquire_wait_s", absl::ToDoubleSeconds(run.acquire_wait));
+  report.AddInt("tasks_woken", static_cast<int64_t>(after_ack.size()));
+  report.AddInt("tasks_missing", missing);
+  report.AddInt("received_before_create_answer", before_ack);
+  report.AddInt("wake_p50_us", SortedQuantile(after_ack, 0.5));
+  report.AddInt("wake_p99_us", SortedQuantile(after_ack, 0.99));
+  report.AddInt("wake_max_us", SortedQuantile(after_ack, 1.0));
+  report.AddInt("from_send_p50_us", SortedQuantile(after_send, 0.5));
+  report.AddInt("from_send_p99_us", SortedQuantile(after_send, 0.99));
+  report.AddInt("from_send_max_us", SortedQuantile(after_send, 1.0));
+  report.AddInt("create_p50_us", create_latency.Quantile(0.5));
+  report.AddInt("create_p99_us", create_latency.Quantile(0.99));
+  AddMethodFigures(run, seconds, &report);
+  report.Add("client_cpu", (cpu_after.user + cpu_after.system -
+                            cpu_before.user - cpu_before.system) /
+                               seconds);
+  if (server_pid != 0) {
+    report.Add("server_cpu", (server_cpu_after - server_cpu_before) / seconds);
+    report.AddJson("server_cpu_by_thread",
+                   ThreadCpuJson(threads_before, threads_after, seconds));
+    report.AddInt("server_rss_kib", ProcessRssKib(server_pid));
+  }
+  AddFirstError(&run, &report);
+  Print(report);
+  return 0;
+}
+
+// Sends each leased task a HeartbeatTask every `interval`, at phases spread
+// evenly over the interval, from at most `pool` calls in flight; a beat
+// that finds the pool full goes out late (its lag is measured).
+class HeartbeatPump {
+ public:
+  HeartbeatPump(TaskService::Stub* stub, RunState* run, absl::Duration interval,
+                int pool, bool progress)
+      : stub_(stub),
+        run_(run),
+        interval_us_(absl::ToInt64Microseconds(interval)),
+        pool_(std::max(1, pool)),
+        progress_(progress) {}
+  HeartbeatPump(const HeartbeatPump&) = delete;
+  HeartbeatPump& operator=(const HeartbeatPump&) = delete;
+  ~HeartbeatPump() { Stop(); }
+
+  void Start() {
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  // Stops sending and waits for the calls in flight.
+  void Stop() {
+    stopping_.store(true);
+    if (thread_.joinable()) thread_.join();
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* n) { return *n == 0; }, &in_flight_));
+  }
+
+  // A task just started: its first beat comes within one interval (at a
+  // phase of the golden ratio's sequence, so that phases stay even however
+  // fast the tasks start), then one every interval.
+  void Add(const std::string& id, const std::string& lease_token) {
+    absl::MutexLock lock(&mu_);
+    size_t index = leases_.size();
+    leases_.push_back({id, lease_token, 0});
+    double phase = std::fmod(static_cast<double>(index) * 0.6180339887, 1.0);
+    beats_.push(
+        {NowMicros() + static_cast<int64_t>(phase * interval_us_), index});
+  }
+
+  size_t tasks() {
+    absl::MutexLock lock(&mu_);
+    return leases_.size();
+  }
+
+  // Figures of the calls that ended while run->recording.
+  const Histogram& latency() const { return latency_; }
+  const Histogram& lag() const { return lag_; }
+  int64_t ok() const { return ok_.load(); }
+  int64_t errors() const { return errors_.load(); }
+  std::string first_error() {
+    absl::MutexLock lock(&mu_);
+    return first_error_;
+  }
+
+ private:
+  struct Lease {
+    std::string id;
+    std::string token;
+    int64_t beats;
+  };
+  struct Beat {
+    int64_t due;  // NowMicros()
+    size_t index;
+    bool operator>(const Beat& other) const { return due > other.due; }
+  };
+  struct Call {
+    grpc::ClientContext context;
+    HeartbeatTaskRequest request;
+    HeartbeatTaskResponse response;
+    Clock::time_point started;
+  };
+
+  void Loop() {
+    while (!stopping_.load()) {
+      std::vector<Call*> calls;
+      int64_t now = NowMicros();
+      {
+        absl::MutexLock lock(&mu_);
+        while (!beats_.empty() && beats_.top().due <= now &&
+               in_flight_ < pool_) {
+          Beat beat = beats_.top();
+          beats_.pop();
+          beats_.push({beat.due + interval_us_, beat.index});
+          ++in_flight_;
+          Lease& lease = leases_[beat.index];
+          auto* call = new Call;
+          call->request.set_id(lease.id);
+          call->request.set_lease_token(lease.token);
+          if (progress_) {
+            call->request.mutable_progress()->set_current(++lease.beats);
+            call->request.mutable_progress()->set_total(1'000'000);
+          }
+          if (run_->recording.load(std::memory_order_relaxed)) {
+            lag_.Record(now - beat.due);
+          }
+          calls.push_back(call);
+        }
+      }
+      for (Call* call : calls) Send(call);
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+  }
+
+  void Send(Call* call) {
+    if (absl::Duration deadline = absl::GetFlag(FLAGS_call_deadline);
+        deadline > absl::ZeroDuration()) {
+      call->context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    }
+    call->started = Clock::now();
+    stub_->async()->HeartbeatTask(
+        &call->context, &call->request, &call->response,
+        [this, call](grpc::Status status) { Finish(call, status); });
+  }
+
+  void Finish(Call* call, const grpc::Status& status) {
+    auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+                    Clock::now() - call->started)
+                    .count();
+    if (run_->recording.load(std::memory_order_relaxed)) {
+      latency_.Record(took);
+      if (status.ok()) {
+        ok_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        errors_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    delete call;
+    absl::MutexLock lock(&mu_);
+    if (!status.ok() && first_error_.empty()) {
+      first_error_ =
+          absl::StrCat("heartbeat: ", static_cast<int>(status.error_code()),
+                       " ", status.error_message());
+    }
+    --in_flight_;
+  }
+
+  TaskService::Stub* const stub_;
+  RunState* const run_;
+  const int64_t interval_us_;
+  const int pool_;
+  const bool progress_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  Histogram latency_;
+  Histogram lag_;
+  std::atomic<int64_t> ok_{0};
+  std::atomic<int64_t> errors_{0};
+
+  absl::Mutex mu_;
+  std::vector<Lease> leases_ ABSL_GUARDED_BY(mu_);
+  std::priority_queue<Beat, std::vector<Beat>, std::greater<Beat>> beats_
+      ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string first_error_ ABSL_GUARDED_BY(mu_);
+};
+
+// The store's revision now: that of a fresh create (which is itself one
+// revision), or -1.
+int64_t MarkerRevision(TaskService::Stub* stub, const std::string& tag) {
+  CreateTaskRequest request;
+  *request.mutable_task() = NewTask(tag, 0, 1);
+  grpc::ClientContext context;
+  Task task;
+  grpc::Status status = stub->CreateTask(&context, request, &task);
+  return status.ok() ? task.revision() : -1;
+}
+
+int RunHeartbeat() {
+  int server_pid = absl::GetFlag(FLAGS_server_pid);
+  absl::Duration interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  int n = std::max(1, absl::GetFlag(FLAGS_prefill));
+  auto channels = Connect(absl::GetFlag(FLAGS_connections));
+  std::vector<std::unique_ptr<TaskService::Stub>> stubs;
+  for (auto& channel : channels) stubs.push_back(TaskService::NewStub(channel));
+
+  RunState run;
+  run.scenario = "heartbeat";
+  run.tag = RunTag();
+  run.tenants = std::max(1, absl::GetFlag(FLAGS_tenants));
+  run.stop_when_empty = true;
+  Prefill(&run, stubs, n, interval);
+
+  // Set-up: the executors acquire and start every task; each started task
+  // joins the pump at once (the heartbeat timeout, 3 intervals, runs from
+  // the start).
+  HeartbeatPump pump(stubs[0].get(), &run, interval,
+                     absl::GetFlag(FLAGS_heartbeat_pool),
+                     absl::GetFlag(FLAGS_heartbeat_progress));
+  run.on_started = [&pump](const std::string& id, const std::string& token) {
+    pump.Add(id, token);
+  };
+  pump.Start();
+  int executors = std::max(1, absl::GetFlag(FLAGS_concurrency));
+  auto slots = MakeSlots(&run, executors, stubs);
+  absl::Time setup_begin = absl::Now();
+  {
+    absl::MutexLock lock(&run.mu);
+    run.in_flight = executors;
+  }
+  for (auto& slot : slots) Issue(slot.get());
+  {
+    absl::MutexLock lock(&run.mu);
+    run.mu.Await(absl::Condition(
+        +[](RunState* r)
+             ABSL_NO_THREAD_SAFETY_ANALYSIS { return r->in_flight == 0; },
+        &run));
+  }
+  double setup_seconds = absl::ToDoubleSeconds(absl::Now() - setup_begin);
+  int64_t started = static_cast<int64_t>(pump.tasks());
+  std::cout << absl::StrFormat(
+      "set-up: %d tasks acquired and started in %.1f s (%.0f/s)\n", started,
+      setup_seconds, started / setup_seconds);
+  std::cout.flush();
+
+  absl::SleepFor(absl::GetFlag(FLAGS_warmup));
+  int64_t revision_before = MarkerRevision(stubs[0].get(), run.tag);
+  double server_cpu_before = server_pid ? ProcessCpuSeconds(server_pid) : 0;
+  auto threads_before =
+      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
+  CpuTimes cpu_before = OwnCpu();
+  run.recording.store(true);
+  absl::Time begin = absl::Now();
+  absl::SleepFor(absl::GetFlag(FLAGS_duration));
+  run.recording.store(false);
+  double seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  CpuTimes cpu_after = OwnCpu();
+  double server_cpu_after = server_pid ? ProcessCpuSeconds(server_pid) : 0;
+  auto threads_after =
+      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
+  int64_t revision_after = MarkerRevision(stubs[0].get(), run.tag);
+  pump.Stop();
+
+  Report report;
+  report.scenario = "heartbeat";
+  report.seconds = seconds;
+  report.ops = pump.ok() + pump.errors();
+  report.errors = pump.errors();
+  report.latency = &pump.latency();
+  report.op_unit = "heartbeat";
+  report.AddInt("tasks", started);
+  report.Add("heartbeat_interval_s", absl::ToDoubleSeconds(interval));
+  report.Add("expected_per_s", started / absl::ToDoubleSeconds(interval));
+  report.AddInt("heartbeat_pool", absl::GetFlag(FLAGS_heartbeat_pool));
+  report.AddInt("progress", absl::GetFlag(FLAGS_heartbeat_progress) ? 1 : 0);
+  report.AddInt("lag_p50_us", pump.lag().Quantile(0.5));
+  report.AddInt("lag_p99_us", pump.lag().Quantile(0.99));
+  report.AddInt("lag_max_us", pump.lag().Quantile(1.0));
+  // Between the two markers, less the second marker's own revision.
+  int64_t revisions = revision_before >= 0 && revision_after >= 0
+                          ? revision_after - revision_before - 1
+                          : -1;
+  report.AddInt("revisions", revisions);
+  report.Add("revisions_per_s", revisions / seconds);
+  report.Add("setup_seconds", setup_seconds);
+  report.AddInt("setup_errors", run.unrecorded_errors.load());
+  report.Add("client_cpu", (cpu_after.user + cpu_after.system -
+                            cpu_before.user - cpu_before.system) /
+                               seconds);
+  if (server_pid != 0) {
+    report.Add("server_cpu", (server_cpu_after - server_cpu_before) / seconds);
+    report.AddJson("server_cpu_by_thread",
+                   ThreadCpuJson(threads_before, threads_after, seconds));
+    report.AddInt("server_rss_kib", ProcessRssKib(server_pid));
+  }
+  if (std::string error = pump.first_error(); !error.empty()) {
+    absl::MutexLock lock(&run.mu);
+    if (run.first_error.empty()) run.first_error = error;
+  }
+  AddFirstError(&run, &report);
   Print(report);
   return 0;
 }
@@ -1156,9 +1867,12 @@ int main(int argc, char** argv) {
   if (scenario == "sqlite-insert") return taskd::RunSqliteInsert();
   if (scenario == "sqlite-get") return taskd::RunSqliteGet();
   if (scenario == "create" || scenario == "get" || scenario == "list" ||
-      scenario == "moves" || scenario == "mix" || scenario == "watch") {
+      scenario == "moves" || scenario == "mix" || scenario == "watch" ||
+      scenario == "acquire") {
     return taskd::RunGrpc(scenario);
   }
+  if (scenario == "wake") return taskd::RunWake();
+  if (scenario == "heartbeat") return taskd::RunHeartbeat();
   std::cerr << "taskd_loadgen: unknown --scenario=" << scenario << "\n";
   return 2;
 }
