@@ -114,20 +114,43 @@ Task ExtendLease(const Task& current, absl::Time now) {
   return next;
 }
 
-absl::StatusOr<Task> FireTimeout(const Task& current, absl::Time now) {
-  if (!current.has_deadline() || TimeOf(current.deadline()) > now) {
+bool HeartbeatLeased(const Task& task) {
+  return (task.state() == Task::started || task.state() == Task::paused) &&
+         DurationOf(task.heart_beat_interval()) > absl::ZeroDuration();
+}
+
+Task CheckpointLease(const Task& current, absl::Time lease_end,
+                     absl::Time next_check) {
+  Task next = current;
+  *next.mutable_lease_expires_at() = ToTimestamp(lease_end);
+  absl::Time deadline = next_check;
+  absl::Duration exec = DurationOf(current.exec_timeout());
+  if (exec > absl::ZeroDuration() && current.has_started_at()) {
+    deadline = std::min(deadline, TimeOf(current.started_at()) + exec);
+  }
+  *next.mutable_deadline() = ToTimestamp(deadline);
+  return next;
+}
+
+absl::StatusOr<Task> FireTimeout(const Task& current, absl::Time now,
+                                 absl::Time lease_end) {
+  auto not_due = [&] {
     return WithReason(absl::FailedPreconditionError(absl::StrCat(
                           "task \"", current.id(), "\" has nothing due")),
                       "NOT_DUE");
-  }
+  };
   Task next = current;
   *next.mutable_updated_at() = ToTimestamp(now);
   if (current.state() == Task::enqueued) {
+    if (!current.has_deadline() || TimeOf(current.deadline()) > now) {
+      return not_due();
+    }
     next.set_timeout(tasks::v1::queue_timeout);
     Finish(&next, Task::timedout, now);
     return next;
   }
   if (!Leased(current)) {  // completed: no deadline should be left
+    if (!current.has_deadline()) return not_due();
     next.clear_deadline();
     return next;
   }
@@ -138,6 +161,12 @@ absl::StatusOr<Task> FireTimeout(const Task& current, absl::Time now) {
     Finish(&next, Task::timedout, now);
     return next;
   }
+  if (lease_end == absl::InfinitePast() || current.state() == Task::assigned) {
+    lease_end = current.has_lease_expires_at()
+                    ? TimeOf(current.lease_expires_at())
+                    : absl::InfiniteFuture();
+  }
+  if (lease_end > now) return not_due();
   // The lease ended: the assignment is void.
   next.set_timeout(current.state() == Task::assigned
                        ? tasks::v1::ack_timeout

@@ -79,11 +79,25 @@ void SetQueueDeadline(tasks::v1::Task* task, absl::Time enqueued);
 // started or paused).
 tasks::v1::Task ExtendLease(const tasks::v1::Task& current, absl::Time now);
 
-// What taskd does at the task's deadline, if `now` has reached it (see the
-// table above). FailedPrecondition with reason NOT_DUE if nothing is due
-// (the deadline moved, or the task moved on).
-absl::StatusOr<tasks::v1::Task> FireTimeout(const tasks::v1::Task& current,
-                                            absl::Time now);
+// What taskd does when one of the task's timeouts has passed at `now` (see
+// the table above). `lease_end`: for a started or paused task, when its
+// lease ends as taskd knows it (heartbeats renew leases in memory,
+// server/task_timers.h); InfinitePast: the stored lease_expires_at.
+// FailedPrecondition with reason NOT_DUE if nothing is due (a deadline
+// moved, or the task moved on).
+absl::StatusOr<tasks::v1::Task> FireTimeout(
+    const tasks::v1::Task& current, absl::Time now,
+    absl::Time lease_end = absl::InfinitePast());
+
+// True for a started or paused task whose lease is kept by heartbeats.
+bool HeartbeatLeased(const tasks::v1::Task& task);
+
+// The task with its lease recorded as ending at `lease_end`, and its
+// deadline (when taskd next looks at it by itself) at `next_check`, or its
+// exec timeout if that comes first: the in-memory lease written to the
+// store now and then.
+tasks::v1::Task CheckpointLease(const tasks::v1::Task& current,
+                                absl::Time lease_end, absl::Time next_check);
 
 // Whether an executor holds the task (assigned, started or paused).
 bool Leased(const tasks::v1::Task& task);

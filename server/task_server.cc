@@ -74,7 +74,9 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   metrics->SetTaskCounts(*counts);
   hub->Attach(server->store_.get());
   dispatcher->Attach(server->store_.get());
-  timers->Start(server->store_.get());
+  if (absl::Status s = timers->Start(server->store_.get()); !s.ok()) {
+    return s;
+  }
   if (options.auth_tokens_path.empty()) {
     server->authorizer_ = std::make_unique<Authorizer>();
   } else {
@@ -93,9 +95,9 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     log->NoteCaller(context, caller);
     if (noted) noted(context, caller);
   };
-  server->task_service_ =
-      std::make_unique<TaskService>(server->store_.get(), hub, dispatcher,
-                                    server->authorizer_.get(), service_options);
+  server->task_service_ = std::make_unique<TaskService>(
+      server->store_.get(), hub, dispatcher, timers, server->authorizer_.get(),
+      service_options);
   server->health_service_ = std::make_unique<HealthService>();
 
   std::vector<std::string> names = {

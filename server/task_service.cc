@@ -115,11 +115,13 @@ struct TaskService::MoveRequest {
 };
 
 TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
-                         Dispatcher* dispatcher, Authorizer* authorizer,
+                         Dispatcher* dispatcher, TaskTimers* timers,
+                         Authorizer* authorizer,
                          const TaskServiceOptions& options)
     : store_(store),
       watch_hub_(watch_hub),
       dispatcher_(dispatcher),
+      timers_(timers),
       authorizer_(authorizer),
       options_(options),
       page_tokens_(store->InstanceSecret()),
@@ -740,39 +742,31 @@ absl::StatusOr<TaskService::HeartbeatPlan> TaskService::PlanHeartbeat(
       new_progress &&
       (!current->has_progress() ||
        now - TimeOf(current->updated_at()) >= options_.progress_interval);
-  // A heartbeat within half an interval of the last renewal renews nothing.
-  const Task extended = ExtendLease(*current, now);
-  const bool renew = extended.has_lease_expires_at() &&
-                     TimeOf(extended.lease_expires_at()) -
-                             TimeOf(current->lease_expires_at()) >=
-                         DurationOf(current->heart_beat_interval()) / 2;
   HeartbeatPlan plan;
-  if (!record_progress && !renew) {
+  if (!record_progress) {
+    // The renewal is the timers' (in memory): no store write.
     plan.answer = HeartbeatAnswer(*current);
+    if (HeartbeatLeased(*current) && timers_ != nullptr) {
+      *plan.answer.mutable_lease_expires_at() =
+          ToTimestamp(timers_->Renew(*current, now));
+    }
     return plan;
   }
-  TaskMutation mutation =
-      [this, id = request.id(), token = request.lease_token(), caller,
-       progress = request.progress(),
-       record_progress](const Task& task) -> absl::StatusOr<Task> {
+  // Progress is a change watchers see; the new lease goes with it (and
+  // reaches the timers with the commit).
+  TaskMutation mutation = [this, id = request.id(),
+                           token = request.lease_token(), caller,
+                           progress = request.progress()](
+                              const Task& task) -> absl::StatusOr<Task> {
     if (absl::Status s = CheckTenant(task, id, caller); !s.ok()) return s;
     if (absl::Status s = leases_.Check(task, token); !s.ok()) return s;
     const absl::Time now = options_.clock->Now();
     Task next = ExtendLease(task, now);
-    if (record_progress) {
-      *next.mutable_progress() = progress;
-      *next.mutable_updated_at() = ToTimestamp(now);
-    }
+    *next.mutable_progress() = progress;
+    *next.mutable_updated_at() = ToTimestamp(now);
     return next;
   };
-  // Progress is a change watchers see; a renewal alone is bookkeeping,
-  // written in place without a revision.
-  if (record_progress) {
-    plan.write =
-        TaskWrite{TaskWrite::Update{request.id(), std::move(mutation)}};
-  } else {
-    plan.write = TaskWrite{TaskWrite::Touch{request.id(), std::move(mutation)}};
-  }
+  plan.write = TaskWrite{TaskWrite::Update{request.id(), std::move(mutation)}};
   return plan;
 }
 

@@ -25,6 +25,7 @@
 #include "server/deadline_timer.h"
 #include "server/dispatcher.h"
 #include "server/lease_token.h"
+#include "server/task_timers.h"
 #include "server/watch_hub.h"
 #include "storage/task_store.h"
 #include "tasks/v1/tasks.grpc.pb.h"
@@ -73,10 +74,11 @@ class TaskService final
     : public tasks::v1::TaskService::WithRawCallbackMethod_WatchTasks<
           tasks::v1::TaskService::CallbackService> {
  public:
-  // `store`, `watch_hub`, `dispatcher` and `authorizer` are not owned and
-  // must outlive the service.
+  // `store`, `watch_hub`, `dispatcher`, `timers` and `authorizer` are not
+  // owned and must outlive the service.
   TaskService(TaskStore* store, WatchHub* watch_hub, Dispatcher* dispatcher,
-              Authorizer* authorizer, const TaskServiceOptions& options);
+              TaskTimers* timers, Authorizer* authorizer,
+              const TaskServiceOptions& options);
 
   // The logic of each call, without gRPC: what the RPCs below return, for
   // an already authorised `caller` (whose tenant scopes what it sees).
@@ -227,6 +229,7 @@ class TaskService final
   TaskStore* const store_;
   WatchHub* const watch_hub_;
   Dispatcher* const dispatcher_;
+  TaskTimers* const timers_;
   Authorizer* const authorizer_;
   const TaskServiceOptions options_;
   const PageTokenCodec page_tokens_;

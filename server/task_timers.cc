@@ -6,18 +6,60 @@
 
 #include "base/error_details.h"
 #include "base/log.h"
+#include "query/order_by.h"
 #include "query/task_fields.h"
 #include "server/task_lifecycle.h"
 
 namespace taskd {
+namespace {
+
+absl::Duration LeaseLength(const Task& task) {
+  return kHeartbeatGrace * DurationOf(task.heart_beat_interval());
+}
+
+absl::Status NotDue(const Task& task) {
+  return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                        "task \"", task.id(), "\" has nothing due")),
+                    "NOT_DUE");
+}
+
+}  // namespace
 
 TaskTimers::TaskTimers(const TaskTimersOptions& options) : options_(options) {}
 
 TaskTimers::~TaskTimers() { Stop(); }
 
-void TaskTimers::Start(TaskStore* store) {
+absl::Status TaskTimers::Start(TaskStore* store) {
   store_ = store;
+  const absl::Time now = options_.clock->Now();
+  // The started and paused tasks, a page at a time.
+  auto held = std::make_shared<FilterExpr>();
+  held->kind = FilterExpr::Kind::kOr;
+  for (Task::State state : {Task::started, Task::paused}) {
+    held->children.push_back(*EqualsFilter(TaskField::kState, int64_t{state}));
+  }
+  ListQuery query;
+  query.filter = held;
+  query.order = {{TaskField::kId, false}};
+  query.limit = 1000;
+  while (true) {
+    absl::StatusOr<ListResult> page = store_->List(query);
+    if (!page.ok()) return page.status();
+    absl::MutexLock lock(&mu_);
+    for (const Task& task : page->tasks) {
+      if (!HeartbeatLeased(task)) continue;
+      // A full lease from now: taskd saw no heartbeat while it was down.
+      absl::Time end = now + LeaseLength(task);
+      if (task.has_lease_expires_at()) {
+        end = std::max(end, TimeOf(task.lease_expires_at()));
+      }
+      SetLease(task.id(), task.assign_count(), end);
+    }
+    if (!page->more || page->tasks.empty()) break;
+    query.after = CursorOf(query.order, page->tasks.back());
+  }
   thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
 }
 
 void TaskTimers::Stop() {
@@ -33,13 +75,57 @@ int64_t TaskTimers::fired() {
   return fired_;
 }
 
+void TaskTimers::SetLease(const std::string& id, int32_t assign_count,
+                          absl::Time end) {
+  auto it = leases_.find(id);
+  if (it != leases_.end()) {
+    const Lease& known = it->second;
+    if (known.assign_count > assign_count ||
+        (known.assign_count == assign_count && known.end >= end)) {
+      return;
+    }
+    ends_.erase({known.end, id});
+  }
+  leases_[id] = Lease{assign_count, end};
+  ends_.insert({end, id});
+  if (end < sleeping_until_) wake_ = true;
+}
+
+void TaskTimers::DropLease(const std::string& id) {
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  ends_.erase({it->second.end, id});
+  leases_.erase(it);
+}
+
+absl::Time TaskTimers::Renew(const Task& task, absl::Time now) {
+  const absl::Time end = now + LeaseLength(task);
+  absl::MutexLock lock(&mu_);
+  SetLease(task.id(), task.assign_count(), end);
+  return end;
+}
+
+absl::Time TaskTimers::LeaseEnd(const Task& task) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(task.id());
+  if (it == leases_.end() || it->second.assign_count != task.assign_count()) {
+    return absl::InfinitePast();
+  }
+  return it->second.end;
+}
+
 void TaskTimers::OnCommit(const std::vector<Change>& changes) {
   absl::MutexLock lock(&mu_);
   for (const Change& change : changes) {
-    if (change.kind != Change::Kind::kDeleted && change.task.has_deadline() &&
-        TimeOf(change.task.deadline()) < sleeping_until_) {
+    const Task& task = change.task;
+    if (change.kind == Change::Kind::kDeleted || !HeartbeatLeased(task)) {
+      DropLease(task.id());
+    } else if (task.has_lease_expires_at()) {
+      SetLease(task.id(), task.assign_count(), TimeOf(task.lease_expires_at()));
+    }
+    if (change.kind != Change::Kind::kDeleted && task.has_deadline() &&
+        TimeOf(task.deadline()) < sleeping_until_) {
       wake_ = true;
-      return;
     }
   }
 }
@@ -56,20 +142,21 @@ void TaskTimers::Loop() {
     }
     absl::Time next = absl::InfiniteFuture();
     bool store_failed = false;
-    int fired = 0;
+    int written = 0;
     absl::StatusOr<std::vector<Task>> tasks =
         store_->ListByDeadline(std::max(1, options_.batch));
     if (!tasks.ok()) {
       store_failed = true;
     } else {
-      fired = FireDue(*tasks, &next, &store_failed);
+      written = FireDue(*tasks, &next, &store_failed);
     }
     if (store_failed) {
       next = options_.clock->Now() + options_.retry_after;
-    } else if (fired > 0) {
+    } else if (written > 0) {
       continue;  // read again: more may be due, and the next deadline moved
     }
     absl::MutexLock lock(&mu_);
+    if (!ends_.empty()) next = std::min(next, ends_.begin()->first);
     sleeping_until_ = next;
     auto woken = [this]()
                      ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_ || wake_; };
@@ -87,31 +174,25 @@ int TaskTimers::FireDue(const std::vector<Task>& tasks, absl::Time* next,
     bool failed = false;
   };
   auto round = std::make_shared<Round>();
-  int due = 0;
-  for (const Task& task : tasks) {
-    if (TimeOf(task.deadline()) > now) {
-      *next = TimeOf(task.deadline());
-      break;
-    }
-    ++due;
+  int written = 0;
+  Clock* clock = options_.clock;
+  // Submits one write; `fires`: a timeout (counted, logged), else a
+  // checkpoint.
+  auto submit = [&](TaskWrite write, bool fires, std::shared_ptr<Task> before) {
+    ++written;
     {
       absl::MutexLock lock(&round->mu);
       ++round->pending;
     }
-    Clock* clock = options_.clock;
     auto on_fire = options_.on_fire;
-    auto before = std::make_shared<Task>();
-    TaskMutation fire = [clock, before](const Task& current) {
-      *before = current;
-      return FireTimeout(current, clock->Now());
-    };
-    store_->Write(TaskWrite{TaskWrite::Update{task.id(), std::move(fire)}},
-                  [round, before, on_fire](absl::StatusOr<Task> result) {
-                    if (result.ok() && on_fire) on_fire(*before, *result);
+    store_->Write(std::move(write),
+                  [round, before, fires, on_fire](absl::StatusOr<Task> result) {
+                    if (result.ok() && fires && on_fire)
+                      on_fire(*before, *result);
                     absl::MutexLock lock(&round->mu);
                     --round->pending;
                     if (result.ok()) {
-                      ++round->fired;
+                      if (fires) ++round->fired;
                     } else if (ReasonOf(result.status()) != "NOT_DUE" &&
                                !absl::IsNotFound(result.status())) {
                       // A task that moved on or went away is not a failure.
@@ -120,7 +201,79 @@ int TaskTimers::FireDue(const std::vector<Task>& tasks, absl::Time* next,
                           result.status().ToString());
                     }
                   });
+  };
+  // A timeout, as the task is when the write applies. `memory_end`: the
+  // end of assignment `assignment`'s lease that came due in memory
+  // (InfinitePast: none).
+  auto fire = [&](const std::string& id, absl::Time memory_end,
+                  int32_t assignment) {
+    auto before = std::make_shared<Task>();
+    TaskMutation mutation = [this, clock, before, memory_end, assignment](
+                                const Task& current) -> absl::StatusOr<Task> {
+      *before = current;
+      absl::Time end = LeaseEnd(current);
+      if (memory_end != absl::InfinitePast()) {
+        if (current.assign_count() != assignment) return NotDue(current);
+        end = std::max(end, memory_end);
+      }
+      return FireTimeout(current, clock->Now(), end);
+    };
+    submit(TaskWrite{TaskWrite::Update{id, std::move(mutation)}}, true, before);
+  };
+
+  // The stored deadlines that are due.
+  for (const Task& task : tasks) {
+    if (TimeOf(task.deadline()) > now) {
+      *next = TimeOf(task.deadline());
+      break;
+    }
+    const absl::Time end = LeaseEnd(task);
+    const absl::Duration exec = DurationOf(task.exec_timeout());
+    const bool exec_due = exec > absl::ZeroDuration() &&
+                          task.has_started_at() &&
+                          TimeOf(task.started_at()) + exec <= now;
+    if (HeartbeatLeased(task) && end > now && !exec_due) {
+      // Alive in memory: write a checkpoint, no revision.
+      const int32_t assignment = task.assign_count();
+      TaskMutation checkpoint =
+          [this, clock,
+           assignment](const Task& current) -> absl::StatusOr<Task> {
+        const absl::Time at = clock->Now();
+        const absl::Time lease_end = LeaseEnd(current);
+        if (!HeartbeatLeased(current) || current.assign_count() != assignment ||
+            lease_end <= at) {
+          return NotDue(current);
+        }
+        return CheckpointLease(
+            current, lease_end,
+            at + options_.checkpoint_intervals *
+                     DurationOf(current.heart_beat_interval()));
+      };
+      submit(TaskWrite{TaskWrite::Touch{task.id(), std::move(checkpoint)}},
+             false, nullptr);
+      continue;
+    }
+    fire(task.id(), absl::InfinitePast(), 0);
   }
+  // The leases that ended in memory.
+  struct Ended {
+    std::string id;
+    absl::Time end;
+    int32_t assignment;
+  };
+  std::vector<Ended> ended;
+  {
+    absl::MutexLock lock(&mu_);
+    while (!ends_.empty() && ends_.begin()->first <= now &&
+           static_cast<int>(ended.size()) < std::max(1, options_.batch)) {
+      const std::string id = ends_.begin()->second;
+      ended.push_back({id, ends_.begin()->first, leases_[id].assign_count});
+      leases_.erase(id);
+      ends_.erase(ends_.begin());
+    }
+  }
+  for (const Ended& lease : ended) fire(lease.id, lease.end, lease.assignment);
+
   absl::MutexLock lock(&round->mu);
   round->mu.Await(absl::Condition(
       +[](int* pending) { return *pending == 0; }, &round->pending));
@@ -129,7 +282,7 @@ int TaskTimers::FireDue(const std::vector<Task>& tasks, absl::Time* next,
     fired_ += round->fired;
   }
   if (round->failed) *store_failed = true;
-  return due;
+  return written;
 }
 
 }  // namespace taskd

@@ -1,5 +1,5 @@
 // TaskTimers: fires the task timeouts (queue, ack, heartbeat, exec) when
-// their deadlines pass.
+// they pass, and keeps the heartbeat leases.
 //
 // The deadlines live in the store, with the tasks (Task.deadline, kept by
 // the life cycle, server/task_lifecycle.h), so they survive restarts: a
@@ -10,14 +10,25 @@
 // each, on the watch stream), and sleeps, on the injected clock, until the
 // next one or until a commit brings an earlier one.
 //
+// Heartbeat leases are kept in memory: a heartbeat renews the lease here
+// (Renew), without a store write, and the thread voids a lease when its
+// end passes with no renewal. The store gets a checkpoint of a live lease
+// (lease_expires_at, and a deadline kCheckpointIntervals intervals on) when
+// its stored deadline comes due: about one write per ten heartbeats. After
+// a restart the memory is empty: every heartbeat lease then runs one full
+// lease (kHeartbeatGrace intervals) from the start, so that executors that
+// heartbeated into the void while taskd was down keep their tasks, and the
+// tasks of executors that are gone come back one lease after the restart.
+//
 // Firing is an atomic read-modify-write that looks at the task again
-// (FireTimeout): a task that moved on or whose deadline moved meanwhile is
-// left alone, so running a timer late, twice, or on two servers of one
+// (FireTimeout): a task that moved on or whose lease was renewed meanwhile
+// is left alone, so running a timer late, twice, or on two servers of one
 // database changes a task at most once per deadline.
 //
 //   TaskTimers timers(options);
 //   store on_commit -> timers.OnCommit(changes);
-//   timers.Start(store);
+//   timers.Start(store);                 // loads the leases, then runs
+//   timers.Renew(task, now);             // a heartbeat
 //   ...
 //   timers.Stop();                       // before the store closes
 //
@@ -27,7 +38,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <set>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -43,6 +58,9 @@ struct TaskTimersOptions {
   Clock* clock = Clock::Real();
   // Tasks fired per round (one group commit). Default 256.
   int batch = 256;
+  // A live heartbeat lease is checkpointed in the store this many
+  // intervals ahead. Default 10.
+  int checkpoint_intervals = 10;
   // After a store error, wait this long before reading again. Default 1 s.
   absl::Duration retry_after = absl::Seconds(1);
   // Told of every timeout fired (the task before and after), for logs and
@@ -58,25 +76,47 @@ class TaskTimers {
   // Calls Stop().
   ~TaskTimers();
 
-  // Starts the timer thread on `store` (not owned; it must stay open until
-  // Stop() returns). Once.
-  void Start(TaskStore* store);
+  // Loads the heartbeat leases of the store's started and paused tasks
+  // (each ending no sooner than one lease from now), then starts the timer
+  // thread on `store` (not owned; it must stay open until Stop() returns).
+  // Once. The store's error if the leases cannot be read.
+  absl::Status Start(TaskStore* store);
   // Stops the thread, after the round in progress. Idempotent.
   void Stop();
 
   // The store's on_commit: wakes the thread if a change brings a deadline
-  // earlier than the one it sleeps until.
+  // earlier than the one it sleeps until, and follows the leases (a start,
+  // pause or resume renews one; any other move ends it).
   void OnCommit(const std::vector<Change>& changes);
+
+  // A heartbeat for `task` (as read, started or paused, heartbeat-leased)
+  // at `now`: its lease ends kHeartbeatGrace intervals from now. Returns
+  // that end.
+  absl::Time Renew(const Task& task, absl::Time now);
+  // When the lease of `task` (its current assignment) ends as renewed in
+  // memory; InfinitePast if this taskd has no renewal of it.
+  absl::Time LeaseEnd(const Task& task);
 
   // Timeouts fired so far.
   int64_t fired();
 
  private:
+  // A heartbeat lease in memory: the assignment and when it ends.
+  struct Lease {
+    int32_t assign_count = 0;
+    absl::Time end;
+  };
+
   void Loop();
-  // Fires the due tasks among `tasks` (earliest first) and waits for their
-  // writes. Returns how many were due; *next is the first deadline not due.
+  // Fires the due tasks among `tasks` (earliest first), and the leases that
+  // ended in memory, and waits for their writes. Returns how many writes it
+  // made; *next is the first time something else becomes due.
   int FireDue(const std::vector<Task>& tasks, absl::Time* next,
               bool* store_failed);
+  // Records a lease end (if later than the one known for the assignment).
+  void SetLease(const std::string& id, int32_t assign_count, absl::Time end)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropLease(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const TaskTimersOptions options_;
   TaskStore* store_ = nullptr;
@@ -86,6 +126,9 @@ class TaskTimers {
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time sleeping_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int64_t fired_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  // (end, id) of every lease in leases_, earliest first.
+  std::set<std::pair<absl::Time, std::string>> ends_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -253,10 +253,11 @@ TEST_F(ExecutorTest, HeartbeatsKeepTheLeaseAndSilenceVoidsIt) {
               clock_.Now() + absl::Seconds(30));
     EXPECT_FALSE(answer->cancel_requested());
   }
+  Settle();  // the timers checkpoint the live lease, without a revision
   Task alive = *client().Get("h");
   EXPECT_EQ(alive.state(), Task::started);
   EXPECT_EQ(alive.revision(), started->revision()) << "a renewal is silent";
-  EXPECT_EQ(TimeOf(alive.lease_expires_at()), clock_.Now() + absl::Seconds(30));
+  EXPECT_EQ(Timeouts("h"), 0);
   // The executor goes quiet: 29 s later the task is still its own...
   clock_.Advance(absl::Seconds(29));
   Settle();
@@ -267,6 +268,59 @@ TEST_F(ExecutorTest, HeartbeatsKeepTheLeaseAndSilenceVoidsIt) {
   EXPECT_EQ(lost.result_code(), Task::abandoned);
   EXPECT_EQ(lost.timeout(), tasks::v1::heartbeat_timeout);
   ExpectLeaseLost(client().Heartbeat("h", token).status(), "heartbeat");
+}
+
+// Heartbeats are renewed in memory: a restart loses them, so every lease
+// runs one full lease from the restart. An executor that heartbeated into
+// the void while taskd was down keeps its task; one that is gone loses it
+// one lease after the restart, not at once.
+TEST_F(ExecutorTest, ARestartGivesEveryHeartbeatLeaseOneLease) {
+  Create({.id = "live", .heartbeat = absl::Seconds(10)});
+  Create({.id = "gone", .heartbeat = absl::Seconds(10)});
+  const std::string live = Acquire("live").lease_token();
+  ASSERT_TRUE(client().Start("live", live).ok());
+  ASSERT_TRUE(client().Start("gone", Acquire("gone").lease_token()).ok());
+  taskd_.Stop();
+  clock_.Advance(absl::Minutes(5));  // both leases ended while taskd was down
+  ASSERT_TRUE(taskd_.Restart().ok());
+  Settle();
+  EXPECT_EQ(client().Get("live")->state(), Task::started);
+  EXPECT_EQ(client().Get("gone")->state(), Task::started);
+  for (int beat = 0; beat < 4; ++beat) {
+    clock_.Advance(absl::Seconds(10));
+    ASSERT_TRUE(client().Heartbeat("live", live).ok());
+  }
+  // 40 s after the restart: the silent one is gone, the live one is not.
+  EXPECT_EQ(WaitForState("gone", Task::completed).timeout(),
+            tasks::v1::heartbeat_timeout);
+  Settle();
+  EXPECT_EQ(client().Get("live")->state(), Task::started);
+  EXPECT_EQ(Timeouts("live"), 0);
+}
+
+// A live heartbeat lease costs the store a checkpoint now and then, not a
+// write per heartbeat: 60 heartbeats over 10 minutes write no revision and
+// about one checkpoint per ten intervals.
+TEST_F(ExecutorTest, HeartbeatsWriteNoRevisions) {
+  Create({.id = "w", .heartbeat = absl::Seconds(10)});
+  const std::string token = Acquire("w").lease_token();
+  Task started = *client().Start("w", token);
+  const int64_t revision = store()->CurrentRevision();
+  for (int beat = 0; beat < 60; ++beat) {
+    clock_.Advance(absl::Seconds(10));
+    absl::StatusOr<tasks::v1::HeartbeatTaskResponse> answer =
+        client().Heartbeat("w", token);
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    EXPECT_EQ(TimeOf(answer->lease_expires_at()),
+              clock_.Now() + absl::Seconds(30));
+  }
+  Settle();
+  EXPECT_EQ(store()->CurrentRevision(), revision);
+  Task now = *client().Get("w");
+  EXPECT_EQ(now.state(), Task::started);
+  // The stored deadline is the next checkpoint, within ten intervals.
+  EXPECT_GT(TimeOf(now.deadline()), clock_.Now());
+  EXPECT_LE(TimeOf(now.deadline()), clock_.Now() + absl::Seconds(100));
 }
 
 // execTimeout: started longer than it -> completed/timedout, heartbeats or
@@ -564,12 +618,18 @@ TEST_F(ExecutorTest, DeadlinesSurviveARestartAndFireOnce) {
   EXPECT_EQ(WaitForState("ack", Task::completed).timeout(),
             tasks::v1::ack_timeout);
   EXPECT_EQ(client().Get("beat")->state(), Task::started);
-  clock_.Advance(absl::Seconds(50));  // 60 s: three missed heartbeats
+  // 60 s after its start: three missed heartbeats, but taskd restarted at
+  // 6 s and saw none of the heartbeats sent meanwhile: the lease runs one
+  // full lease from the restart (66 s).
+  clock_.Advance(absl::Seconds(50));
+  Settle();
+  EXPECT_EQ(client().Get("beat")->state(), Task::started);
+  clock_.Advance(absl::Seconds(6));
   EXPECT_EQ(WaitForState("beat", Task::completed).timeout(),
             tasks::v1::heartbeat_timeout);
   EXPECT_EQ(client().Get("queue")->state(), Task::enqueued);
   ASSERT_TRUE(taskd_.Restart().ok());
-  clock_.Advance(absl::Seconds(40));  // 100 s
+  clock_.Advance(absl::Seconds(34));  // 100 s
   EXPECT_EQ(WaitForState("queue", Task::completed).timeout(),
             tasks::v1::queue_timeout);
   clock_.Advance(absl::Hours(1));

@@ -144,12 +144,12 @@ bool Before(const OrderBy& order, const std::vector<FieldValue>& a,
 
 class Session {
  public:
-  // No WatchHub and no Dispatcher: only WatchTasks and AcquireTask use
-  // them, and those are not called here.
+  // No WatchHub, Dispatcher or TaskTimers: only WatchTasks, AcquireTask
+  // and heartbeat renewals use them, and those are not called here.
   Session(TaskStore* store, Clock* clock)
       : store_(store),
         service_(store, /*watch_hub=*/nullptr, /*dispatcher=*/nullptr,
-                 &authorizer_, [clock] {
+                 /*timers=*/nullptr, &authorizer_, [clock] {
                    TaskServiceOptions options;
                    options.clock = clock;
                    options.max_page_size = 20;
