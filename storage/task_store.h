@@ -163,8 +163,8 @@ struct TaskWrite {
   };
   // Like Update, but the result replaces the task in place: no new
   // revision, etag or history entry, and no change for watchers. For
-  // bookkeeping that watchers do not need (a lease moved forward by a
-  // heartbeat). The mutation must not change id, uuid or revision.
+  // bookkeeping that watchers do not need (a checkpoint of a lease that
+  // heartbeats keep). The mutation must not change id, uuid or revision.
   struct Touch {
     std::string id;
     TaskMutation mutation;
