@@ -88,6 +88,7 @@ void TaskTimers::SetLease(const std::string& id, int32_t assign_count,
   }
   leases_[id] = Lease{assign_count, end};
   ends_.insert({end, id});
+  // Awake, the loop reads ends_ before it sleeps: no need to wake it.
   if (end < sleeping_until_) wake_ = true;
 }
 
@@ -123,8 +124,14 @@ void TaskTimers::OnCommit(const std::vector<Change>& changes) {
     } else if (task.has_lease_expires_at()) {
       SetLease(task.id(), task.assign_count(), TimeOf(task.lease_expires_at()));
     }
-    if (change.kind != Change::Kind::kDeleted && task.has_deadline() &&
-        TimeOf(task.deadline()) < sleeping_until_) {
+    if (change.kind == Change::Kind::kDeleted || !task.has_deadline()) {
+      continue;
+    }
+    const absl::Time deadline = TimeOf(task.deadline());
+    if (awake_) {
+      // The loop's read may have missed it: it sleeps no later than this.
+      committed_while_awake_ = std::min(committed_while_awake_, deadline);
+    } else if (deadline < sleeping_until_) {
       wake_ = true;
     }
   }
@@ -135,10 +142,13 @@ void TaskTimers::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;
-      // Set before reading, so that a deadline committed after the read
-      // wakes the sleep below.
+      // Awake from here until the sleep below: a deadline committed
+      // meanwhile is noted in committed_while_awake_, so that heartbeats
+      // and commits do not spin the loop.
       wake_ = false;
-      sleeping_until_ = absl::InfiniteFuture();
+      awake_ = true;
+      sleeping_until_ = absl::InfinitePast();
+      committed_while_awake_ = absl::InfiniteFuture();
     }
     absl::Time next = absl::InfiniteFuture();
     bool store_failed = false;
@@ -157,6 +167,8 @@ void TaskTimers::Loop() {
     }
     absl::MutexLock lock(&mu_);
     if (!ends_.empty()) next = std::min(next, ends_.begin()->first);
+    next = std::min(next, committed_while_awake_);
+    awake_ = false;
     sleeping_until_ = next;
     auto woken = [this]()
                      ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_ || wake_; };

@@ -124,6 +124,12 @@ class TaskTimers {
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  // The loop is reading and firing (not sleeping); the earliest deadline
+  // committed meanwhile.
+  bool awake_ ABSL_GUARDED_BY(mu_) = true;
+  absl::Time committed_while_awake_ ABSL_GUARDED_BY(mu_) =
+      absl::InfiniteFuture();
+  // When the sleeping loop wakes by itself (InfinitePast while awake).
   absl::Time sleeping_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int64_t fired_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
