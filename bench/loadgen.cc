@@ -350,6 +350,38 @@ struct Report {
   }
 };
 
+// The CPU the load generator and taskd (`server_pid`, 0: none) have used so
+// far; two samples around a window give the figures of the window.
+struct CpuSample {
+  CpuTimes own;
+  double server = 0;
+  ThreadTimes server_threads;
+
+  static CpuSample Take(int server_pid) {
+    CpuSample sample;
+    sample.own = OwnCpu();
+    if (server_pid != 0) {
+      sample.server = ProcessCpuSeconds(server_pid);
+      sample.server_threads = ThreadCpuSeconds(server_pid);
+    }
+    return sample;
+  }
+};
+
+// client_cpu, server_cpu and server_cpu_by_thread over `seconds` of wall
+// time between two samples.
+void AddCpuFigures(const CpuSample& before, const CpuSample& after,
+                   int server_pid, double seconds, Report* report) {
+  report->Add("client_cpu", (after.own.user + after.own.system -
+                             before.own.user - before.own.system) /
+                                seconds);
+  if (server_pid == 0) return;
+  report->Add("server_cpu", (after.server - before.server) / seconds);
+  report->AddJson(
+      "server_cpu_by_thread",
+      ThreadCpuJson(before.server_threads, after.server_threads, seconds));
+}
+
 void Print(const Report& report) {
   double rate = report.seconds > 0 ? report.ops / report.seconds : 0;
   std::string label = absl::GetFlag(FLAGS_label);
@@ -519,6 +551,20 @@ struct RunState {
   absl::Mutex acks_mu;
   std::vector<std::pair<int64_t, int64_t>> acks ABSL_GUARDED_BY(acks_mu);
 };
+
+// The measured window: --duration with `run` recording, between two CPU
+// samples. Returns its length in seconds.
+double MeasureWindow(RunState* run, int server_pid, CpuSample* before,
+                     CpuSample* after) {
+  *before = CpuSample::Take(server_pid);
+  run->recording.store(true);
+  const absl::Time begin = absl::Now();
+  absl::SleepFor(absl::GetFlag(FLAGS_duration));
+  run->recording.store(false);
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  *after = CpuSample::Take(server_pid);
+  return seconds;
+}
 
 // One call in flight at a time, and what it needs to issue the next one.
 struct Slot {
@@ -1069,17 +1115,11 @@ int RunGrpc(const std::string& scenario) {
 
   run.record_acks = n_watchers > 0;
   auto slots = MakeSlots(&run, concurrency, stubs);
-  double server_cpu_before = server_pid ? ProcessCpuSeconds(server_pid) : 0;
-  auto threads_before =
-      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
-  CpuTimes cpu_before = OwnCpu();
+  const CpuSample cpu_before = CpuSample::Take(server_pid);
   double seconds = RunLoops(
       &run, slots, absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_duration),
       scenario == "watch" ? absl::GetFlag(FLAGS_rate) : 0);
-  CpuTimes cpu_after = OwnCpu();
-  double server_cpu_after = server_pid ? ProcessCpuSeconds(server_pid) : 0;
-  auto threads_after =
-      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
+  const CpuSample cpu_after = CpuSample::Take(server_pid);
   // Measured while the watchers are still open.
   int64_t server_rss = server_pid ? ProcessRssKib(server_pid) : 0;
   // The run's totals; cpu counts warmup and drain too, so it is given as a
@@ -1095,14 +1135,7 @@ int RunGrpc(const std::string& scenario) {
   report.AddInt("payload", absl::GetFlag(FLAGS_payload));
   AddMethodFigures(run, seconds, &report);
   double wall = seconds + absl::ToDoubleSeconds(absl::GetFlag(FLAGS_warmup));
-  report.Add("client_cpu", (cpu_after.user + cpu_after.system -
-                            cpu_before.user - cpu_before.system) /
-                               wall);
-  if (server_pid != 0) {
-    report.Add("server_cpu", (server_cpu_after - server_cpu_before) / wall);
-    report.AddJson("server_cpu_by_thread",
-                   ThreadCpuJson(threads_before, threads_after, wall));
-  }
+  AddCpuFigures(cpu_before, cpu_after, server_pid, wall, &report);
   for (auto& watcher : watchers) watcher->Cancel();
   for (auto& watcher : watchers) watcher->WaitDone();
   Histogram after_ack;
@@ -1236,19 +1269,9 @@ int RunWake() {
   });
 
   absl::SleepFor(absl::GetFlag(FLAGS_warmup));
-  double server_cpu_before = server_pid ? ProcessCpuSeconds(server_pid) : 0;
-  auto threads_before =
-      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
-  CpuTimes cpu_before = OwnCpu();
-  run.recording.store(true);
-  absl::Time begin = absl::Now();
-  absl::SleepFor(absl::GetFlag(FLAGS_duration));
-  run.recording.store(false);
-  double seconds = absl::ToDoubleSeconds(absl::Now() - begin);
-  CpuTimes cpu_after = OwnCpu();
-  double server_cpu_after = server_pid ? ProcessCpuSeconds(server_pid) : 0;
-  auto threads_after =
-      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
+  CpuSample cpu_before, cpu_after;
+  const double seconds =
+      MeasureWindow(&run, server_pid, &cpu_before, &cpu_after);
   stop_creating.store(true);
   creator_thread.join();
   absl::SleepFor(absl::Seconds(1));  // the last tasks reach their executors
@@ -1301,13 +1324,8 @@ int RunWake() {
   report.AddInt("create_p50_us", create_latency.Quantile(0.5));
   report.AddInt("create_p99_us", create_latency.Quantile(0.99));
   AddMethodFigures(run, seconds, &report);
-  report.Add("client_cpu", (cpu_after.user + cpu_after.system -
-                            cpu_before.user - cpu_before.system) /
-                               seconds);
+  AddCpuFigures(cpu_before, cpu_after, server_pid, seconds, &report);
   if (server_pid != 0) {
-    report.Add("server_cpu", (server_cpu_after - server_cpu_before) / seconds);
-    report.AddJson("server_cpu_by_thread",
-                   ThreadCpuJson(threads_before, threads_after, seconds));
     report.AddInt("server_rss_kib", ProcessRssKib(server_pid));
   }
   AddFirstError(&run, &report);
@@ -1533,19 +1551,9 @@ int RunHeartbeat() {
 
   absl::SleepFor(absl::GetFlag(FLAGS_warmup));
   int64_t revision_before = MarkerRevision(stubs[0].get(), run.tag);
-  double server_cpu_before = server_pid ? ProcessCpuSeconds(server_pid) : 0;
-  auto threads_before =
-      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
-  CpuTimes cpu_before = OwnCpu();
-  run.recording.store(true);
-  absl::Time begin = absl::Now();
-  absl::SleepFor(absl::GetFlag(FLAGS_duration));
-  run.recording.store(false);
-  double seconds = absl::ToDoubleSeconds(absl::Now() - begin);
-  CpuTimes cpu_after = OwnCpu();
-  double server_cpu_after = server_pid ? ProcessCpuSeconds(server_pid) : 0;
-  auto threads_after =
-      server_pid ? ThreadCpuSeconds(server_pid) : ThreadTimes();
+  CpuSample cpu_before, cpu_after;
+  const double seconds =
+      MeasureWindow(&run, server_pid, &cpu_before, &cpu_after);
   int64_t revision_after = MarkerRevision(stubs[0].get(), run.tag);
   pump.Stop();
 
@@ -1572,13 +1580,8 @@ int RunHeartbeat() {
   report.Add("revisions_per_s", revisions / seconds);
   report.Add("setup_seconds", setup_seconds);
   report.AddInt("setup_errors", run.unrecorded_errors.load());
-  report.Add("client_cpu", (cpu_after.user + cpu_after.system -
-                            cpu_before.user - cpu_before.system) /
-                               seconds);
+  AddCpuFigures(cpu_before, cpu_after, server_pid, seconds, &report);
   if (server_pid != 0) {
-    report.Add("server_cpu", (server_cpu_after - server_cpu_before) / seconds);
-    report.AddJson("server_cpu_by_thread",
-                   ThreadCpuJson(threads_before, threads_after, seconds));
     report.AddInt("server_rss_kib", ProcessRssKib(server_pid));
   }
   if (std::string error = pump.first_error(); !error.empty()) {
