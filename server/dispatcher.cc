@@ -76,10 +76,8 @@ void Dispatcher::Acquire(AcquireSpec spec, Done done) {
     // while the first claim is in flight is not missed.
     waiters_.push_back(waiter);
     waiter->timer = timer_.Schedule(waiter->wait_until, [this, waiter] {
-      absl::ReleasableMutexLock lock(&mu_);
-      if (waiter->state != Waiter::State::kParked) return;  // done's call
-      lock.Release();
-      Finish(waiter, std::optional<Task>(), /*from_timer=*/true);
+      // A claim in flight answers by itself (it sees the wait has ended).
+      if (TakeParked(waiter)) waiter->done(std::optional<Task>());
     });
   }
   Claim(std::move(waiter));
@@ -126,16 +124,23 @@ void Dispatcher::Claim(std::shared_ptr<Waiter> waiter) {
 }
 
 void Dispatcher::Finish(const std::shared_ptr<Waiter>& waiter,
-                        absl::StatusOr<std::optional<Task>> result,
-                        bool from_timer) {
+                        absl::StatusOr<std::optional<Task>> result) {
   {
     absl::MutexLock lock(&mu_);
     if (waiter->state == Waiter::State::kDone) return;
     waiter->state = Waiter::State::kDone;
     waiters_.remove(waiter);
   }
-  if (waiter->timer != 0 && !from_timer) timer_.Cancel(waiter->timer);
+  if (waiter->timer != 0) timer_.Cancel(waiter->timer);
   waiter->done(std::move(result));
+}
+
+bool Dispatcher::TakeParked(const std::shared_ptr<Waiter>& waiter) {
+  absl::MutexLock lock(&mu_);
+  if (waiter->state != Waiter::State::kParked) return false;
+  waiter->state = Waiter::State::kDone;
+  waiters_.remove(waiter);
+  return true;
 }
 
 void Dispatcher::OnCommit(const std::vector<Change>& changes) {
@@ -174,7 +179,12 @@ void Dispatcher::Shutdown() {
       if (waiter->state == Waiter::State::kParked) parked.push_back(waiter);
     }
   }
-  for (const auto& waiter : parked) Finish(waiter, std::optional<Task>());
+  // One by one, so that a waiter woken meanwhile is left to its claim.
+  for (const auto& waiter : parked) {
+    if (!TakeParked(waiter)) continue;
+    timer_.Cancel(waiter->timer);
+    waiter->done(std::optional<Task>());
+  }
 }
 
 absl::StatusOr<std::optional<Task>> Dispatcher::Pick(

@@ -96,10 +96,12 @@ class Dispatcher {
   struct Waiter;
   // Submits the claim of `waiter`, which is not parked.
   void Claim(std::shared_ptr<Waiter> waiter);
-  // `from_timer`: called by the wait's own timer callback.
+  // Answers `waiter` with `result`, unless it was answered already.
   void Finish(const std::shared_ptr<Waiter>& waiter,
-              absl::StatusOr<std::optional<Task>> result,
-              bool from_timer = false);
+              absl::StatusOr<std::optional<Task>> result);
+  // If `waiter` is parked (no claim in flight), marks it answered and
+  // returns true: the caller then answers it.
+  bool TakeParked(const std::shared_ptr<Waiter>& waiter);
 
   const DispatcherOptions options_;
   TaskStore* store_ = nullptr;
