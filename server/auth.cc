@@ -63,6 +63,10 @@ absl::string_view MethodName(Method method) {
       return "ListTasks";
     case Method::kWatch:
       return "WatchTasks";
+    case Method::kCount:
+      return "CountTasks";
+    case Method::kWatchCounts:
+      return "WatchTaskCounts";
     case Method::kCreate:
       return "CreateTask";
     case Method::kUpdate:
@@ -94,6 +98,8 @@ bool RoleAllows(Role role, Method method) {
     case Method::kGet:
     case Method::kList:
     case Method::kWatch:
+    case Method::kCount:
+    case Method::kWatchCounts:
       return true;
     case Method::kCreate:
     case Method::kUpdate:

@@ -9,7 +9,7 @@
 //
 // Only hashes are stored. Callers send `authorization: Bearer TOKEN`; the
 // token's hash is compared with every entry in constant time. Roles:
-//   viewer    GetTask, ListTasks, WatchTasks
+//   viewer    GetTask, ListTasks, WatchTasks, CountTasks, WatchTaskCounts
 //   issuer    viewer's, and CreateTask, UpdateTask, DeleteTask, CancelTask
 //   executor  viewer's, and AssignTask, StartTask, PauseTask, ResumeTask,
 //             CompleteTask, AcquireTask, HeartbeatTask
@@ -55,6 +55,8 @@ enum class Method {
   kComplete,
   kAcquire,
   kHeartbeat,
+  kCount,
+  kWatchCounts,
 };
 
 absl::string_view MethodName(Method method);

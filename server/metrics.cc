@@ -60,6 +60,10 @@ Metrics::Metrics()
                  .Name("taskd_tasks")
                  .Help("Tasks by state")
                  .Register(*registry_)),
+      completed_(BuildGauge()
+                     .Name("taskd_tasks_completed")
+                     .Help("Completed tasks by result code")
+                     .Register(*registry_)),
       timeouts_(BuildCounter()
                     .Name("taskd_task_timeouts_total")
                     .Help("Timeouts taskd fired, by timeout and outcome")
@@ -70,6 +74,15 @@ Metrics::Metrics()
     }
     tasks_by_state_[state] = &tasks_.Add(
         {{"state", Task::State_Name(static_cast<Task::State>(state))}});
+  }
+  for (int code = 0; code < Task::ResultCode_ARRAYSIZE; ++code) {
+    if (!Task::ResultCode_IsValid(code) ||
+        code == Task::RESULT_CODE_UNSPECIFIED) {
+      continue;
+    }
+    completed_by_result_[code] = &completed_.Add(
+        {{"result_code",
+          Task::ResultCode_Name(static_cast<Task::ResultCode>(code))}});
   }
 }
 
@@ -97,28 +110,40 @@ void Metrics::SetRevision(int64_t revision) {
   revision_.Set(static_cast<double>(revision));
 }
 
-void Metrics::SetTaskCounts(const std::map<Task::State, int64_t>& counts) {
+void Metrics::SetTaskCounts(const CountResult& by_state_and_result) {
   for (prometheus::Gauge* gauge : tasks_by_state_) {
     if (gauge != nullptr) gauge->Set(0);
   }
-  for (const auto& [state, count] : counts) {
-    if (state >= 0 && state < Task::State_ARRAYSIZE &&
-        tasks_by_state_[state] != nullptr) {
-      tasks_by_state_[state]->Set(static_cast<double>(count));
-    }
+  for (prometheus::Gauge* gauge : completed_by_result_) {
+    if (gauge != nullptr) gauge->Set(0);
+  }
+  for (const auto& [key, count] : by_state_and_result.groups) {
+    Task task;
+    task.set_state(static_cast<Task::State>(std::get<int64_t>(key.at(0))));
+    task.set_result_code(
+        static_cast<Task::ResultCode>(std::get<int64_t>(key.at(1))));
+    AddTask(task, static_cast<double>(count));
   }
 }
 
 void Metrics::CountChanges(const std::vector<Change>& changes) {
-  auto add = [this](Task::State state, double delta) {
-    if (state >= 0 && state < Task::State_ARRAYSIZE &&
-        tasks_by_state_[state] != nullptr) {
-      tasks_by_state_[state]->Increment(delta);
-    }
-  };
   for (const Change& change : changes) {
-    if (change.previous.has_value()) add(change.previous->state(), -1);
-    if (change.kind != Change::Kind::kDeleted) add(change.task.state(), +1);
+    if (change.previous.has_value()) AddTask(*change.previous, -1);
+    if (change.kind != Change::Kind::kDeleted) AddTask(change.task, +1);
+  }
+}
+
+void Metrics::AddTask(const Task& task, double delta) {
+  const int state = task.state();
+  if (state >= 0 && state < Task::State_ARRAYSIZE &&
+      tasks_by_state_[state] != nullptr) {
+    tasks_by_state_[state]->Increment(delta);
+  }
+  const int code = task.result_code();
+  if (state == Task::completed && code >= 0 &&
+      code < Task::ResultCode_ARRAYSIZE &&
+      completed_by_result_[code] != nullptr) {
+    completed_by_result_[code]->Increment(delta);
   }
 }
 

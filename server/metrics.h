@@ -9,6 +9,7 @@
 //   taskd_store_commit_duration_seconds         commit latency histogram
 //   taskd_store_commit_batch_size               changes per commit
 //   taskd_tasks{state}                          tasks by state
+//   taskd_tasks_completed{result_code}          completed tasks by result
 //
 // Served as Prometheus text on http://ADDRESS/metrics when taskd has
 // --metrics_listen. Thread-safe.
@@ -47,10 +48,11 @@ class Metrics {
   void SetOpenWatchStreams(size_t open);
   void AddEventsDelivered(int64_t events);
   void SetRevision(int64_t revision);
-  // taskd_tasks{state}: set from a count of the store (at start), then kept
-  // up to date from every commit's changes. Thread-safe; cheap enough for
-  // the committing thread.
-  void SetTaskCounts(const std::map<Task::State, int64_t>& counts);
+  // taskd_tasks{state} and taskd_tasks_completed{result_code}: set from a
+  // count of the store grouped by state and result_code (at start), then
+  // kept up to date from every commit's changes. Thread-safe; cheap enough
+  // for the committing thread.
+  void SetTaskCounts(const CountResult& by_state_and_result);
   void CountChanges(const std::vector<Change>& changes);
   // taskd_task_timeouts_total{timeout, outcome}: a timeout taskd fired, and
   // what became of the task (`after`): requeued, timedout, abandoned,
@@ -67,10 +69,16 @@ class Metrics {
   prometheus::Counter& events_delivered_;
   prometheus::Gauge& revision_;
   prometheus::Family<prometheus::Gauge>& tasks_;
+  prometheus::Family<prometheus::Gauge>& completed_;
   prometheus::Family<prometheus::Counter>& timeouts_;
   // One gauge of tasks_ per state, by the state's number; null for numbers
   // that name no state.
   std::array<prometheus::Gauge*, Task::State_ARRAYSIZE> tasks_by_state_{};
+  // One gauge of completed_ per result code, likewise.
+  std::array<prometheus::Gauge*, Task::ResultCode_ARRAYSIZE>
+      completed_by_result_{};
+  // Adds `delta` to the gauges of `task`'s state and result code.
+  void AddTask(const Task& task, double delta);
 };
 
 }  // namespace taskd

@@ -2,6 +2,7 @@
 
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <prometheus/text_serializer.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -23,6 +24,9 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     service_options.clock = options.clock;
   }
   server->watch_hub_ = std::make_unique<WatchHub>(watch_options);
+  CountHubOptions count_options = options.counts;
+  if (options.clock != nullptr) count_options.clock = options.clock;
+  server->count_hub_ = std::make_unique<CountHub>(count_options);
   server->metrics_ = std::make_unique<Metrics>();
   Metrics* metrics = server->metrics_.get();
   DispatcherOptions dispatcher_options;
@@ -51,12 +55,14 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     if (observe) observe(took, batch);
   };
   WatchHub* hub = server->watch_hub_.get();
+  CountHub* count_hub = server->count_hub_.get();
   Dispatcher* dispatcher = server->dispatcher_.get();
   TaskTimers* timers = server->timers_.get();
   auto chained = store_options.on_commit;
-  store_options.on_commit = [hub, dispatcher, timers, chained,
+  store_options.on_commit = [hub, count_hub, dispatcher, timers, chained,
                              metrics](const std::vector<Change>& changes) {
     hub->OnCommit(changes);
+    count_hub->OnCommit(changes);
     dispatcher->OnCommit(changes);
     timers->OnCommit(changes);
     metrics->CountChanges(changes);
@@ -68,11 +74,12 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   server->store_ = std::move(*store);
   // Counted before serving, so that every later commit adjusts the count
   // exactly once.
-  absl::StatusOr<std::map<Task::State, int64_t>> counts =
-      server->store_->CountByState();
+  absl::StatusOr<CountResult> counts = server->store_->Count(
+      CountQuery{nullptr, {TaskField::kState, TaskField::kResultCode}});
   if (!counts.ok()) return counts.status();
   metrics->SetTaskCounts(*counts);
   hub->Attach(server->store_.get());
+  count_hub->Attach(server->store_.get());
   dispatcher->Attach(server->store_.get());
   if (absl::Status s = timers->Start(server->store_.get()); !s.ok()) {
     return s;
@@ -96,8 +103,8 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     if (noted) noted(context, caller);
   };
   server->task_service_ = std::make_unique<TaskService>(
-      server->store_.get(), hub, dispatcher, timers, server->authorizer_.get(),
-      service_options);
+      server->store_.get(), hub, count_hub, dispatcher, timers,
+      server->authorizer_.get(), service_options);
   server->health_service_ = std::make_unique<HealthService>();
 
   std::vector<std::string> names = {
@@ -155,6 +162,25 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
         absl::StrCat("cannot listen on ", options.listen_address,
                      " (address in use or not valid?)"));
   }
+  if (!options.http.listen_address.empty()) {
+    http::HttpServerOptions http_options = options.http;
+    std::shared_ptr<prometheus::Registry> registry =
+        server->metrics_->registry();
+    http_options.metrics = [registry] {
+      return prometheus::TextSerializer().Serialize(registry->Collect());
+    };
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    absl::StatusOr<std::unique_ptr<http::HttpServer>> http =
+        http::HttpServer::Start(http_options,
+                                server->server_->InProcessChannel(args));
+    if (!http.ok()) {
+      server->health_service_->Shutdown();
+      server->server_->Shutdown();
+      return http.status();
+    }
+    server->http_ = *std::move(http);
+  }
   TaskServer* self = server.get();
   server->metrics_thread_ = std::thread([self] {
     int64_t delivered = 0;
@@ -190,15 +216,21 @@ void TaskServer::Shutdown(absl::Duration grace) {
   }
   if (health_service_ != nullptr) health_service_->SetServing(false);
   if (server_ != nullptr) {
+    // The streams end first (their final responses reach HTTP clients
+    // too), then the HTTP listener closes, before the gRPC server that
+    // its calls go to.
     // Streams that would stay open forever must be told to end first, or
     // Shutdown waits out the whole grace period for them.
     absl::Time deadline = absl::Now() + grace;
     health_service_->Shutdown();
     dispatcher_->Shutdown();  // waiting acquires answer "none" now
     watch_hub_->Shutdown(grace);
+    count_hub_->Shutdown(grace);
+    if (http_ != nullptr) http_->Shutdown();
     server_->Shutdown(absl::ToChronoTime(deadline));
     server_->Wait();
   }
+  http_.reset();
   server_.reset();
   // The timers stop firing before the store closes (they write through it).
   if (timers_ != nullptr) timers_->Stop();
@@ -212,6 +244,7 @@ void TaskServer::Shutdown(absl::Duration grace) {
   reflection_v1_.reset();
   reflection_v1alpha_.reset();
   watch_hub_.reset();
+  count_hub_.reset();
   timers_.reset();
   dispatcher_.reset();
   exposer_.reset();

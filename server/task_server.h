@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "server/auth.h"
 #include "server/health_service.h"
+#include "server/http/http_server.h"
 #include "server/metrics.h"
 #include "server/reflection_service.h"
 #include "server/task_service.h"
@@ -47,6 +48,7 @@ struct TaskServerOptions {
   }();
   TaskServiceOptions service;
   WatchHubOptions watch;
+  CountHubOptions counts;
 
   // Transport security. Default: plaintext (grpc::InsecureServerCredentials).
   std::shared_ptr<grpc::ServerCredentials> credentials;
@@ -64,8 +66,18 @@ struct TaskServerOptions {
   absl::Duration keepalive_time = absl::Seconds(60);
   absl::Duration keepalive_timeout = absl::Seconds(20);
   absl::Duration min_client_ping_interval = absl::Seconds(10);
-  // host:port for Prometheus text on /metrics; empty: not served.
+  // host:port for Prometheus text on /metrics; empty: not served. (The
+  // HTTP listener serves /metrics too; this is a listener of its own, for
+  // setups that scrape a separate port.)
   std::string metrics_listen;
+  // The HTTP listener (gRPC-Web, Connect, Server-Sent Events, /metrics,
+  // the dashboard): http.listen_address; empty: no HTTP listener. Its
+  // metrics callback is set by the server.
+  http::HttpServerOptions http = [] {
+    http::HttpServerOptions o;
+    o.listen_address = "";
+    return o;
+  }();
   // The one clock of the whole server: if set, the store, the service and
   // the watch hub all read time through it (and their own clock options
   // are ignored). Not owned; must outlive the server. Null: each
@@ -91,8 +103,12 @@ class TaskServer {
   Dispatcher* dispatcher() const { return dispatcher_.get(); }
   TaskTimers* timers() const { return timers_.get(); }
   WatchHub* watch_hub() const { return watch_hub_.get(); }
+  CountHub* count_hub() const { return count_hub_.get(); }
   // The port /metrics is served on, 0 if it is not.
   int metrics_port() const;
+  // The HTTP listener's port, 0 if there is none.
+  int http_port() const { return http_ != nullptr ? http_->port() : 0; }
+  http::HttpServer* http_server() const { return http_.get(); }
 
   // Reads the token file again (SIGHUP). On error the old tokens stay.
   absl::Status ReloadAuth() { return authorizer_->Reload(); }
@@ -110,6 +126,7 @@ class TaskServer {
   // Declared before the store: the store's on_commit feeds the hub, the
   // dispatcher and the timers, so they must outlive it.
   std::unique_ptr<WatchHub> watch_hub_;
+  std::unique_ptr<CountHub> count_hub_;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<TaskTimers> timers_;
   std::unique_ptr<TaskStore> store_;
@@ -124,6 +141,9 @@ class TaskServer {
   std::unique_ptr<ReflectionV1Service> reflection_v1_;
   std::unique_ptr<ReflectionV1AlphaService> reflection_v1alpha_;
   std::unique_ptr<grpc::Server> server_;
+  // Calls into server_ through its in-process channel: declared after it,
+  // so destroyed first.
+  std::unique_ptr<http::HttpServer> http_;
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/error_details.h"
 #include "server/grpc_status.h"
 #include "server/task_lifecycle.h"
@@ -115,11 +116,12 @@ struct TaskService::MoveRequest {
 };
 
 TaskService::TaskService(TaskStore* store, WatchHub* watch_hub,
-                         Dispatcher* dispatcher, TaskTimers* timers,
-                         Authorizer* authorizer,
+                         CountHub* count_hub, Dispatcher* dispatcher,
+                         TaskTimers* timers, Authorizer* authorizer,
                          const TaskServiceOptions& options)
     : store_(store),
       watch_hub_(watch_hub),
+      count_hub_(count_hub),
       dispatcher_(dispatcher),
       timers_(timers),
       authorizer_(authorizer),
@@ -254,6 +256,7 @@ absl::StatusOr<ListTasksResponse> TaskService::List(
   if (!page.ok()) return page.status();
   ListTasksResponse response;
   for (Task& task : page->tasks) *response.add_tasks() = std::move(task);
+  response.set_revision(page->revision);
   if (page->more && response.tasks_size() > 0) {
     response.set_next_page_token(page_tokens_.Encode(
         binding,
@@ -571,6 +574,25 @@ grpc::ServerUnaryReactor* TaskService::CancelTask(
   return ServeWrite(context, Method::kCancel, *request, response);
 }
 
+grpc::ServerUnaryReactor* TaskService::CountTasks(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::CountTasksRequest* request,
+    tasks::v1::CountTasksResponse* response) {
+  return Serve(context, Method::kCount, response,
+               [&](const Caller& caller) { return Count(*request, caller); });
+}
+
+grpc::ServerWriteReactor<tasks::v1::WatchTaskCountsResponse>*
+TaskService::WatchTaskCounts(
+    grpc::CallbackServerContext* context,
+    const tasks::v1::WatchTaskCountsRequest* request) {
+  absl::StatusOr<Caller> caller = Authorize(*context, Method::kWatchCounts);
+  if (!caller.ok()) return count_hub_->Refuse(caller.status());
+  absl::StatusOr<CountWatchSpec> spec = WatchCounts(*request, *caller);
+  if (!spec.ok()) return count_hub_->Refuse(spec.status());
+  return count_hub_->Watch(*std::move(spec));
+}
+
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TaskService::WatchTasks(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
   absl::StatusOr<Caller> caller = Authorize(*context, Method::kWatch);
@@ -627,6 +649,66 @@ absl::StatusOr<WatchSpec> TaskService::Watch(
   spec.filter = *std::move(filter);
   spec.start_revision = request.start_revision();
   spec.send_initial_state = request.send_initial_state();
+  spec.include_previous = request.include_previous();
+  spec.tenant = caller.tenant;
+  return spec;
+}
+
+absl::StatusOr<tasks::v1::CountTasksResponse> TaskService::Count(
+    const tasks::v1::CountTasksRequest& request, const Caller& caller) {
+  absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
+      ScopedFilter(request.filter(), caller);
+  if (!filter.ok()) return filter.status();
+  absl::StatusOr<std::vector<TaskField>> group_by = ParseGroupBy(
+      {request.group_by().begin(), request.group_by().end()});
+  if (!group_by.ok()) {
+    return AsFieldError(group_by.status(), "group_by", "INVALID_FIELD");
+  }
+  absl::StatusOr<CountResult> counted =
+      store_->Count(CountQuery{*std::move(filter), *group_by});
+  if (!counted.ok()) return counted.status();
+  tasks::v1::CountTasksResponse response;
+  for (const auto& [key, n] : counted->groups) {
+    tasks::v1::TaskCount* group = response.add_groups();
+    for (size_t i = 0; i < key.size(); ++i) {
+      group->add_values(GroupValueText((*group_by)[i], key[i]));
+    }
+    group->set_count(n);
+  }
+  response.set_revision(counted->revision);
+  return response;
+}
+
+absl::StatusOr<CountWatchSpec> TaskService::WatchCounts(
+    const tasks::v1::WatchTaskCountsRequest& request, const Caller& caller) {
+  CountWatchSpec spec;
+  absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
+      ScopedFilter(request.filter(), caller);
+  if (!filter.ok()) return filter.status();
+  spec.filter = *std::move(filter);
+  absl::StatusOr<std::vector<TaskField>> group_by = ParseGroupBy(
+      {request.group_by().begin(), request.group_by().end()});
+  if (!group_by.ok()) {
+    return AsFieldError(group_by.status(), "group_by", "INVALID_FIELD");
+  }
+  spec.group_by = *std::move(group_by);
+  if (request.has_min_interval()) {
+    absl::Duration interval = DurationOf(request.min_interval());
+    if (interval < absl::ZeroDuration()) {
+      return InvalidRequest("min_interval", "must not be negative",
+                            "INVALID_FIELD");
+    }
+    spec.min_interval = interval;
+  }
+  // Streams asking the same question share one view: the filter as
+  // written, the scope, the groups.
+  std::vector<std::string> fields;
+  for (TaskField field : spec.group_by) {
+    fields.push_back(InfoOf(field).proto_name);
+  }
+  spec.key = absl::StrCat("filter=", request.filter(), "\nscope=",
+                          caller.tenant, "\ngroup_by=",
+                          absl::StrJoin(fields, ","));
   spec.tenant = caller.tenant;
   return spec;
 }

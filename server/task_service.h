@@ -22,6 +22,7 @@
 #include "base/clock.h"
 #include "query/page_token.h"
 #include "server/auth.h"
+#include "server/count_hub.h"
 #include "server/deadline_timer.h"
 #include "server/dispatcher.h"
 #include "server/lease_token.h"
@@ -74,11 +75,11 @@ class TaskService final
     : public tasks::v1::TaskService::WithRawCallbackMethod_WatchTasks<
           tasks::v1::TaskService::CallbackService> {
  public:
-  // `store`, `watch_hub`, `dispatcher`, `timers` and `authorizer` are not
-  // owned and must outlive the service.
-  TaskService(TaskStore* store, WatchHub* watch_hub, Dispatcher* dispatcher,
-              TaskTimers* timers, Authorizer* authorizer,
-              const TaskServiceOptions& options);
+  // `store`, `watch_hub`, `count_hub`, `dispatcher`, `timers` and
+  // `authorizer` are not owned and must outlive the service.
+  TaskService(TaskStore* store, WatchHub* watch_hub, CountHub* count_hub,
+              Dispatcher* dispatcher, TaskTimers* timers,
+              Authorizer* authorizer, const TaskServiceOptions& options);
 
   // The logic of each call, without gRPC: what the RPCs below return, for
   // an already authorised `caller` (whose tenant scopes what it sees).
@@ -117,6 +118,11 @@ class TaskService final
   // InvalidArgument naming the request field at fault.
   absl::StatusOr<WatchSpec> Watch(const tasks::v1::WatchTasksRequest& request,
                                   const Caller& caller);
+  absl::StatusOr<tasks::v1::CountTasksResponse> Count(
+      const tasks::v1::CountTasksRequest& request, const Caller& caller);
+  // What a WatchTaskCounts stream should count (for CountHub::Watch).
+  absl::StatusOr<CountWatchSpec> WatchCounts(
+      const tasks::v1::WatchTaskCountsRequest& request, const Caller& caller);
 
   // tasks::v1::TaskService::CallbackService
   grpc::ServerUnaryReactor* CreateTask(
@@ -162,6 +168,13 @@ class TaskService final
       grpc::CallbackServerContext* context,
       const tasks::v1::HeartbeatTaskRequest* request,
       tasks::v1::HeartbeatTaskResponse* response) override;
+  grpc::ServerUnaryReactor* CountTasks(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::CountTasksRequest* request,
+      tasks::v1::CountTasksResponse* response) override;
+  grpc::ServerWriteReactor<tasks::v1::WatchTaskCountsResponse>*
+  WatchTaskCounts(grpc::CallbackServerContext* context,
+                  const tasks::v1::WatchTaskCountsRequest* request) override;
   // Writes serialized WatchTasksResponse messages.
   grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchTasks(
       grpc::CallbackServerContext* context,
@@ -228,6 +241,7 @@ class TaskService final
 
   TaskStore* const store_;
   WatchHub* const watch_hub_;
+  CountHub* const count_hub_;
   Dispatcher* const dispatcher_;
   TaskTimers* const timers_;
   Authorizer* const authorizer_;

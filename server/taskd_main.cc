@@ -82,7 +82,17 @@ ABSL_FLAG(int32_t, max_watchers, 20000,
 ABSL_FLAG(int32_t, max_watchers_per_tenant, 2000,
           "Open WatchTasks streams per tenant (0: no cap).");
 ABSL_FLAG(std::string, metrics_listen, "",
-          "host:port to serve Prometheus metrics on (/metrics); empty: off.");
+          "host:port to serve Prometheus metrics on (/metrics) apart from "
+          "--http_listen; empty: off.");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
+          "host:port of the HTTP listener: the dashboard (/), gRPC-Web and "
+          "Connect (POST /tasks.v1.TaskService/<Method>), Server-Sent Events "
+          "(/v1/tasks:watch, /v1/tasks:counts) and /metrics. Same TLS, "
+          "tokens and loopback rule as --listen. Empty: off.");
+ABSL_FLAG(int32_t, http_threads, 2,
+          "Threads that serve every HTTP connection (streams hold none).");
+ABSL_FLAG(int32_t, http_max_connections, 10000,
+          "Open HTTP connections at most; more are closed on accept.");
 ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(60),
           "Ping idle connections this often.");
 ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
@@ -160,6 +170,15 @@ absl::StatusOr<taskd::TaskServerOptions> OptionsFromFlags() {
   options.store.checkpoint_pages = absl::GetFlag(FLAGS_checkpoint_pages);
   options.auth_tokens_path = absl::GetFlag(FLAGS_auth_tokens);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.http.listen_address = absl::GetFlag(FLAGS_http_listen);
+  options.http.threads = absl::GetFlag(FLAGS_http_threads);
+  options.http.max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  if (options.http.threads < 1) {
+    return FlagError("--http_threads must be at least 1");
+  }
+  if (options.http.max_connections < 1) {
+    return FlagError("--http_max_connections must be at least 1");
+  }
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_bytes);
   options.service.max_page_size = absl::GetFlag(FLAGS_max_page_size);
   options.service.default_deadline = absl::GetFlag(FLAGS_default_deadline);
@@ -229,16 +248,20 @@ absl::StatusOr<std::string> CredentialsFromFlags(
     if (!client_ca.empty()) {
       return FlagError("--tls_client_ca needs --tls_cert and --tls_key");
     }
-    if (IsLoopback(options->listen_address)) return std::string("off");
-    if (!absl::GetFlag(FLAGS_insecure)) {
-      return FlagError(absl::StrCat(
-          "refusing to serve plaintext on ", options->listen_address,
-          ", which is not a loopback address: give --tls_cert and "
-          "--tls_key, or --insecure to allow it"));
+    // The same rule for both listeners.
+    for (const std::string& address :
+         {options->listen_address, options->http.listen_address}) {
+      if (address.empty() || IsLoopback(address)) continue;
+      if (!absl::GetFlag(FLAGS_insecure)) {
+        return FlagError(absl::StrCat(
+            "refusing to serve plaintext on ", address,
+            ", which is not a loopback address: give --tls_cert and "
+            "--tls_key, or --insecure to allow it"));
+      }
+      taskd::Log(taskd::LogLevel::kWarning,
+                 "serving PLAINTEXT on non-loopback address %s (--insecure)",
+                 address);
     }
-    taskd::Log(taskd::LogLevel::kWarning,
-               "serving PLAINTEXT on non-loopback address %s (--insecure)",
-               options->listen_address);
     return std::string("off");
   }
   grpc::SslServerCredentialsOptions ssl(
@@ -250,11 +273,14 @@ absl::StatusOr<std::string> CredentialsFromFlags(
   absl::StatusOr<std::string> cert_pem = ReadFlagFile("tls_cert", cert);
   if (!cert_pem.ok()) return cert_pem.status();
   ssl.pem_key_cert_pairs.push_back({*key_pem, *cert_pem});
+  options->http.tls_cert_pem = *cert_pem;
+  options->http.tls_key_pem = *key_pem;
   if (!client_ca.empty()) {
     absl::StatusOr<std::string> ca_pem =
         ReadFlagFile("tls_client_ca", client_ca);
     if (!ca_pem.ok()) return ca_pem.status();
     ssl.pem_root_certs = *ca_pem;
+    options->http.tls_client_ca_pem = *ca_pem;
   }
   options->credentials = grpc::SslServerCredentials(ssl);
   return std::string(client_ca.empty() ? "on" : "mutual");
@@ -272,7 +298,7 @@ void LogServing(const taskd::TaskServerOptions& options,
              "taskd serving address=%s port=%d db=%s sync=%s revision=%d "
              "tls=%s auth=%s max_receive_bytes=%d max_page_size=%d "
              "default_deadline=%s max_watchers=%d max_watchers_per_tenant=%d "
-             "metrics=%s",
+             "metrics=%s http=%s",
              options.listen_address, server.port(), options.store.path,
              options.store.synchronous_full ? "full" : "normal",
              server.store()->CurrentRevision(), tls,
@@ -284,7 +310,12 @@ void LogServing(const taskd::TaskServerOptions& options,
                  ? std::string("off")
                  : absl::StrCat(options.metrics_listen.substr(
                                     0, options.metrics_listen.rfind(':')),
-                                ":", server.metrics_port()));
+                                ":", server.metrics_port()),
+             options.http.listen_address.empty()
+                 ? std::string("off")
+                 : absl::StrCat(options.http.listen_address.substr(
+                                    0, options.http.listen_address.rfind(':')),
+                                ":", server.http_port()));
 }
 
 // Blocks the shutdown signals in every thread (gRPC's included, which inherit

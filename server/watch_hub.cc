@@ -51,13 +51,16 @@ static_assert(kEventsTag < 0x80, "the events tag must fit one byte");
 // One WatchTasksResponse.events entry, encoded: a response is the
 // concatenation of such entries and the tail (EncodeTail).
 grpc::Slice EncodeEvent(TaskEvent::Type type, int64_t revision,
-                        const Task& task) {
+                        const Task& task, const Task* previous = nullptr) {
   TaskEvent event;
   event.set_type(type);
   event.set_revision(revision);
-  // Borrow the task rather than copy it; it is released before `event`
-  // goes out of scope.
+  // Borrow the tasks rather than copy them; they are released before
+  // `event` goes out of scope.
   event.unsafe_arena_set_allocated_task(const_cast<Task*>(&task));
+  if (previous != nullptr) {
+    event.unsafe_arena_set_allocated_previous(const_cast<Task*>(previous));
+  }
   size_t size = event.ByteSizeLong();
   size_t total = 1 + CodedOutputStream::VarintSize32(size) + size;
   grpc_slice slice = grpc_slice_malloc(total);
@@ -67,6 +70,7 @@ grpc::Slice EncodeEvent(TaskEvent::Type type, int64_t revision,
       CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(size), out);
   event.SerializeWithCachedSizesToArray(out);
   event.unsafe_arena_release_task();
+  if (previous != nullptr) event.unsafe_arena_release_previous();
   return grpc::Slice(slice, grpc::Slice::STEAL_REF);
 }
 
@@ -132,6 +136,9 @@ class WatchHub::Watcher final
   void set_caller_tenant(const std::string& tenant) { caller_tenant_ = tenant; }
   const std::string& caller_tenant() const { return caller_tenant_; }
   void set_route(std::shared_ptr<Tenant> route) { route_ = std::move(route); }
+  // Whether events carry the task before the change. Set once, before the
+  // stream is registered.
+  void set_include_previous(bool include) { include_previous_ = include; }
   Tenant* route() const { return route_.get(); }
 
   void Ref() { refs_.fetch_add(1); }
@@ -199,8 +206,9 @@ class WatchHub::Watcher final
         FillInitialLocked(&response, &revision, &initial_state_complete);
         action = Action::kWrite;
       } else {
-        absl::Status status = hub_->Collect(filter_.get(), route_.get(),
-                                            &next_revision_, &response);
+        absl::Status status =
+            hub_->Collect(filter_.get(), route_.get(), include_previous_,
+                          &next_revision_, &response);
         if (!status.ok()) {
           action = Action::kFinish;
           finish_status = ToGrpcStatus(status);
@@ -289,6 +297,7 @@ class WatchHub::Watcher final
   std::atomic<int> refs_{2};  // gRPC's and the hub's
   std::string caller_tenant_;
   std::shared_ptr<Tenant> route_;
+  bool include_previous_ = false;
   std::atomic<int64_t> progress_due_us_{0};
 
   absl::Mutex mu_;
@@ -343,7 +352,8 @@ bool WatchHub::Full(const Response& response) const {
 }
 
 absl::Status WatchHub::Collect(const FilterExpr* filter, const Tenant* tenant,
-                               int64_t* next_revision, Response* response) {
+                               bool include_previous, int64_t* next_revision,
+                               Response* response) {
   int64_t dispatched = dispatched_.load(std::memory_order_acquire);
   if (tenant != nullptr && *next_revision <= dispatched &&
       tenant->last_touched.load(std::memory_order_acquire) < *next_revision) {
@@ -358,8 +368,16 @@ absl::Status WatchHub::Collect(const FilterExpr* filter, const Tenant* tenant,
   auto take = [&](const Entry& entry) {
     *next_revision = entry.change.revision + 1;
     if (!Visible(filter, entry.change)) return;
-    response->events.push_back(entry.encoded);
-    response->bytes += entry.encoded.size();
+    if (include_previous && entry.change.previous.has_value()) {
+      // Encoded for this watcher alone: most watchers do not ask for it,
+      // and the ring keeps one encoding per change.
+      response->events.push_back(
+          EncodeEvent(EventType(entry.change.kind), entry.change.revision,
+                      entry.change.task, &*entry.change.previous));
+    } else {
+      response->events.push_back(entry.encoded);
+    }
+    response->bytes += response->events.back().size();
   };
   while (!Full(*response)) {
     {
@@ -397,8 +415,10 @@ absl::Status WatchHub::Collect(const FilterExpr* filter, const Tenant* tenant,
       if (Full(*response)) break;
       *next_revision = change.revision + 1;
       if (!Visible(filter, change)) continue;
-      response->events.push_back(
-          EncodeEvent(EventType(change.kind), change.revision, change.task));
+      response->events.push_back(EncodeEvent(
+          EventType(change.kind), change.revision, change.task,
+          include_previous && change.previous.has_value() ? &*change.previous
+                                                          : nullptr));
       response->bytes += response->events.back().size();
     }
   }
@@ -473,9 +493,11 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(WatchSpec spec) {
             " has been compacted; the oldest revision available is ",
             store_->OldestRevision(),
             ". List the tasks again and watch from the list's revision + 1")),
-        "REVISION_COMPACTED"));
+        "REVISION_COMPACTED",
+        {{"oldest_revision", absl::StrCat(store_->OldestRevision())}}));
   }
   auto* watcher = new Watcher(this, effective, next_revision, interval);
+  watcher->set_include_previous(spec.include_previous);
   if (snapshot.has_value()) {
     watcher->SetInitialState(std::move(snapshot->tasks), snapshot->revision);
   }

@@ -98,6 +98,8 @@ struct WatchSpec {
   std::optional<absl::Duration> progress_interval;
   // The caller's tenant ("" for every tenant), for the per-tenant cap.
   std::string tenant;
+  // Events carry the task before the change (TaskEvent.previous).
+  bool include_previous = false;
 };
 
 class WatchHub {
@@ -173,7 +175,8 @@ class WatchHub {
   // changes. `tenant`, if not null, is the one tenant `filter` admits.
   // OutOfRange if *next_revision fell out of the history.
   absl::Status Collect(const FilterExpr* filter, const Tenant* tenant,
-                       int64_t* next_revision, Response* response);
+                       bool include_previous, int64_t* next_revision,
+                       Response* response);
   bool Full(const Response& response) const;
   void Unregister(Watcher* watcher);
   absl::Status CheckCapsLocked(const std::string& tenant)

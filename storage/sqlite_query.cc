@@ -227,4 +227,18 @@ SqlQuery BuildListQuery(const ListQuery& query, int limit) {
   return result;
 }
 
+SqlQuery BuildCountQuery(const CountQuery& query) {
+  SqlQuery result;
+  std::vector<std::string> columns;
+  for (TaskField field : query.group_by) columns.push_back(ColumnOf(field));
+  const std::string groups = absl::StrJoin(columns, ", ");
+  result.sql = absl::StrCat(
+      "SELECT ", groups, columns.empty() ? "" : ", ", "COUNT(*) FROM tasks",
+      query.filter == nullptr
+          ? ""
+          : absl::StrCat(" WHERE ", Compile(*query.filter, &result.params)),
+      columns.empty() ? "" : absl::StrCat(" GROUP BY ", groups));
+  return result;
+}
+
 }  // namespace taskd::sqlite

@@ -47,6 +47,17 @@ std::string WhereClause(const FilterExpr* filter,
 // ORDER BY <order> LIMIT <limit>.
 SqlQuery BuildListQuery(const ListQuery& query, int limit);
 
+// SELECT <group_by columns>, COUNT(*) FROM tasks WHERE <filter>
+// GROUP BY <group_by columns>: a count read from the tasks themselves.
+SqlQuery BuildCountQuery(const CountQuery& query);
+
+// The counters the store keeps in the same transaction as each change: how
+// many tasks each (tenant_id, state, result_code) has. A count whose filter
+// reads and whose group_by names only these fields is answered from them
+// (one row per combination that ever had a task) instead of the tasks.
+inline constexpr TaskField kCountedFields[] = {
+    TaskField::kTenantId, TaskField::kState, TaskField::kResultCode};
+
 }  // namespace taskd::sqlite
 
 #endif  // TASKD_STORAGE_SQLITE_QUERY_H_

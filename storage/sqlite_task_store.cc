@@ -4,10 +4,12 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <optional>
 #include <random>
+#include <set>
 #include <thread>
 #include <utility>
 #include <variant>
@@ -138,6 +140,23 @@ constexpr const char* kMigrations[] = {
       CREATE INDEX tasks_by_queue
         ON tasks (state, priority, tenant_id, enqueued_at, id);
     )sql",
+    // 5: counts for dashboards (issue 13). How many tasks each (tenant,
+    // state, result code) has, kept by every change in its own transaction
+    // (CountChange), so that counts by state over all tasks or one tenant
+    // read a few rows instead of every task. Rows that fall to zero stay
+    // (one per combination that ever had a task: a few per tenant).
+    R"sql(
+      CREATE TABLE task_counts (
+        tenant_id   TEXT NOT NULL,
+        state       INTEGER NOT NULL,
+        result_code INTEGER NOT NULL,
+        n           INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, state, result_code)
+      ) WITHOUT ROWID;
+      INSERT INTO task_counts (tenant_id, state, result_code, n)
+        SELECT tenant_id, state, result_code, COUNT(*) FROM tasks
+        GROUP BY tenant_id, state, result_code;
+    )sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -145,8 +164,13 @@ std::string EtagOf(int64_t revision) { return absl::StrCat("r", revision); }
 
 // A read below the history kept. The reason lets clients tell it from other
 // OUT_OF_RANGE errors without parsing the message.
-absl::Status CompactedError(const std::string& message) {
-  return WithReason(absl::OutOfRangeError(message), "REVISION_COMPACTED");
+// `from` is below `oldest`, the oldest revision kept.
+absl::Status CompactedError(int64_t from, int64_t oldest) {
+  return WithReason(
+      absl::OutOfRangeError(absl::StrCat(
+          "revision ", from,
+          " has been compacted; the oldest revision available is ", oldest)),
+      "REVISION_COMPACTED", {{"oldest_revision", absl::StrCat(oldest)}});
 }
 
 // The fields that have columns of their own (TaskField), in kTaskColumns
@@ -345,7 +369,7 @@ class SqliteTaskStore final : public TaskStore {
   int64_t CurrentRevision() override { return current_revision_.load(); }
   int64_t OldestRevision() override { return oldest_revision_.load(); }
   std::string InstanceSecret() override { return secret_; }
-  absl::StatusOr<std::map<Task::State, int64_t>> CountByState() override;
+  absl::StatusOr<CountResult> Count(const CountQuery& query) override;
 
  protected:
   bool WaitingWouldDeadlock() const override {
@@ -467,6 +491,16 @@ class SqliteTaskStore final : public TaskStore {
   // SQLite then rewrites only the indexes over those columns.
   absl::Status UpdateRow(const Task& current, const Task& next)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Keeps task_counts up to date with `change` (see migration 5).
+  absl::Status CountChange(const Change& change)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Adds `delta` to the counter of `task`'s (tenant, state, result code).
+  absl::Status AddToCounter(const Task& task, int64_t delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Count from task_counts, on `connection` in its read transaction.
+  static absl::Status CountFromCounters(Connection* connection,
+                                        const CountQuery& query,
+                                        CountResult* result);
   // Writes the history row of `change`, whose task's revision must already
   // be the new revision.
   absl::Status RecordChange(const Change& change)
@@ -1036,6 +1070,7 @@ absl::StatusOr<Task> SqliteTaskStore::Record(Change::Kind kind, Task task,
                 at.now};
   at.write->half_written = true;
   if (absl::Status status = RecordChange(change); !status.ok()) return status;
+  if (absl::Status status = CountChange(change); !status.ok()) return status;
   at.write->half_written = false;
   at.write->changed = true;
   at.changes->push_back(std::move(change));
@@ -1111,27 +1146,125 @@ absl::StatusOr<std::vector<Task>> SqliteTaskStore::ListByDeadline(int limit) {
   return tasks;
 }
 
-absl::StatusOr<std::map<Task::State, int64_t>> SqliteTaskStore::CountByState() {
+absl::StatusOr<CountResult> SqliteTaskStore::Count(const CountQuery& query) {
   Reader reader(this);
-  Statement count =
-      reader->Prepare("SELECT state, COUNT(*) FROM tasks GROUP BY state");
-  std::map<Task::State, int64_t> counts;
-  while (count.Step()) {
-    counts[static_cast<Task::State>(count.ColumnInt64(0))] =
-        count.ColumnInt64(1);
+  // One read transaction: the revision and the counts come from one
+  // snapshot.
+  Transaction transaction(reader.get());
+  if (absl::Status status = transaction.BeginRead(); !status.ok()) {
+    return status;
   }
-  if (!count.status().ok()) return count.status();
-  return counts;
+  CountResult result;
+  {
+    Statement revision =
+        reader->Prepare("SELECT value FROM meta WHERE key = 'revision'");
+    result.revision = revision.Step() ? revision.ColumnInt64(0) : 0;
+    if (!revision.status().ok()) return revision.status();
+  }
+  auto counted = [](TaskField field) {
+    return std::find(std::begin(sqlite::kCountedFields),
+                     std::end(sqlite::kCountedFields),
+                     field) != std::end(sqlite::kCountedFields);
+  };
+  const std::set<TaskField> read = FieldsOf(query.filter.get());
+  if (std::all_of(read.begin(), read.end(), counted) &&
+      std::all_of(query.group_by.begin(), query.group_by.end(), counted)) {
+    if (absl::Status s = CountFromCounters(reader.get(), query, &result);
+        !s.ok()) {
+      return s;
+    }
+  } else {
+    sqlite::SqlQuery sql = sqlite::BuildCountQuery(query);
+    Statement count = reader->Prepare(sql.sql);
+    for (size_t i = 0; i < sql.params.size(); ++i) {
+      count.Bind(static_cast<int>(i) + 1, sql.params[i]);
+    }
+    const int columns = static_cast<int>(query.group_by.size());
+    while (count.Step()) {
+      const int64_t n = count.ColumnInt64(columns);
+      if (n == 0) continue;  // no GROUP BY: one row, even with no tasks
+      GroupKey key;
+      for (int i = 0; i < columns; ++i) {
+        if (InfoOf(query.group_by[i]).kind == FieldKind::kString) {
+          key.emplace_back(count.ColumnText(i));
+        } else {
+          key.emplace_back(count.ColumnInt64(i));
+        }
+      }
+      result.groups[std::move(key)] += n;
+    }
+    if (!count.status().ok()) return count.status();
+  }
+  if (absl::Status status = transaction.Commit(); !status.ok()) return status;
+  return result;
+}
+
+absl::Status SqliteTaskStore::CountFromCounters(Connection* connection,
+                                                const CountQuery& query,
+                                                CountResult* result) {
+  // A filter that pins the tenant reads only that tenant's rows (the
+  // primary key's prefix); any other filter is evaluated on each row as
+  // on a task that has just these three fields, which is exact because the
+  // filter reads no other field.
+  std::optional<FieldValue> tenant =
+      RequiredValue(query.filter.get(), TaskField::kTenantId);
+  Statement rows = connection->Prepare(
+      tenant.has_value()
+          ? "SELECT tenant_id, state, result_code, n FROM task_counts "
+            "WHERE tenant_id = ?1 AND n <> 0"
+          : "SELECT tenant_id, state, result_code, n FROM task_counts "
+            "WHERE n <> 0");
+  if (tenant.has_value()) rows.Bind(1, *tenant);
+  TaskCounts counts(query.group_by);
+  Task row;
+  while (rows.Step()) {
+    row.set_tenant_id(rows.ColumnText(0));
+    row.set_state(static_cast<Task::State>(rows.ColumnInt64(1)));
+    row.set_result_code(static_cast<Task::ResultCode>(rows.ColumnInt64(2)));
+    if (Matches(query.filter.get(), row)) counts.Add(row, rows.ColumnInt64(3));
+  }
+  if (!rows.status().ok()) return rows.status();
+  result->groups = counts.groups();
+  return absl::OkStatus();
+}
+
+absl::Status SqliteTaskStore::CountChange(const Change& change) {
+  switch (change.kind) {
+    case Change::Kind::kCreated:
+      return AddToCounter(change.task, 1);
+    case Change::Kind::kDeleted:
+      return AddToCounter(change.task, -1);
+    case Change::Kind::kUpdated:
+      break;
+  }
+  const Task& before = *change.previous;
+  const Task& after = change.task;
+  if (before.tenant_id() == after.tenant_id() &&
+      before.state() == after.state() &&
+      before.result_code() == after.result_code()) {
+    return absl::OkStatus();  // most updates: nothing counted changes
+  }
+  if (absl::Status s = AddToCounter(before, -1); !s.ok()) return s;
+  return AddToCounter(after, 1);
+}
+
+absl::Status SqliteTaskStore::AddToCounter(const Task& task, int64_t delta) {
+  Statement add = writer_->Prepare(
+      "INSERT INTO task_counts (tenant_id, state, result_code, n) "
+      "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant_id, state, result_code) "
+      "DO UPDATE SET n = n + excluded.n");
+  add.BindText(1, task.tenant_id());
+  add.BindInt64(2, static_cast<int64_t>(task.state()));
+  add.BindInt64(3, static_cast<int64_t>(task.result_code()));
+  add.BindInt64(4, delta);
+  return add.Run();
 }
 
 absl::StatusOr<std::vector<Change>> SqliteTaskStore::ReadChanges(int64_t from,
                                                                  int limit) {
   if (from < 1) from = 1;
   if (from < oldest_revision_.load()) {
-    return CompactedError(
-        absl::StrCat("revision ", from,
-                     " has been compacted; the oldest revision available is ",
-                     oldest_revision_.load()));
+    return CompactedError(from, oldest_revision_.load());
   }
   Reader reader(this);
   Statement read = reader->Prepare(
@@ -1163,16 +1296,10 @@ absl::StatusOr<std::vector<Change>> SqliteTaskStore::ReadChanges(int64_t from,
   // The trim may have run while we read: what we read is only whole if
   // `from` is still available now.
   if (from < oldest_revision_.load()) {
-    return CompactedError(
-        absl::StrCat("revision ", from,
-                     " has been compacted; the oldest revision available is ",
-                     oldest_revision_.load()));
+    return CompactedError(from, oldest_revision_.load());
   }
   if (!changes.empty() && changes.front().revision != from) {
-    return CompactedError(
-        absl::StrCat("revision ", from,
-                     " has been compacted; the oldest revision available is ",
-                     changes.front().revision));
+    return CompactedError(from, changes.front().revision);
   }
   return changes;
 }

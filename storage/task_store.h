@@ -64,6 +64,7 @@
 #include "absl/time/time.h"
 #include "query/filter.h"
 #include "query/order_by.h"
+#include "query/task_counts.h"
 #include "tasks/v1/tasks.pb.h"
 
 namespace taskd {
@@ -102,6 +103,21 @@ struct ListResult {
   bool more = false;
   // The store revision the page reflects: the page is a consistent snapshot
   // of the store at exactly this revision.
+  int64_t revision = 0;
+};
+
+// A CountTasks question, already parsed.
+struct CountQuery {
+  // Null counts every task.
+  std::shared_ptr<const FilterExpr> filter;
+  // Zero to kMaxGroupBy Groupable() fields; zero: one group, the total.
+  std::vector<TaskField> group_by;
+};
+
+struct CountResult {
+  // Each group with at least one task (GroupKeyOf) and its count.
+  std::map<GroupKey, int64_t> groups;
+  // The counts are a snapshot of the store at exactly this revision.
   int64_t revision = 0;
 };
 
@@ -237,8 +253,11 @@ class TaskStore {
   // others there are.
   virtual absl::StatusOr<std::vector<Task>> ListByDeadline(int limit) = 0;
 
-  // How many tasks are in each state (states with none are left out).
-  virtual absl::StatusOr<std::map<Task::State, int64_t>> CountByState() = 0;
+  // How many tasks match `query.filter`, per group. An implementation may
+  // keep counters in the same transaction as each change, so that the
+  // questions dashboards ask most (by state and result code, over all tasks
+  // or one tenant's) do not read the tasks at all.
+  virtual absl::StatusOr<CountResult> Count(const CountQuery& query) = 0;
 
   // A random secret created with the database and kept with it, for sealing
   // tokens that must survive restarts (page tokens).

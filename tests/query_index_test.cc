@@ -157,7 +157,7 @@ class QueryIndexTest : public ::testing::Test {
 };
 
 TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
-  ASSERT_EQ(SqliteSchemaVersion(), 4);
+  ASSERT_EQ(SqliteSchemaVersion(), 5);
   Task task;
   task.set_id("v1-task");
   task.set_uuid("0b6f6c4e-2f1d-4a8e-9c3b-5d7e8f9a0b1c");
@@ -208,6 +208,13 @@ TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
   ASSERT_TRUE(page.ok()) << page.status();
   ASSERT_EQ(page->tasks.size(), 1u);
   EXPECT_EQ(page->tasks[0].id(), "v1-task");
+  // Migration 5 counted the old rows: a count from its counters (state
+  // only) sees the task.
+  absl::StatusOr<CountResult> counted =
+      store->Count(CountQuery{nullptr, {TaskField::kState}});
+  ASSERT_TRUE(counted.ok()) << counted.status();
+  EXPECT_EQ(counted->groups,
+            (std::map<GroupKey, int64_t>{{{int64_t{Task::started}}, 1}}));
   // The request id still deduplicates.
   Task retry = task;
   retry.set_id("other");
@@ -244,9 +251,9 @@ TEST_F(QueryIndexTest, Version2DatabasesWithAndWithoutThePriorityIndex) {
     {
       Database db(path_, /*read_only=*/false);
       if (!had_it) db.Exec("DROP INDEX tasks_by_state_priority");
-      // Undo migration 4 (a version 2 database has none of it).
+      // Undo migrations 5 and 4 (a version 2 database has none of them).
       for (const char* undo :
-           {"DROP INDEX tasks_by_deadline", "DROP INDEX tasks_by_queue",
+           {"DROP TABLE task_counts", "DROP INDEX tasks_by_deadline", "DROP INDEX tasks_by_queue",
             "ALTER TABLE tasks DROP COLUMN assign_count",
             "ALTER TABLE tasks DROP COLUMN cancel_requested",
             "ALTER TABLE tasks DROP COLUMN assigned_at",

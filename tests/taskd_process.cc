@@ -21,6 +21,9 @@ void TaskdProcess::Launch() {
       options_.binary.empty() ? TaskdPath() : options_.binary,
       "--listen=" + options_.listen};
   if (!options_.db_path.empty()) argv.push_back("--db=" + options_.db_path);
+  // Tests run side by side: the HTTP listener's fixed default port would
+  // collide. A flag of the test's own (later on the line) wins.
+  argv.push_back("--http_listen=127.0.0.1:0");
   argv.insert(argv.end(), options_.flags.begin(), options_.flags.end());
   process_.reset();  // kills one still running
   serving_line_.clear();
