@@ -41,7 +41,9 @@ struct DbCheck {
   //   - replaying the history from its first kept revision gives, for every
   //     task it touches, exactly the row in `tasks` (every column) or, after
   //     a deletion, no row; a task it does not touch is older than the
-  //     history.
+  //     history;
+  //   - task_counts counts exactly the rows of `tasks` per (tenant, state,
+  //     result code).
   std::vector<std::string> problems;
   std::string integrity;
   int64_t meta_revision = 0;

@@ -29,6 +29,7 @@
 #include "gtest/gtest.h"
 #include "query/filter.h"
 #include "query/order_by.h"
+#include "query/task_counts.h"
 #include "query/task_fields.h"
 #include "storage/sqlite_task_store.h"
 #include "tests/test_store.h"
@@ -597,6 +598,109 @@ TEST_F(QueryDifferentialTest, SqlAndMatchesSelectTheSameTasks) {
   EXPECT_GT(partial, kFilters / 3);
   std::printf("%d of %d filters matched some but not all tasks\n", partial,
               kFilters);
+}
+
+// A filter over only the fields the store keeps counters for (tenant,
+// state, result code), so that Count answers it from the counters.
+std::string CounterFilter(Random& rng, int depth) {
+  if (depth < 2 && rng.OneIn(3)) {
+    return absl::StrCat("(", CounterFilter(rng, depth + 1),
+                        rng.OneIn(2) ? " AND " : " OR ",
+                        CounterFilter(rng, depth + 1), ")");
+  }
+  if (depth < 2 && rng.OneIn(6)) {
+    return absl::StrCat("NOT ", CounterFilter(rng, depth + 1));
+  }
+  static const char* kOps[] = {"=", "!=", "<", ">="};
+  switch (rng.Uniform(3)) {
+    case 0:
+      return absl::StrCat("state ", kOps[rng.Uniform(4)], " ",
+                          Task::State_Name(static_cast<Task::State>(
+                              1 + rng.Uniform(5))));
+    case 1:
+      return absl::StrCat("result_code ", kOps[rng.Uniform(2)], " ",
+                          Task::ResultCode_Name(static_cast<Task::ResultCode>(
+                              1 + rng.Uniform(6))));
+    default:
+      return absl::StrCat("tenant_id = ", QuoteString(rng.Pick(Tenants())));
+  }
+}
+
+// Every filter's count, grouped by random fields, against the in-memory
+// count of the tasks the filter matches; then the same after a random run
+// of updates and deletions, which the store's counters must follow.
+TEST_F(QueryDifferentialTest, CountsAgreeWithTheInMemoryCount) {
+  SCOPED_TRACE(absl::StrCat("TASKD_QUERY_SEED=", seed_));
+  Random rng(seed_ ^ 0xc0417);
+  const std::vector<TaskField> groupable = {
+      TaskField::kState,    TaskField::kResultCode, TaskField::kType,
+      TaskField::kPriority, TaskField::kTenantId,   TaskField::kExecutorId};
+  const std::vector<TaskField> counted = {
+      TaskField::kState, TaskField::kResultCode, TaskField::kTenantId};
+  auto check_all = [&](int rounds) {
+    for (int i = 0; i < rounds && !HasFailure(); ++i) {
+      // Half the questions are what the counters answer.
+      const bool from_counters = rng.OneIn(2);
+      std::string text;
+      if (!rng.OneIn(8)) {
+        text = from_counters ? CounterFilter(rng, 0)
+                             : GenerateFilter(rng, 0).text;
+      }
+      std::vector<TaskField> group_by;
+      const std::vector<TaskField>& pool =
+          from_counters ? counted : groupable;
+      for (int n = rng.Uniform(3); n > 0; --n) {
+        TaskField field = rng.Pick(pool);
+        if (std::find(group_by.begin(), group_by.end(), field) ==
+            group_by.end()) {
+          group_by.push_back(field);
+        }
+      }
+      SCOPED_TRACE(absl::StrCat("filter: ", text, " groups: ",
+                                group_by.size()));
+      absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
+          ParseFilter(text);
+      ASSERT_TRUE(filter.ok()) << filter.status();
+      TaskCounts expected(group_by);
+      for (const Task& task : tasks_) {
+        if (Matches(filter->get(), task)) expected.Add(task, 1);
+      }
+      absl::StatusOr<CountResult> counted_now =
+          store_->Count(CountQuery{*filter, group_by});
+      ASSERT_TRUE(counted_now.ok()) << counted_now.status();
+      EXPECT_EQ(counted_now->groups, expected.groups());
+      EXPECT_EQ(counted_now->revision, store_->CurrentRevision());
+    }
+  };
+  check_all(400);
+  // Moves between groups (state, result, tenant), changes of other fields,
+  // deletions.
+  for (int i = 0; i < 300; ++i) {
+    const Task& victim = rng.Pick(tasks_);
+    if (rng.OneIn(6)) {
+      ASSERT_TRUE(store_->Delete(victim.id(), nullptr).ok());
+    } else {
+      const int what = rng.Uniform(4);
+      const auto state = static_cast<Task::State>(1 + rng.Uniform(5));
+      const auto result = static_cast<Task::ResultCode>(rng.Uniform(7));
+      const std::string tenant = rng.Pick(Tenants());
+      const std::string type = rng.Pick(Types());
+      absl::StatusOr<Task> updated = store_->Update(
+          victim.id(), [=](const Task& current) -> absl::StatusOr<Task> {
+            Task next = current;
+            if (what == 0) next.set_state(state);
+            if (what == 1) next.set_result_code(result);
+            if (what == 2) next.set_tenant_id(tenant);
+            next.set_type(type);
+            return next;
+          });
+      if (!updated.ok()) {
+        ASSERT_EQ(updated.status().code(), absl::StatusCode::kNotFound);
+      }
+    }
+    tasks_ = ListAll(nullptr, ParseOrderBy("id").value(), 1000);
+  }
+  check_all(400);
 }
 
 TEST_F(QueryDifferentialTest, PagesConcatenateToTheInMemorySort) {
