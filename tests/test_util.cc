@@ -205,10 +205,14 @@ CommandResult RunTaskctl(const std::vector<std::string>& args,
 }
 
 std::string JsonField(const std::string& json, const std::string& key) {
-  std::string needle = absl::StrCat("\"", key, "\": \"");
+  // Pretty ("key": "v") or compact ("key":"v") JSON alike.
+  const std::string needle = absl::StrCat("\"", key, "\":");
   size_t at = json.find(needle);
   if (at == std::string::npos) return "";
   at += needle.size();
+  while (at < json.size() && json[at] == ' ') ++at;
+  if (at >= json.size() || json[at] != '"') return "";
+  ++at;
   return json.substr(at, json.find('"', at) - at);
 }
 

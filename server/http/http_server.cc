@@ -327,9 +327,11 @@ class Session final : public SessionBase,
     keep_alive_ = request_.keep_alive();
     const auto verb = request_.method();
 
-    if (absl::StartsWith(path, "/") &&
-        absl::StrContains(path.substr(1), "/") &&
-        absl::StrContains(path, ".")) {
+    // An RPC's path is /<package.Service>/<Method>: two segments, the
+    // first with dots.
+    const std::vector<absl::string_view> segments =
+        absl::StrSplit(path.substr(1), '/');
+    if (segments.size() == 2 && absl::StrContains(segments[0], ".")) {
       if (verb != bhttp::verb::post) {
         return ReplyError(405, InvalidArgument("RPCs are POST requests"),
                           keep_alive_, "POST");
@@ -469,6 +471,17 @@ class Session final : public SessionBase,
                         : "application/grpc-web+proto",
                    text ? absl::Base64Escape(body) : body, keep_alive_);
     }
+    if (wire_ == Wire::kConnectStreamJson ||
+        wire_ == Wire::kConnectStreamProto) {
+      // A stream refused before it began: an empty stream that ends with
+      // the error, as Connect clients read it.
+      return Reply(200,
+                   wire_ == Wire::kConnectStreamJson
+                       ? "application/connect+json"
+                       : "application/connect+proto",
+                   Frame(kConnectEndStream, ConnectEndStreamJson(status)),
+                   keep_alive_);
+    }
     if (!status.ok()) {
       return ReplyError(HttpStatusOf(status.error_code()), status,
                         keep_alive_);
@@ -568,9 +581,7 @@ class Session final : public SessionBase,
     // the connection (or broke the protocol): either way the call ends.
     stream_.async_read_some(net::buffer(probe_),
                             [self](beast::error_code, size_t) {
-                              if (self->call_ != nullptr && !self->stream_done_) {
-                                self->call_->Cancel();
-                              }
+                              if (self->call_ != nullptr) self->call_->Cancel();
                             });
   }
 
@@ -583,7 +594,7 @@ class Session final : public SessionBase,
       return;
     }
     Send(Chunk(out), [self] {
-      if (!self->stream_done_) self->call_->Next();
+      if (self->call_ != nullptr) self->call_->Next();
     });
   }
 
@@ -646,6 +657,8 @@ class Session final : public SessionBase,
 
   void OnStreamDone(const grpc::Status& status) {
     stream_done_ = true;
+    // The call holds callbacks that hold this session: let it go.
+    call_.reset();
     keepalive_.cancel();
     --shared_->streams;
     if (closed_) return;
@@ -751,7 +764,7 @@ class Session final : public SessionBase,
     out_.pop_front();
     writing_ = false;
     if (ec) {
-      if (call_ != nullptr && !stream_done_) call_->Cancel();
+      if (call_ != nullptr) call_->Cancel();
       return Close();
     }
     if (then) then();
