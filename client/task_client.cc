@@ -73,6 +73,14 @@ absl::StatusOr<tasks::v1::ListTasksResponse> TaskClient::List(
   return Call(&tasks::v1::TaskService::Stub::ListTasks, request);
 }
 
+absl::StatusOr<tasks::v1::CountTasksResponse> TaskClient::Count(
+    absl::string_view filter, const std::vector<std::string>& group_by) {
+  tasks::v1::CountTasksRequest request;
+  request.set_filter(std::string(filter));
+  for (const std::string& field : group_by) request.add_group_by(field);
+  return Call(&tasks::v1::TaskService::Stub::CountTasks, request);
+}
+
 absl::StatusOr<Task> TaskClient::Update(const Task& task,
                                         const std::vector<std::string>& paths,
                                         absl::string_view etag) {

@@ -53,6 +53,10 @@ class TaskClient {
   absl::StatusOr<tasks::v1::Task> Get(absl::string_view id);
   absl::StatusOr<tasks::v1::ListTasksResponse> List(
       const tasks::v1::ListTasksRequest& request);
+  // How many tasks match `filter`, grouped by up to two fields (state,
+  // result_code, type, priority, tenant_id, executor_id).
+  absl::StatusOr<tasks::v1::CountTasksResponse> Count(
+      absl::string_view filter, const std::vector<std::string>& group_by);
   // Writes the fields named in `paths` (type, priority, policy_id,
   // resource_id) from `task`; task.id names the task.
   absl::StatusOr<tasks::v1::Task> Update(const tasks::v1::Task& task,

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <set>
@@ -54,6 +55,10 @@ commands:
                                   unset: the server's default
   get ID                          (ID or UUID)
   list [--filter=EXPR] [--order-by=KEYS] [--limit=N] [--page-token=T] [--all]
+  count [--filter=EXPR] [--group-by=FIELD[,FIELD]]
+                                  how many tasks, by up to two of state,
+                                  result_code, type, priority, tenant_id,
+                                  executor_id
   update ID [--type=T] [--priority=P] [--policy-id=UUID] [--resource-id=UUID]
   delete ID
   assign ID --executor=EXECUTOR   prints the task with its lease token
@@ -280,6 +285,7 @@ class Command {
     if (c == "create") return Create();
     if (c == "get") return PrintTask(client_.Get(Id()));
     if (c == "list") return List();
+    if (c == "count") return Count();
     if (c == "update") return Update();
     if (c == "delete") return Delete();
     if (c == "assign") {
@@ -645,6 +651,31 @@ class Command {
     return 0;
   }
 
+  int Count() {
+    std::vector<std::string> group_by;
+    if (args_.Has("group-by")) {
+      group_by = absl::StrSplit(args_.Get("group-by"), ',', absl::SkipEmpty());
+    }
+    absl::StatusOr<tasks::v1::CountTasksResponse> counted =
+        client_.Count(args_.Get("filter"), group_by);
+    if (!counted.ok()) return Fail(counted.status());
+    if (json_) {
+      std::cout << taskd::ToJson(*counted, true) << "\n";
+      return 0;
+    }
+    // One line per group: its values, then the count; "-" for unset.
+    for (const tasks::v1::TaskCount& group : counted->groups()) {
+      for (const std::string& value : group.values()) {
+        std::cout << std::left << std::setw(14)
+                  << (value.empty() ? "-" : value) << " ";
+      }
+      std::cout << group.count() << "\n";
+    }
+    if (counted->groups_size() == 0) std::cout << "0\n";
+    std::cerr << "(revision " << counted->revision() << ")\n";
+    return 0;
+  }
+
   Args& args_;
   std::shared_ptr<grpc::Channel> channel_;
   taskd::TaskClient& client_;
@@ -701,6 +732,7 @@ int main(int argc, char** argv) {
         "exec-timeout", "max-assign-count"}},
       {"get", {}},
       {"list", {"filter", "order-by", "limit", "page-token", "all"}},
+      {"count", {"filter", "group-by"}},
       {"update", {"type", "priority", "policy-id", "resource-id", "etag"}},
       {"delete", {"etag"}},
       {"assign", {"executor", "etag"}},

@@ -406,6 +406,35 @@ TEST_F(HttpTest, ServerStreamsOverGrpcWebAndConnect) {
   EXPECT_THAT(wrong.body, HasSubstr("application/connect+json"));
 }
 
+// A call's deadline comes from grpc-timeout (gRPC-Web) or
+// connect-timeout-ms (Connect), as a native client's would.
+TEST_F(HttpTest, TimeoutHeadersBecomeTheCallsDeadline) {
+  Start();
+  const std::string wait = R"({"executorId":"e1","wait":"20s"})";
+  const absl::Time start = absl::Now();
+  Response connect = PostJson("AcquireTask", wait,
+                              {"Connect-Timeout-Ms: 300"});
+  EXPECT_EQ(connect.status, 504) << connect.body;
+  EXPECT_EQ(testing::JsonField(connect.body, "code"), "deadline_exceeded");
+
+  tasks::v1::AcquireTaskRequest acquire;
+  acquire.set_executor_id("e1");
+  acquire.mutable_wait()->set_seconds(20);
+  Response web = Request(
+      "POST", "/tasks.v1.TaskService/AcquireTask", "application/grpc-web+proto",
+      http::Frame(http::kFrameData, acquire.SerializeAsString()),
+      {"grpc-timeout: 300m"});
+  auto frames = Frames(web.body);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_THAT(frames[0].second, HasSubstr("grpc-status:4"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+
+  Response bad = PostJson("GetTask", R"({"id":"x"})",
+                          {"Connect-Timeout-Ms: soon"});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body, HasSubstr("connect-timeout-ms"));
+}
+
 // Reads SSE events from a raw stream: (event, id, data).
 struct SseEvent {
   std::string event, id, data;

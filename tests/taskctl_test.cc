@@ -62,6 +62,24 @@ class TaskctlTest : public ::testing::Test {
   std::unique_ptr<testing::TaskdProcess> taskd_;
 };
 
+TEST_F(TaskctlTest, CountGroupsByTheFieldsAsked) {
+  MustRun({"create", "--type=backup"});
+  MustRun({"create", "--type=backup"});
+  MustRun({"create", "--type=restore", "--priority=high"});
+  Result by_type = MustRun({"count", "--group-by=type,priority"});
+  EXPECT_THAT(by_type.out, ::testing::MatchesRegex(
+                               "backup +normal +2\nrestore +high +1\n"))
+      << by_type;
+  EXPECT_THAT(by_type.err, HasSubstr("(revision 3)"));
+  Result total = MustRun({"count", "--filter=type = restore", "-o", "json"});
+  EXPECT_THAT(total.out, HasSubstr(R"("count": "1")"));
+  Result none = MustRun({"count", "--filter=type = nothing"});
+  EXPECT_EQ(none.out, "0\n");
+  Result bad = Taskctl({"count", "--group-by=state,id"});
+  EXPECT_EQ(bad.rc, 1) << bad;
+  EXPECT_THAT(bad.err, HasSubstr("group_by[1]"));
+}
+
 TEST_F(TaskctlTest, EveryLifeCycleCommandMovesTheTask) {
   MustRun({"create", "--type=backup", "--id=job", "--priority=low"});
   Result updated = MustRun(

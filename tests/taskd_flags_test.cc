@@ -197,6 +197,60 @@ TEST_F(TaskdFlagsTest, TheStartUpLineSaysHowItServes) {
   EXPECT_THAT(secured.log(), ::testing::Not(HasSubstr("no --auth_tokens")));
 }
 
+// Issue 13: the HTTP listener's flags. It serves on --http_listen (the
+// default is 127.0.0.1:8080, which --help says), is off when empty, obeys
+// the loopback rule and --http_max_connections.
+TEST_F(TaskdFlagsTest, HttpListenerFlags) {
+  std::string out, err;
+  testing::RunCommand({testing::TaskdPath(), "--help"}, "", &out, &err);
+  EXPECT_THAT(out + err, HasSubstr("default: \"127.0.0.1:8080\""));
+
+  testing::TaskdProcess off(With({"--http_listen="}));
+  ASSERT_TRUE(off.Start().ok()) << off.log();
+  EXPECT_EQ(off.serving_field("http"), "off");
+  EXPECT_EQ(off.Stop(SIGTERM), 0);
+
+  ExpectRefused({"--http_listen=0.0.0.0:0"}, "0.0.0.0:0");
+  ExpectRefused({"--http_threads=0"}, "--http_threads");
+  ExpectRefused({"--http_max_connections=0"}, "--http_max_connections");
+
+  testing::TaskdProcess capped(
+      With({"--http_listen=127.0.0.1:0", "--http_max_connections=1",
+            "--http_threads=1"}));
+  ASSERT_TRUE(capped.Start().ok()) << capped.log();
+  const std::string http = capped.serving_field("http");
+  const std::string url =
+      absl::StrCat("http://", http, "/tasks.v1.TaskService/CountTasks");
+  // One connection held open (an SSE stream)...
+  // (Subprocess reads stderr: curl's output goes there.)
+  testing::Subprocess held(
+      {"/bin/sh", "-c",
+       absl::StrCat("exec /usr/bin/curl -sN http://", http,
+                    "/v1/tasks:counts >&2")});
+  ASSERT_FALSE(held.WaitForLine("event: counts", absl::Seconds(10)).empty())
+      << held.output();
+  // ...so a second is closed at once, with no answer.
+  int rc = testing::RunCommand({"/usr/bin/curl", "-sS", "--max-time", "5",
+                                "-H", "Content-Type: application/json", "-d",
+                                "{}", url},
+                               "", &out, &err);
+  EXPECT_NE(rc, 0) << out;
+  held.Signal(SIGTERM);
+  held.Wait(absl::Seconds(5));
+  // Once it is gone, calls are served again.
+  bool served = false;
+  for (int i = 0; i < 50 && !served; ++i) {
+    rc = testing::RunCommand({"/usr/bin/curl", "-sS", "-H",
+                              "Content-Type: application/json", "-d", "{}",
+                              url},
+                             "", &out, &err);
+    served = rc == 0 && out == "{}";
+    if (!served) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(served) << out << err;
+  EXPECT_EQ(capped.Stop(SIGTERM), 0) << capped.log();
+}
+
 TEST_F(TaskdFlagsTest, SighupReloadsTheTokenFileAndABadFileKeepsTheOld) {
   WriteTokens("first");
   testing::TaskdProcess taskd(

@@ -43,7 +43,9 @@ std::string PercentEncode(absl::string_view text) {
     if (c >= 0x20 && c <= 0x7e && c != '%') {
       out.push_back(static_cast<char>(c));
     } else {
-      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+      absl::StrAppend(&out, "%",
+                      absl::AsciiStrToUpper(absl::StrCat(
+                          absl::Hex(c, absl::kZeroPad2))));
     }
   }
   return out;
