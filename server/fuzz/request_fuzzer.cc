@@ -4,13 +4,14 @@
 // real SQLite store. Built and run by scripts/fuzz-requests.
 //
 // Input: a sequence of records
-//   byte   op      which request (op % 12; 11 is ListTasks continuing the
-//                  last page token)
+//   byte   op      which request (op % 13; 11 is ListTasks continuing the
+//                  last page token, 12 CountTasks)
 //   byte   flags   bit 0: replace the request's task id with one of the
 //                         tasks created so far (bits 1-3 pick which);
 //                  bit 4: replace the etag with that task's current etag;
 //                  bit 5: call as a tenant-scoped caller rather than the
 //                         open admin;
+//                  bit 6: (CountTasks) group by tenant_id only;
 //   u16 le length, then that many bytes: the serialized request. Bytes that
 //                  do not parse are skipped, as gRPC would refuse them.
 // Each input gets a fresh store (a copy of an empty database) and a fake
@@ -24,7 +25,9 @@
 //     returns; a call that fails changes no revision;
 //   - a list page holds at most page_size tasks, each matching the filter
 //     (evaluated in memory), in the requested order, and only the caller's
-//     tenant's tasks; Get returns only the caller's tenant's task.
+//     tenant's tasks; Get returns only the caller's tenant's task;
+//   - a count reflects the store's current revision, holds no empty group
+//     and, grouped by tenant for a scoped caller, only the caller's tenant.
 #include <signal.h>
 #include <unistd.h>
 
@@ -144,11 +147,13 @@ bool Before(const OrderBy& order, const std::vector<FieldValue>& a,
 
 class Session {
  public:
-  // No WatchHub, Dispatcher or TaskTimers: only WatchTasks, AcquireTask
-  // and heartbeat renewals use them, and those are not called here.
+  // No WatchHub, CountHub, Dispatcher or TaskTimers: only the streams,
+  // AcquireTask and heartbeat renewals use them, and those are not called
+  // here.
   Session(TaskStore* store, Clock* clock)
       : store_(store),
-        service_(store, /*watch_hub=*/nullptr, /*dispatcher=*/nullptr,
+        service_(store, /*watch_hub=*/nullptr, /*count_hub=*/nullptr,
+                 /*dispatcher=*/nullptr,
                  /*timers=*/nullptr, &authorizer_, [clock] {
                    TaskServiceOptions options;
                    options.clock = clock;
@@ -177,7 +182,7 @@ class Session {
       if (etag != nullptr && (record.flags & 0x10)) *etag = target->etag();
     };
     const int64_t before = store_->CurrentRevision();
-    switch (record.op % 12) {
+    switch (record.op % 13) {
       case 0: {
         tasks::v1::CreateTaskRequest request;
         if (!Parse(record, &request)) return;
@@ -209,7 +214,7 @@ class Session {
       case 11: {
         tasks::v1::ListTasksRequest request;
         if (!Parse(record, &request)) return;
-        if (record.op % 12 == 11) request.set_page_token(last_page_token_);
+        if (record.op % 13 == 11) request.set_page_token(last_page_token_);
         absl::StatusOr<tasks::v1::ListTasksResponse> page =
             service_.List(request, caller);
         Check(page.status(), "List");
@@ -281,6 +286,31 @@ class Session {
         if (!Parse(record, &request)) return;
         substitute(request.mutable_id(), request.mutable_etag());
         return Wrote(before, service_.Cancel(request, caller), "Cancel");
+      }
+      case 12: {
+        tasks::v1::CountTasksRequest request;
+        if (!Parse(record, &request)) return;
+        if (record.flags & 0x40) {
+          request.clear_group_by();
+          request.add_group_by("tenant_id");
+        }
+        absl::StatusOr<tasks::v1::CountTasksResponse> counted =
+            service_.Count(request, caller);
+        Check(counted.status(), "Count");
+        if (counted.ok()) {
+          if (counted->revision() != before) {
+            Fail("Count's revision is not the store's");
+          }
+          const bool by_tenant = request.group_by_size() == 1 &&
+                                 request.group_by(0) == "tenant_id";
+          for (const tasks::v1::TaskCount& group : counted->groups()) {
+            if (group.count() <= 0) Fail("Count returned an empty group");
+            if (by_tenant && caller.scoped() && group.values(0) != kTenant) {
+              Fail("Count counted another tenant's tasks");
+            }
+          }
+        }
+        return ExpectRevision(before, "Count");
       }
     }
   }
