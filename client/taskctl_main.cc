@@ -666,8 +666,8 @@ class Command {
     // One line per group: its values, then the count; "-" for unset.
     for (const tasks::v1::TaskCount& group : counted->groups()) {
       for (const std::string& value : group.values()) {
-        std::cout << std::left << std::setw(14)
-                  << (value.empty() ? "-" : value) << " ";
+        std::cout << std::left << std::setw(14) << (value.empty() ? "-" : value)
+                  << " ";
       }
       std::cout << group.count() << "\n";
     }

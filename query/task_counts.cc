@@ -25,9 +25,8 @@ bool Groupable(TaskField field) {
 absl::StatusOr<std::vector<TaskField>> ParseGroupBy(
     const std::vector<std::string>& names) {
   if (names.size() > kMaxGroupBy) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("group_by: at most ", kMaxGroupBy, " fields, not ",
-                     names.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "group_by: at most ", kMaxGroupBy, " fields, not ", names.size()));
   }
   std::vector<TaskField> fields;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -39,8 +38,8 @@ absl::StatusOr<std::vector<TaskField>> ParseGroupBy(
           "type, priority, tenant_id, executor_id)"));
     }
     if (std::find(fields.begin(), fields.end(), info->field) != fields.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "group_by[", i, "]: \"", names[i], "\" is named twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("group_by[", i, "]: \"", names[i], "\" is named twice"));
     }
     fields.push_back(info->field);
   }

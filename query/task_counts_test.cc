@@ -20,8 +20,8 @@ TEST(ParseGroupByTest, AcceptsProtoAndJsonNames) {
   absl::StatusOr<std::vector<TaskField>> fields =
       ParseGroupBy({"state", "result_code"});
   ASSERT_TRUE(fields.ok()) << fields.status();
-  EXPECT_EQ(*fields,
-            (std::vector<TaskField>{TaskField::kState, TaskField::kResultCode}));
+  EXPECT_EQ(*fields, (std::vector<TaskField>{TaskField::kState,
+                                             TaskField::kResultCode}));
   EXPECT_TRUE(ParseGroupBy({}).ok());
   EXPECT_TRUE(ParseGroupBy({"tenant_id", "executor_id"}).ok());
 }

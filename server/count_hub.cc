@@ -99,8 +99,7 @@ class CountHub::Stream final : public CountHub::Reactor {
     for (const auto& [key, n] : view_->counts.groups()) {
       tasks::v1::TaskCount* group = response_.add_groups();
       for (size_t i = 0; i < key.size(); ++i) {
-        group->add_values(
-            GroupValueText(view_->counts.group_by()[i], key[i]));
+        group->add_values(GroupValueText(view_->counts.group_by()[i], key[i]));
       }
       group->set_count(n);
     }
@@ -217,9 +216,9 @@ CountHub::Reactor* CountHub::Refuse(const absl::Status& status) {
 }
 
 CountHub::Reactor* CountHub::Watch(CountWatchSpec spec) {
-  const absl::Duration interval = std::clamp(
-      spec.min_interval.value_or(options_.default_min_interval),
-      options_.min_min_interval, options_.max_min_interval);
+  const absl::Duration interval =
+      std::clamp(spec.min_interval.value_or(options_.default_min_interval),
+                 options_.min_min_interval, options_.max_min_interval);
   Stream* stream;
   {
     absl::MutexLock lock(&mu_);
@@ -230,20 +229,19 @@ CountHub::Reactor* CountHub::Watch(CountWatchSpec spec) {
     }
     if (options_.max_streams > 0 &&
         streams_ >= static_cast<size_t>(options_.max_streams)) {
-      return Refuse(WithReason(
-          absl::ResourceExhaustedError(absl::StrCat(
-              "too many count streams open (", streams_,
-              "); close some or try again later")),
-          "TOO_MANY_STREAMS"));
+      return Refuse(WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                                   "too many count streams open (", streams_,
+                                   "); close some or try again later")),
+                               "TOO_MANY_STREAMS"));
     }
     int& of_tenant = streams_by_tenant_[spec.tenant];
     if (options_.max_streams_per_tenant > 0 &&
         of_tenant >= options_.max_streams_per_tenant) {
-      return Refuse(WithReason(
-          absl::ResourceExhaustedError(absl::StrCat(
-              "too many count streams open for this tenant (", of_tenant,
-              "); close some or try again later")),
-          "TOO_MANY_STREAMS"));
+      return Refuse(
+          WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                         "too many count streams open for this tenant (",
+                         of_tenant, "); close some or try again later")),
+                     "TOO_MANY_STREAMS"));
     }
     std::shared_ptr<View>& view = views_[spec.key];
     if (view == nullptr) {
@@ -367,8 +365,7 @@ void CountHub::Shutdown(absl::Duration grace) {
   for (Stream* stream : finish) stream->Finish(status);
   absl::MutexLock lock(&mu_);
   mu_.AwaitWithTimeout(absl::Condition(
-                           +[](size_t* open) { return *open == 0; },
-                           &streams_),
+                           +[](size_t* open) { return *open == 0; }, &streams_),
                        grace);
 }
 

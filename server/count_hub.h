@@ -29,8 +29,8 @@
 
 #include <atomic>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,8 +78,7 @@ struct CountWatchSpec {
 
 class CountHub {
  public:
-  using Reactor =
-      grpc::ServerWriteReactor<tasks::v1::WatchTaskCountsResponse>;
+  using Reactor = grpc::ServerWriteReactor<tasks::v1::WatchTaskCountsResponse>;
 
   explicit CountHub(const CountHubOptions& options);
   CountHub(const CountHub&) = delete;

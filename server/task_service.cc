@@ -583,9 +583,8 @@ grpc::ServerUnaryReactor* TaskService::CountTasks(
 }
 
 grpc::ServerWriteReactor<tasks::v1::WatchTaskCountsResponse>*
-TaskService::WatchTaskCounts(
-    grpc::CallbackServerContext* context,
-    const tasks::v1::WatchTaskCountsRequest* request) {
+TaskService::WatchTaskCounts(grpc::CallbackServerContext* context,
+                             const tasks::v1::WatchTaskCountsRequest* request) {
   absl::StatusOr<Caller> caller = Authorize(*context, Method::kWatchCounts);
   if (!caller.ok()) return count_hub_->Refuse(caller.status());
   absl::StatusOr<CountWatchSpec> spec = WatchCounts(*request, *caller);
@@ -659,8 +658,8 @@ absl::StatusOr<tasks::v1::CountTasksResponse> TaskService::Count(
   absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
       ScopedFilter(request.filter(), caller);
   if (!filter.ok()) return filter.status();
-  absl::StatusOr<std::vector<TaskField>> group_by = ParseGroupBy(
-      {request.group_by().begin(), request.group_by().end()});
+  absl::StatusOr<std::vector<TaskField>> group_by =
+      ParseGroupBy({request.group_by().begin(), request.group_by().end()});
   if (!group_by.ok()) {
     return AsFieldError(group_by.status(), "group_by", "INVALID_FIELD");
   }
@@ -686,8 +685,8 @@ absl::StatusOr<CountWatchSpec> TaskService::WatchCounts(
       ScopedFilter(request.filter(), caller);
   if (!filter.ok()) return filter.status();
   spec.filter = *std::move(filter);
-  absl::StatusOr<std::vector<TaskField>> group_by = ParseGroupBy(
-      {request.group_by().begin(), request.group_by().end()});
+  absl::StatusOr<std::vector<TaskField>> group_by =
+      ParseGroupBy({request.group_by().begin(), request.group_by().end()});
   if (!group_by.ok()) {
     return AsFieldError(group_by.status(), "group_by", "INVALID_FIELD");
   }
@@ -706,9 +705,9 @@ absl::StatusOr<CountWatchSpec> TaskService::WatchCounts(
   for (TaskField field : spec.group_by) {
     fields.push_back(InfoOf(field).proto_name);
   }
-  spec.key = absl::StrCat("filter=", request.filter(), "\nscope=",
-                          caller.tenant, "\ngroup_by=",
-                          absl::StrJoin(fields, ","));
+  spec.key =
+      absl::StrCat("filter=", request.filter(), "\nscope=", caller.tenant,
+                   "\ngroup_by=", absl::StrJoin(fields, ","));
   spec.tenant = caller.tenant;
   return spec;
 }

@@ -172,9 +172,9 @@ class TaskService final
       grpc::CallbackServerContext* context,
       const tasks::v1::CountTasksRequest* request,
       tasks::v1::CountTasksResponse* response) override;
-  grpc::ServerWriteReactor<tasks::v1::WatchTaskCountsResponse>*
-  WatchTaskCounts(grpc::CallbackServerContext* context,
-                  const tasks::v1::WatchTaskCountsRequest* request) override;
+  grpc::ServerWriteReactor<tasks::v1::WatchTaskCountsResponse>* WatchTaskCounts(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::WatchTaskCountsRequest* request) override;
   // Writes serialized WatchTasksResponse messages.
   grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchTasks(
       grpc::CallbackServerContext* context,

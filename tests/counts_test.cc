@@ -97,14 +97,13 @@ TEST_F(CountsTest, CountTasksGroupsByOneOrTwoFields) {
   Task done = Create("restore", kT1);
   absl::StatusOr<Task> assigned = taskd_.client->Assign(done.id(), "agent-1");
   ASSERT_TRUE(assigned.ok()) << assigned.status();
-  ASSERT_TRUE(taskd_.client
-                  ->Complete(done.id(), Task::error, assigned->lease_token())
-                  .ok());
+  ASSERT_TRUE(
+      taskd_.client->Complete(done.id(), Task::error, assigned->lease_token())
+          .ok());
 
   absl::StatusOr<CountTasksResponse> by_state = Count("", {"state"});
   ASSERT_TRUE(by_state.ok()) << by_state.status();
-  EXPECT_EQ(CountsOf(*by_state),
-            (Counts{{"enqueued", 2}, {"completed", 1}}));
+  EXPECT_EQ(CountsOf(*by_state), (Counts{{"enqueued", 2}, {"completed", 1}}));
   EXPECT_EQ(by_state->revision(), taskd_.server->store()->CurrentRevision());
   // Groups come in life-cycle order, not by name.
   EXPECT_EQ(by_state->groups(0).values(0), "enqueued");
@@ -118,7 +117,7 @@ TEST_F(CountsTest, CountTasksGroupsByOneOrTwoFields) {
       Count("state = enqueued", {"type", "tenant_id"});
   ASSERT_TRUE(by_type.ok()) << by_type.status();
   EXPECT_EQ(CountsOf(*by_type), (Counts{{absl::StrCat("backup,", kT1), 1},
-                    {absl::StrCat("backup,", kT2), 1}}));
+                                        {absl::StrCat("backup,", kT2), 1}}));
 
   absl::StatusOr<CountTasksResponse> total = Count("", {});
   ASSERT_TRUE(total.ok());
@@ -221,19 +220,17 @@ TEST_F(CountsTest, StreamedCountsAreExactAtTheirRevisions) {
   auto work = [this](int seed) {
     std::mt19937 rng(seed);
     for (int i = 0; i < 60; ++i) {
-      Task task =
-          Create(rng() % 2 ? "backup" : "other", rng() % 2 ? kT1 : kT2);
+      Task task = Create(rng() % 2 ? "backup" : "other", rng() % 2 ? kT1 : kT2);
       if (rng() % 3 == 0) continue;
-      absl::StatusOr<Task> assigned =
-          taskd_.client->Assign(task.id(), "agent");
+      absl::StatusOr<Task> assigned = taskd_.client->Assign(task.id(), "agent");
       if (!assigned.ok()) continue;
       if (rng() % 4 == 0) {
         (void)taskd_.client->Delete(task.id());
         continue;
       }
-      (void)taskd_.client->Complete(
-          task.id(), rng() % 2 ? Task::ok : Task::warning,
-          assigned->lease_token());
+      (void)taskd_.client->Complete(task.id(),
+                                    rng() % 2 ? Task::ok : Task::warning,
+                                    assigned->lease_token());
     }
   };
   std::thread a(work, 1), b(work, 2);

@@ -276,19 +276,19 @@ DbCheck CheckDatabase(const std::string& db_path) {
              "SELECT tenant_id, state, result_code, n FROM task_counts "
              "WHERE n <> 0",
              &problems, [&](sqlite3_stmt* s) {
-               counted[absl::StrCat(
-                   std::get<std::string>(ColumnValue(s, 0)), "/",
-                   sqlite3_column_int64(s, 1), "/",
-                   sqlite3_column_int64(s, 2))] = sqlite3_column_int64(s, 3);
+               counted[absl::StrCat(std::get<std::string>(ColumnValue(s, 0)),
+                                    "/", sqlite3_column_int64(s, 1), "/",
+                                    sqlite3_column_int64(s, 2))] =
+                   sqlite3_column_int64(s, 3);
              });
   for (const auto& [id, task] : check.tasks) {
     ++actual[absl::StrCat(task.tenant_id(), "/", task.state(), "/",
                           task.result_code())];
   }
   if (counted != actual) {
-    problems.push_back(absl::StrCat(
-        "task_counts holds ", counted.size(), " non-zero groups, the tasks ",
-        actual.size(), "; they differ"));
+    problems.push_back(absl::StrCat("task_counts holds ", counted.size(),
+                                    " non-zero groups, the tasks ",
+                                    actual.size(), "; they differ"));
     for (const auto& [group, n] : actual) {
       auto it = counted.find(group);
       const int64_t c = it == counted.end() ? 0 : it->second;

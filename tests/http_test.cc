@@ -59,8 +59,8 @@ class Connection {
   void Send(const std::string& bytes) {
     size_t sent = 0;
     while (sent < bytes.size()) {
-      ssize_t n = send(fd_, bytes.data() + sent, bytes.size() - sent,
-                       MSG_NOSIGNAL);
+      ssize_t n =
+          send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
       if (n <= 0) return;
       sent += static_cast<size_t>(n);
     }
@@ -74,8 +74,7 @@ class Connection {
       const absl::Duration left = deadline - absl::Now();
       if (left <= absl::ZeroDuration()) return true;
       pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left))) <=
-          0) {
+      if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left))) <= 0) {
         return true;
       }
       char buffer[16384];
@@ -109,8 +108,7 @@ Response Parse(const std::string& raw) {
   Response response;
   const size_t end = raw.find("\r\n\r\n");
   if (end == std::string::npos) return response;
-  std::vector<std::string> lines =
-      absl::StrSplit(raw.substr(0, end), "\r\n");
+  std::vector<std::string> lines = absl::StrSplit(raw.substr(0, end), "\r\n");
   std::vector<std::string> status_line = absl::StrSplit(lines[0], ' ');
   if (status_line.size() >= 2) {
     (void)absl::SimpleAtoi(status_line[1], &response.status);
@@ -192,12 +190,11 @@ class HttpTest : public ::testing::Test {
   static std::string Tokens() {
     auto line = [](const std::string& token, const std::string& tenant,
                    const std::string& role) {
-      return absl::StrCat(Authorizer::HashToken(token), " ", tenant, " ",
-                          role, "\n");
+      return absl::StrCat(Authorizer::HashToken(token), " ", tenant, " ", role,
+                          "\n");
     };
     return line("admin-token", "*", "admin") +
-           line("viewer-token", "*", "viewer") +
-           line("t1-token", kT1, "admin");
+           line("viewer-token", "*", "viewer") + line("t1-token", kT1, "admin");
   }
 
   // One request on a new connection; the whole response.
@@ -206,8 +203,8 @@ class HttpTest : public ::testing::Test {
                    std::vector<std::string> headers = {}) {
     Connection connection(http_port_);
     EXPECT_TRUE(connection.connected());
-    std::string request = absl::StrCat(method, " ", target,
-                                       " HTTP/1.1\r\nHost: localhost\r\n");
+    std::string request =
+        absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: localhost\r\n");
     if (!content_type.empty()) {
       absl::StrAppend(&request, "Content-Type: ", content_type, "\r\n");
     }
@@ -231,8 +228,9 @@ class HttpTest : public ::testing::Test {
     Response created = PostJson(
         "CreateTask",
         absl::StrCat(R"({"task":{"type":"backup")",
-                     tenant.empty() ? "" : absl::StrCat(R"(,"tenant_id":")",
-                                                        tenant, R"(")"),
+                     tenant.empty()
+                         ? ""
+                         : absl::StrCat(R"(,"tenant_id":")", tenant, R"(")"),
                      "}}"),
         {"Authorization: Bearer admin-token"});
     EXPECT_EQ(created.status, 200) << created.body;
@@ -255,18 +253,17 @@ TEST_F(HttpTest, ConnectJsonAndBinaryUnaryCalls) {
 
   tasks::v1::GetTaskRequest request;
   request.set_id(id);
-  Response binary =
-      Request("POST", "/tasks.v1.TaskService/GetTask", "application/proto",
-              request.SerializeAsString());
+  Response binary = Request("POST", "/tasks.v1.TaskService/GetTask",
+                            "application/proto", request.SerializeAsString());
   EXPECT_EQ(binary.status, 200);
   Task task;
   ASSERT_TRUE(task.ParseFromString(binary.body));
   EXPECT_EQ(task.id(), id);
 
-  Response counted =
-      PostJson("CountTasks", R"({"groupBy":["state"]})");
+  Response counted = PostJson("CountTasks", R"({"groupBy":["state"]})");
   EXPECT_EQ(counted.status, 200);
-  EXPECT_THAT(counted.body, HasSubstr(R"({"values":["enqueued"],"count":"1"})"));
+  EXPECT_THAT(counted.body,
+              HasSubstr(R"({"values":["enqueued"],"count":"1"})"));
 }
 
 TEST_F(HttpTest, ConnectErrorsCarryCodeMessageAndDetails) {
@@ -304,9 +301,9 @@ TEST_F(HttpTest, GrpcWebBinaryAndTextCarryTrailers) {
   const std::string framed =
       http::Frame(http::kFrameData, request.SerializeAsString());
 
-  Response binary = Request("POST", "/tasks.v1.TaskService/GetTask",
-                            "application/grpc-web+proto", framed,
-                            {"X-Grpc-Web: 1"});
+  Response binary =
+      Request("POST", "/tasks.v1.TaskService/GetTask",
+              "application/grpc-web+proto", framed, {"X-Grpc-Web: 1"});
   EXPECT_EQ(binary.status, 200);
   EXPECT_EQ(binary.headers["content-type"], "application/grpc-web+proto");
   auto frames = Frames(binary.body);
@@ -318,9 +315,9 @@ TEST_F(HttpTest, GrpcWebBinaryAndTextCarryTrailers) {
   EXPECT_EQ(frames[1].first, http::kGrpcWebTrailers);
   EXPECT_THAT(frames[1].second, HasSubstr("grpc-status:0"));
 
-  Response text = Request("POST", "/tasks.v1.TaskService/GetTask",
-                          "application/grpc-web-text",
-                          absl::Base64Escape(framed));
+  Response text =
+      Request("POST", "/tasks.v1.TaskService/GetTask",
+              "application/grpc-web-text", absl::Base64Escape(framed));
   EXPECT_EQ(text.status, 200);
   std::string decoded;
   ASSERT_TRUE(absl::Base64Unescape(text.body, &decoded));
@@ -391,9 +388,9 @@ TEST_F(HttpTest, ServerStreamsOverGrpcWebAndConnect) {
   watch.set_start_revision(1000);
   std::string json;
   ASSERT_TRUE(google::protobuf::util::MessageToJsonString(watch, &json).ok());
-  Response ended = Request("POST", "/tasks.v1.TaskService/WatchTasks",
-                           "application/connect+json",
-                           http::Frame(http::kFrameData, json));
+  Response ended =
+      Request("POST", "/tasks.v1.TaskService/WatchTasks",
+              "application/connect+json", http::Frame(http::kFrameData, json));
   EXPECT_EQ(ended.status, 200);
   auto frames = Frames(ended.body);
   ASSERT_EQ(frames.size(), 1u);
@@ -412,8 +409,7 @@ TEST_F(HttpTest, TimeoutHeadersBecomeTheCallsDeadline) {
   Start();
   const std::string wait = R"({"executorId":"e1","wait":"20s"})";
   const absl::Time start = absl::Now();
-  Response connect = PostJson("AcquireTask", wait,
-                              {"Connect-Timeout-Ms: 300"});
+  Response connect = PostJson("AcquireTask", wait, {"Connect-Timeout-Ms: 300"});
   EXPECT_EQ(connect.status, 504) << connect.body;
   EXPECT_EQ(testing::JsonField(connect.body, "code"), "deadline_exceeded");
 
@@ -429,8 +425,8 @@ TEST_F(HttpTest, TimeoutHeadersBecomeTheCallsDeadline) {
   EXPECT_THAT(frames[0].second, HasSubstr("grpc-status:4"));
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 
-  Response bad = PostJson("GetTask", R"({"id":"x"})",
-                          {"Connect-Timeout-Ms: soon"});
+  Response bad =
+      PostJson("GetTask", R"({"id":"x"})", {"Connect-Timeout-Ms: soon"});
   EXPECT_EQ(bad.status, 400);
   EXPECT_THAT(bad.body, HasSubstr("connect-timeout-ms"));
 }
@@ -444,7 +440,8 @@ std::vector<SseEvent> SseEvents(const std::string& body) {
   for (absl::string_view block : absl::StrSplit(body, "\n\n")) {
     SseEvent event;
     for (absl::string_view line : absl::StrSplit(block, '\n')) {
-      if (absl::ConsumePrefix(&line, "event: ")) event.event = std::string(line);
+      if (absl::ConsumePrefix(&line, "event: "))
+        event.event = std::string(line);
       if (absl::ConsumePrefix(&line, "id: ")) event.id = std::string(line);
       if (absl::ConsumePrefix(&line, "data: ")) event.data = std::string(line);
     }
@@ -475,8 +472,8 @@ TEST_F(HttpTest, SseResumesWithLastEventIdAcrossARestart) {
   for (int i = 0; i < 3; ++i) CreateJson();
   {
     Connection connection(http_port_);
-    std::vector<SseEvent> events = ReadSse(
-        connection, "/v1/tasks:watch?start_revision=1", "change", 3);
+    std::vector<SseEvent> events =
+        ReadSse(connection, "/v1/tasks:watch?start_revision=1", "change", 3);
     ASSERT_EQ(events.size(), 3u);
     EXPECT_EQ(events[0].id, "1");
     EXPECT_EQ(events[2].id, "3");
@@ -526,9 +523,9 @@ TEST_F(HttpTest, SseCountsAndFailures) {
   Start();
   CreateJson();
   Connection counts(http_port_);
-  std::vector<SseEvent> first = ReadSse(
-      counts, "/v1/tasks:counts?group_by=state&min_interval=100ms", "counts",
-      1);
+  std::vector<SseEvent> first =
+      ReadSse(counts, "/v1/tasks:counts?group_by=state&min_interval=100ms",
+              "counts", 1);
   ASSERT_EQ(first.size(), 1u);
   EXPECT_EQ(first[0].id, "1");
   EXPECT_THAT(first[0].data, HasSubstr(R"("values":["enqueued"],"count":"1")"));
@@ -567,8 +564,9 @@ TEST_F(HttpTest, MetricsAndThePageAreServed) {
   EXPECT_THAT(metrics.body,
               HasSubstr(R"(taskd_tasks_completed{result_code="ok"} 0)"));
   // The call made over HTTP went through the same call log and metrics.
-  EXPECT_THAT(metrics.body,
-              HasSubstr(
+  EXPECT_THAT(
+      metrics.body,
+      HasSubstr(
           R"(taskd_calls_total{code="OK",method="/tasks.v1.TaskService/CreateTask"} 1)"));
   Response page = Request("GET", "/", "", "");
   EXPECT_EQ(page.status, 200);
@@ -585,11 +583,13 @@ TEST_F(HttpTest, TokensAndTenantsAsOnTheGrpcPort) {
   Start(Tokens());
   const std::string mine = CreateJson(kT1);
   const std::string theirs = CreateJson(kT2);
-  Response anonymous = PostJson("GetTask", absl::StrCat(R"({"id":")", mine, R"("})"));
+  Response anonymous =
+      PostJson("GetTask", absl::StrCat(R"({"id":")", mine, R"("})"));
   EXPECT_EQ(anonymous.status, 401);
   EXPECT_EQ(testing::JsonField(anonymous.body, "code"), "unauthenticated");
-  Response wrong = PostJson("GetTask", absl::StrCat(R"({"id":")", mine, R"("})"),
-                            {"Authorization: Bearer not-a-token"});
+  Response wrong =
+      PostJson("GetTask", absl::StrCat(R"({"id":")", mine, R"("})"),
+               {"Authorization: Bearer not-a-token"});
   EXPECT_EQ(wrong.status, 401);
   Response viewer = PostJson("CreateTask", R"({"task":{"type":"x"}})",
                              {"Authorization: Bearer viewer-token"});
@@ -598,12 +598,12 @@ TEST_F(HttpTest, TokensAndTenantsAsOnTheGrpcPort) {
   Response own = PostJson("GetTask", absl::StrCat(R"({"id":")", mine, R"("})"),
                           {"Authorization: Bearer t1-token"});
   EXPECT_EQ(own.status, 200);
-  Response other = PostJson("GetTask",
-                            absl::StrCat(R"({"id":")", theirs, R"("})"),
-                            {"Authorization: Bearer t1-token"});
+  Response other =
+      PostJson("GetTask", absl::StrCat(R"({"id":")", theirs, R"("})"),
+               {"Authorization: Bearer t1-token"});
   EXPECT_EQ(other.status, 404);  // as if it did not exist
-  Response counted = PostJson("CountTasks", "{}",
-                              {"Authorization: Bearer t1-token"});
+  Response counted =
+      PostJson("CountTasks", "{}", {"Authorization: Bearer t1-token"});
   EXPECT_THAT(counted.body, HasSubstr(R"("count":"1")"));
 
   // EventSource cannot set headers: access_token in the query.
@@ -625,8 +625,8 @@ TEST_F(HttpTest, TokensAndTenantsAsOnTheGrpcPort) {
 TEST_F(HttpTest, BadInputIsRefusedAndTheServerCarriesOn) {
   Start();
   // Content types no protocol has.
-  Response type = Request("POST", "/tasks.v1.TaskService/GetTask",
-                          "text/plain", "id=1");
+  Response type =
+      Request("POST", "/tasks.v1.TaskService/GetTask", "text/plain", "id=1");
   EXPECT_EQ(type.status, 415);
   EXPECT_THAT(type.body, HasSubstr("text/plain"));
   // GET on an RPC, POST on a page.
@@ -638,9 +638,9 @@ TEST_F(HttpTest, BadInputIsRefusedAndTheServerCarriesOn) {
   EXPECT_EQ(huge.status, 413);
   EXPECT_EQ(testing::JsonField(huge.body, "code"), "resource_exhausted");
   // Within the HTTP limit but over the service's 1 MiB message limit.
-  Response big = PostJson(
-      "CreateTask",
-      absl::StrCat(R"({"task":{"type":")", std::string(1200000, 'a'), R"("}})"));
+  Response big =
+      PostJson("CreateTask", absl::StrCat(R"({"task":{"type":")",
+                                          std::string(1200000, 'a'), R"("}})"));
   EXPECT_EQ(big.status, 429);
   // A header that never ends (slowloris): the connection is closed after
   // request_timeout (1 s here).
@@ -662,8 +662,9 @@ TEST_F(HttpTest, BadInputIsRefusedAndTheServerCarriesOn) {
       Request("GET", "/", "", "", {"X-Big: " + std::string(20000, 'h')});
   EXPECT_EQ(long_header.status, 431);
   // Broken Connect envelope.
-  Response envelope = Request("POST", "/tasks.v1.TaskService/WatchTasks",
-                              "application/connect+json", std::string("\x00\x00", 2));
+  Response envelope =
+      Request("POST", "/tasks.v1.TaskService/WatchTasks",
+              "application/connect+json", std::string("\x00\x00", 2));
   auto frames = Frames(envelope.body);
   ASSERT_EQ(frames.size(), 1u);
   EXPECT_THAT(frames[0].second, HasSubstr("invalid_argument"));
@@ -704,9 +705,9 @@ TEST_F(HttpTest, OpenStreamsHoldNoThreads) {
   const int before = threads();
   for (int i = 0; i < 500; ++i) {
     streams.push_back(std::make_unique<Connection>(http_port_));
-    streams.back()->Send(absl::StrCat(
-        "GET ", i % 2 ? "/v1/tasks:watch" : "/v1/tasks:counts",
-        " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    streams.back()->Send(
+        absl::StrCat("GET ", i % 2 ? "/v1/tasks:watch" : "/v1/tasks:counts",
+                     " HTTP/1.1\r\nHost: x\r\n\r\n"));
   }
   for (int i = 0; i < 500; ++i) {
     if (taskd_.server->http_server()->open_streams() >= 502) break;
@@ -714,8 +715,8 @@ TEST_F(HttpTest, OpenStreamsHoldNoThreads) {
   }
   EXPECT_EQ(taskd_.server->http_server()->open_streams(), 502u);
   const int after = threads();
-  EXPECT_LE(after - before, 8) << before << " threads before, " << after
-                               << " with 500 more streams";
+  EXPECT_LE(after - before, 8)
+      << before << " threads before, " << after << " with 500 more streams";
   // And the watch streams (odd places) all get a change.
   CreateJson();
   int delivered = 0;
@@ -765,9 +766,10 @@ TEST_F(HttpTest, TlsWithTheSameCertificate) {
   EXPECT_EQ(rc, 0) << err;
   EXPECT_THAT(out, HasSubstr(R"({"values":["enqueued"],"count":"1"})"));
   // Plaintext to the TLS port gets nothing served.
-  rc = testing::RunCommand(
-      {"/usr/bin/curl", "-sS", "--max-time", "3", absl::StrCat("http://localhost:", port, "/metrics")},
-      "", &out, &err);
+  rc =
+      testing::RunCommand({"/usr/bin/curl", "-sS", "--max-time", "3",
+                           absl::StrCat("http://localhost:", port, "/metrics")},
+                          "", &out, &err);
   EXPECT_NE(rc, 0);
 }
 

@@ -614,9 +614,9 @@ std::string CounterFilter(Random& rng, int depth) {
   static const char* kOps[] = {"=", "!=", "<", ">="};
   switch (rng.Uniform(3)) {
     case 0:
-      return absl::StrCat("state ", kOps[rng.Uniform(4)], " ",
-                          Task::State_Name(static_cast<Task::State>(
-                              1 + rng.Uniform(5))));
+      return absl::StrCat(
+          "state ", kOps[rng.Uniform(4)], " ",
+          Task::State_Name(static_cast<Task::State>(1 + rng.Uniform(5))));
     case 1:
       return absl::StrCat("result_code ", kOps[rng.Uniform(2)], " ",
                           Task::ResultCode_Name(static_cast<Task::ResultCode>(
@@ -643,12 +643,11 @@ TEST_F(QueryDifferentialTest, CountsAgreeWithTheInMemoryCount) {
       const bool from_counters = rng.OneIn(2);
       std::string text;
       if (!rng.OneIn(8)) {
-        text = from_counters ? CounterFilter(rng, 0)
-                             : GenerateFilter(rng, 0).text;
+        text =
+            from_counters ? CounterFilter(rng, 0) : GenerateFilter(rng, 0).text;
       }
       std::vector<TaskField> group_by;
-      const std::vector<TaskField>& pool =
-          from_counters ? counted : groupable;
+      const std::vector<TaskField>& pool = from_counters ? counted : groupable;
       for (int n = rng.Uniform(3); n > 0; --n) {
         TaskField field = rng.Pick(pool);
         if (std::find(group_by.begin(), group_by.end(), field) ==
@@ -656,8 +655,8 @@ TEST_F(QueryDifferentialTest, CountsAgreeWithTheInMemoryCount) {
           group_by.push_back(field);
         }
       }
-      SCOPED_TRACE(absl::StrCat("filter: ", text, " groups: ",
-                                group_by.size()));
+      SCOPED_TRACE(
+          absl::StrCat("filter: ", text, " groups: ", group_by.size()));
       absl::StatusOr<std::shared_ptr<const FilterExpr>> filter =
           ParseFilter(text);
       ASSERT_TRUE(filter.ok()) << filter.status();

@@ -253,7 +253,8 @@ TEST_F(QueryIndexTest, Version2DatabasesWithAndWithoutThePriorityIndex) {
       if (!had_it) db.Exec("DROP INDEX tasks_by_state_priority");
       // Undo migrations 5 and 4 (a version 2 database has none of them).
       for (const char* undo :
-           {"DROP TABLE task_counts", "DROP INDEX tasks_by_deadline", "DROP INDEX tasks_by_queue",
+           {"DROP TABLE task_counts", "DROP INDEX tasks_by_deadline",
+            "DROP INDEX tasks_by_queue",
             "ALTER TABLE tasks DROP COLUMN assign_count",
             "ALTER TABLE tasks DROP COLUMN cancel_requested",
             "ALTER TABLE tasks DROP COLUMN assigned_at",

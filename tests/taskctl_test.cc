@@ -67,8 +67,8 @@ TEST_F(TaskctlTest, CountGroupsByTheFieldsAsked) {
   MustRun({"create", "--type=backup"});
   MustRun({"create", "--type=restore", "--priority=high"});
   Result by_type = MustRun({"count", "--group-by=type,priority"});
-  EXPECT_THAT(by_type.out, ::testing::MatchesRegex(
-                               "backup +normal +2\nrestore +high +1\n"))
+  EXPECT_THAT(by_type.out,
+              ::testing::MatchesRegex("backup +normal +2\nrestore +high +1\n"))
       << by_type;
   EXPECT_THAT(by_type.err, HasSubstr("(revision 3)"));
   Result total = MustRun({"count", "--filter=type = restore", "-o", "json"});

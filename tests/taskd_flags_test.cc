@@ -223,27 +223,26 @@ TEST_F(TaskdFlagsTest, HttpListenerFlags) {
       absl::StrCat("http://", http, "/tasks.v1.TaskService/CountTasks");
   // One connection held open (an SSE stream)...
   // (Subprocess reads stderr: curl's output goes there.)
-  testing::Subprocess held(
-      {"/bin/sh", "-c",
-       absl::StrCat("exec /usr/bin/curl -sN http://", http,
-                    "/v1/tasks:counts >&2")});
+  testing::Subprocess held({"/bin/sh", "-c",
+                            absl::StrCat("exec /usr/bin/curl -sN http://", http,
+                                         "/v1/tasks:counts >&2")});
   ASSERT_FALSE(held.WaitForLine("event: counts", absl::Seconds(10)).empty())
       << held.output();
   // ...so a second is closed at once, with no answer.
-  int rc = testing::RunCommand({"/usr/bin/curl", "-sS", "--max-time", "5",
-                                "-H", "Content-Type: application/json", "-d",
-                                "{}", url},
-                               "", &out, &err);
+  int rc =
+      testing::RunCommand({"/usr/bin/curl", "-sS", "--max-time", "5", "-H",
+                           "Content-Type: application/json", "-d", "{}", url},
+                          "", &out, &err);
   EXPECT_NE(rc, 0) << out;
   held.Signal(SIGTERM);
   held.Wait(absl::Seconds(5));
   // Once it is gone, calls are served again.
   bool served = false;
   for (int i = 0; i < 50 && !served; ++i) {
-    rc = testing::RunCommand({"/usr/bin/curl", "-sS", "-H",
-                              "Content-Type: application/json", "-d", "{}",
-                              url},
-                             "", &out, &err);
+    rc =
+        testing::RunCommand({"/usr/bin/curl", "-sS", "-H",
+                             "Content-Type: application/json", "-d", "{}", url},
+                            "", &out, &err);
     served = rc == 0 && out == "{}";
     if (!served) absl::SleepFor(absl::Milliseconds(100));
   }

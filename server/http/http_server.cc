@@ -43,14 +43,14 @@ constexpr char kServicePrefix[] = "/tasks.v1.TaskService/";
 
 // How a call's messages are framed on the wire.
 enum class Wire {
-  kGrpcWeb,        // application/grpc-web[+proto]
-  kGrpcWebText,    // application/grpc-web-text[+proto]: base64
-  kConnectJson,    // application/json (unary)
-  kConnectProto,   // application/proto (unary)
+  kGrpcWeb,             // application/grpc-web[+proto]
+  kGrpcWebText,         // application/grpc-web-text[+proto]: base64
+  kConnectJson,         // application/json (unary)
+  kConnectProto,        // application/proto (unary)
   kConnectStreamJson,   // application/connect+json (streams)
   kConnectStreamProto,  // application/connect+proto (streams)
-  kSseWatch,       // GET /v1/tasks:watch
-  kSseCounts,      // GET /v1/tasks:counts
+  kSseWatch,            // GET /v1/tasks:watch
+  kSseCounts,           // GET /v1/tasks:counts
 };
 
 std::optional<Wire> WireOf(absl::string_view content_type) {
@@ -116,9 +116,9 @@ grpc::Status InvalidArgument(std::string message) {
 
 // The request of an SSE endpoint, from its query string (and the
 // Last-Event-ID a reconnecting EventSource sends), serialized.
-absl::StatusOr<std::string> SseRequest(
-    Wire wire, absl::string_view query, absl::string_view last_event_id,
-    std::string* access_token) {
+absl::StatusOr<std::string> SseRequest(Wire wire, absl::string_view query,
+                                       absl::string_view last_event_id,
+                                       std::string* access_token) {
   tasks::v1::WatchTasksRequest watch;
   tasks::v1::WatchTaskCountsRequest counts;
   auto boolean = [](absl::string_view name,
@@ -132,9 +132,8 @@ absl::StatusOr<std::string> SseRequest(
                      google::protobuf::Duration* out) -> absl::Status {
     absl::Duration d;
     if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": \"", value,
-                       "\" is not a duration (e.g. 500ms, 5s, 1m)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ": \"", value, "\" is not a duration (e.g. 500ms, 5s, 1m)"));
     }
     out->set_seconds(absl::ToInt64Seconds(d));
     out->set_nanos(static_cast<int32_t>(
@@ -154,8 +153,8 @@ absl::StatusOr<std::string> SseRequest(
     } else if (wire == Wire::kSseWatch && key == "start_revision") {
       int64_t revision = 0;
       if (!absl::SimpleAtoi(value, &revision)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "start_revision: \"", value, "\" is not a revision"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("start_revision: \"", value, "\" is not a revision"));
       }
       watch.set_start_revision(revision);
     } else if (wire == Wire::kSseWatch && key == "include_previous") {
@@ -226,8 +225,7 @@ template <typename Stream>
 class Session final : public SessionBase,
                       public std::enable_shared_from_this<Session<Stream>> {
  public:
-  static constexpr bool kTls =
-      !std::is_same_v<Stream, beast::tcp_stream>;
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
 
   template <typename... Args>
   Session(Shared* shared, Args&&... args)
@@ -243,14 +241,13 @@ class Session final : public SessionBase,
     net::dispatch(stream_.get_executor(), [self] {
       if constexpr (kTls) {
         beast::get_lowest_layer(self->stream_)
-            .expires_after(absl::ToChronoSeconds(
-                self->shared_->options.request_timeout));
-        self->stream_.async_handshake(
-            ssl::stream_base::server,
-            [self](beast::error_code ec) {
-              if (ec) return self->Close();
-              self->ReadRequest();
-            });
+            .expires_after(
+                absl::ToChronoSeconds(self->shared_->options.request_timeout));
+        self->stream_.async_handshake(ssl::stream_base::server,
+                                      [self](beast::error_code ec) {
+                                        if (ec) return self->Close();
+                                        self->ReadRequest();
+                                      });
       } else {
         self->ReadRequest();
       }
@@ -275,40 +272,38 @@ class Session final : public SessionBase,
     beast::get_lowest_layer(stream_).expires_after(
         absl::ToChronoSeconds(shared_->options.request_timeout));
     auto self = this->shared_from_this();
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      [self](beast::error_code ec, size_t) {
-                        self->OnRequest(ec);
-                      });
+    bhttp::async_read(
+        stream_, buffer_, *parser_,
+        [self](beast::error_code ec, size_t) { self->OnRequest(ec); });
   }
 
   void OnRequest(beast::error_code ec) {
     if (closed_) return;
     if (ec == bhttp::error::body_limit) {
       return ReplyError(
-          413, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                            absl::StrCat("request body: larger than ",
-                                         shared_->options.max_body_bytes,
-                                         " bytes")),
+          413,
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       absl::StrCat("request body: larger than ",
+                                    shared_->options.max_body_bytes, " bytes")),
           false);
     }
     if (ec == bhttp::error::header_limit) {
-      return ReplyError(
-          431, InvalidArgument(absl::StrCat(
-                   "request header: larger than ",
-                   shared_->options.max_header_bytes, " bytes")),
-          false);
+      return ReplyError(431,
+                        InvalidArgument(absl::StrCat(
+                            "request header: larger than ",
+                            shared_->options.max_header_bytes, " bytes")),
+                        false);
     }
     if (ec) {
       // A request that is not HTTP gets an answer; a timeout or the
       // client's close just ends the connection.
       if (ec.category() ==
-              bhttp::make_error_code(bhttp::error::end_of_stream)
-                  .category() &&
+              bhttp::make_error_code(bhttp::error::end_of_stream).category() &&
           ec != bhttp::error::end_of_stream) {
-        return ReplyError(400,
-                          InvalidArgument(absl::StrCat("bad HTTP request: ",
-                                                       ec.message())),
-                          false);
+        return ReplyError(
+            400,
+            InvalidArgument(absl::StrCat("bad HTTP request: ", ec.message())),
+            false);
       }
       return Close();
     }
@@ -348,12 +343,13 @@ class Session final : public SessionBase,
       return Reply(200, "text/plain; version=0.0.4; charset=utf-8",
                    shared_->options.metrics(), keep_alive_);
     }
-    if (const WebAsset* asset = FindWebAsset(std::string_view(path.data(), path.size()))) {
+    if (const WebAsset* asset =
+            FindWebAsset(std::string_view(path.data(), path.size()))) {
       return Reply(200,
                    absl::string_view(asset->content_type.data(),
                                      asset->content_type.size()),
-                   std::string(asset->body),
-                   keep_alive_, {{"Cache-Control", "no-cache"}});
+                   std::string(asset->body), keep_alive_,
+                   {{"Cache-Control", "no-cache"}});
     }
     ReplyError(404,
                grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -366,15 +362,14 @@ class Session final : public SessionBase,
     const std::string content_type(request_[bhttp::field::content_type]);
     std::optional<Wire> wire = WireOf(content_type);
     if (!wire.has_value()) {
-      return ReplyError(
-          415,
-          InvalidArgument(absl::StrCat(
-              "Content-Type \"", content_type,
-              "\" is not served: use application/grpc-web+proto, "
-              "application/grpc-web-text, application/json, "
-              "application/proto, application/connect+json or "
-              "application/connect+proto")),
-          keep_alive_);
+      return ReplyError(415,
+                        InvalidArgument(absl::StrCat(
+                            "Content-Type \"", content_type,
+                            "\" is not served: use application/grpc-web+proto, "
+                            "application/grpc-web-text, application/json, "
+                            "application/proto, application/connect+json or "
+                            "application/connect+proto")),
+                        keep_alive_);
     }
     wire_ = *wire;
     method_ = FindTaskMethod(path);
@@ -385,8 +380,8 @@ class Session final : public SessionBase,
                                     kServicePrefix, "<Method>)")),
           "");
     }
-    const bool stream_wire = wire_ == Wire::kConnectStreamJson ||
-                             wire_ == Wire::kConnectStreamProto;
+    const bool stream_wire =
+        wire_ == Wire::kConnectStreamJson || wire_ == Wire::kConnectStreamProto;
     if (!IsGrpcWeb(wire_) && stream_wire != method_->server_streaming()) {
       return ReplyError(
           415,
@@ -423,16 +418,16 @@ class Session final : public SessionBase,
     }
     auto self = this->shared_from_this();
     ++shared_->calls;
-    shared_->bridge.Unary(
-        full_method, *std::move(message), options,
-        [self](grpc::Status status, std::string response) {
-          net::post(self->stream_.get_executor(),
-                    [self, status = std::move(status),
-                     response = std::move(response)]() mutable {
-                      self->FinishRpc(status, response);
-                    });
-          --self->shared_->calls;
-        });
+    shared_->bridge.Unary(full_method, *std::move(message), options,
+                          [self](grpc::Status status, std::string response) {
+                            net::post(
+                                self->stream_.get_executor(),
+                                [self, status = std::move(status),
+                                 response = std::move(response)]() mutable {
+                                  self->FinishRpc(status, response);
+                                });
+                            --self->shared_->calls;
+                          });
   }
 
   // The request message's bytes from the HTTP body.
@@ -475,16 +470,14 @@ class Session final : public SessionBase,
         wire_ == Wire::kConnectStreamProto) {
       // A stream refused before it began: an empty stream that ends with
       // the error, as Connect clients read it.
-      return Reply(200,
-                   wire_ == Wire::kConnectStreamJson
-                       ? "application/connect+json"
-                       : "application/connect+proto",
-                   Frame(kConnectEndStream, ConnectEndStreamJson(status)),
-                   keep_alive_);
+      return Reply(
+          200,
+          wire_ == Wire::kConnectStreamJson ? "application/connect+json"
+                                            : "application/connect+proto",
+          Frame(kConnectEndStream, ConnectEndStreamJson(status)), keep_alive_);
     }
     if (!status.ok()) {
-      return ReplyError(HttpStatusOf(status.error_code()), status,
-                        keep_alive_);
+      return ReplyError(HttpStatusOf(status.error_code()), status, keep_alive_);
     }
     if (wire_ == Wire::kConnectJson) {
       absl::StatusOr<std::string> json =
@@ -507,9 +500,9 @@ class Session final : public SessionBase,
     absl::StatusOr<std::string> message =
         SseRequest(wire, query, Sv(request_["last-event-id"]), &token);
     if (!message.ok()) {
-      return ReplyError(400,
-                        InvalidArgument(std::string(message.status().message())),
-                        keep_alive_);
+      return ReplyError(
+          400, InvalidArgument(std::string(message.status().message())),
+          keep_alive_);
     }
     RpcCallOptions options;
     options.authorization = std::string(request_[bhttp::field::authorization]);
@@ -639,10 +632,10 @@ class Session final : public SessionBase,
     for (const tasks::v1::TaskEvent& event : response.events()) {
       json.clear();
       (void)google::protobuf::util::MessageToJsonString(event, &json);
-      out += SseEvent("change",
-                      synced_ ? std::optional<int64_t>(event.revision())
-                              : std::nullopt,
-                      json);
+      out += SseEvent(
+          "change",
+          synced_ ? std::optional<int64_t>(event.revision()) : std::nullopt,
+          json);
     }
     const std::string position =
         absl::StrCat("{\"revision\":\"", response.revision(), "\"}");
@@ -741,8 +734,8 @@ class Session final : public SessionBase,
                   bool keep_alive, std::string allow = "") {
     std::vector<std::pair<std::string, std::string>> headers;
     if (!allow.empty()) headers.emplace_back("Allow", std::move(allow));
-    Reply(http_status, "application/json", ConnectErrorJson(status),
-          keep_alive, std::move(headers));
+    Reply(http_status, "application/json", ConnectErrorJson(status), keep_alive,
+          std::move(headers));
   }
 
   void Send(std::string data, std::function<void()> then = nullptr) {
@@ -753,10 +746,9 @@ class Session final : public SessionBase,
   void WriteNext() {
     writing_ = true;
     auto self = this->shared_from_this();
-    net::async_write(stream_, net::buffer(out_.front().data),
-                     [self](beast::error_code ec, size_t) {
-                       self->OnWritten(ec);
-                     });
+    net::async_write(
+        stream_, net::buffer(out_.front().data),
+        [self](beast::error_code ec, size_t) { self->OnWritten(ec); });
   }
 
   void OnWritten(beast::error_code ec) {
@@ -853,9 +845,9 @@ class ServerImpl final : public HttpServer {
           net::buffer(options.tls_cert_pem.data(), options.tls_cert_pem.size()),
           ec);
       if (!ec) {
-        tls_->use_private_key(net::buffer(options.tls_key_pem.data(),
-                                          options.tls_key_pem.size()),
-                              ssl::context::pem, ec);
+        tls_->use_private_key(
+            net::buffer(options.tls_key_pem.data(), options.tls_key_pem.size()),
+            ssl::context::pem, ec);
       }
       if (!ec && !options.tls_client_ca_pem.empty()) {
         tls_->add_certificate_authority(
@@ -916,44 +908,43 @@ class ServerImpl final : public HttpServer {
 
  private:
   void Accept() {
-    acceptor_.async_accept(
-        net::make_strand(io_),
-        [this](beast::error_code ec, tcp::socket socket) {
-          if (ec) {
-            if (ec == net::error::operation_aborted) return;
-            return Accept();
+    acceptor_.async_accept(net::make_strand(io_), [this](beast::error_code ec,
+                                                         tcp::socket socket) {
+      if (ec) {
+        if (ec == net::error::operation_aborted) return;
+        return Accept();
+      }
+      if (shared_.connections.load() >=
+          static_cast<size_t>(shared_.options.max_connections)) {
+        beast::error_code ignored;
+        socket.close(ignored);  // over the cap: refuse by closing
+        return Accept();
+      }
+      std::shared_ptr<SessionBase> base;
+      if (tls_.has_value()) {
+        auto session =
+            std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+                &shared_, std::move(socket), *tls_);
+        session->Run();
+        base = session;
+      } else {
+        auto session = std::make_shared<Session<beast::tcp_stream>>(
+            &shared_, std::move(socket));
+        session->Run();
+        base = session;
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        // Forget the sessions that have ended now and then.
+        if (sessions_.size() > 2 * shared_.connections.load() + 64) {
+          for (auto it = sessions_.begin(); it != sessions_.end();) {
+            it = it->second.expired() ? sessions_.erase(it) : ++it;
           }
-          if (shared_.connections.load() >=
-              static_cast<size_t>(shared_.options.max_connections)) {
-            beast::error_code ignored;
-            socket.close(ignored);  // over the cap: refuse by closing
-            return Accept();
-          }
-          std::shared_ptr<SessionBase> base;
-          if (tls_.has_value()) {
-            auto session =
-                std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
-                    &shared_, std::move(socket), *tls_);
-            session->Run();
-            base = session;
-          } else {
-            auto session = std::make_shared<Session<beast::tcp_stream>>(
-                &shared_, std::move(socket));
-            session->Run();
-            base = session;
-          }
-          {
-            absl::MutexLock lock(&mu_);
-            // Forget the sessions that have ended now and then.
-            if (sessions_.size() > 2 * shared_.connections.load() + 64) {
-              for (auto it = sessions_.begin(); it != sessions_.end();) {
-                it = it->second.expired() ? sessions_.erase(it) : ++it;
-              }
-            }
-            sessions_[base.get()] = base;
-          }
-          Accept();
-        });
+        }
+        sessions_[base.get()] = base;
+      }
+      Accept();
+    });
   }
 
   Shared shared_;

@@ -119,12 +119,11 @@ void RpcBridge::Unary(const std::string& method, std::string request,
   auto call = std::make_shared<UnaryCall>();
   Prepare(options, &call->context);
   call->request = ToBuffer(std::move(request));
-  stub_.UnaryCall(&call->context, method, grpc::StubOptions(), &call->request,
-                  &call->response,
-                  [call, done = std::move(done)](grpc::Status status) {
-                    done(status, status.ok() ? ToString(call->response)
-                                             : std::string());
-                  });
+  stub_.UnaryCall(
+      &call->context, method, grpc::StubOptions(), &call->request,
+      &call->response, [call, done = std::move(done)](grpc::Status status) {
+        done(status, status.ok() ? ToString(call->response) : std::string());
+      });
 }
 
 std::shared_ptr<RpcStream> RpcBridge::ServerStream(

@@ -43,9 +43,9 @@ std::string PercentEncode(absl::string_view text) {
     if (c >= 0x20 && c <= 0x7e && c != '%') {
       out.push_back(static_cast<char>(c));
     } else {
-      absl::StrAppend(&out, "%",
-                      absl::AsciiStrToUpper(absl::StrCat(
-                          absl::Hex(c, absl::kZeroPad2))));
+      absl::StrAppend(
+          &out, "%",
+          absl::AsciiStrToUpper(absl::StrCat(absl::Hex(c, absl::kZeroPad2))));
     }
   }
   return out;
@@ -138,21 +138,21 @@ absl::StatusOr<std::string> SingleFramePayload(absl::string_view body) {
         "request body: unexpected frame flags 0x", absl::Hex(flags)));
   }
   if (body.size() - 5 != size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request body: the frame announces ", size, " bytes but ",
-        body.size() - 5, " follow (a unary or server-streaming call takes "
-        "exactly one message)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request body: the frame announces ", size, " bytes but ",
+                     body.size() - 5,
+                     " follow (a unary or server-streaming call takes "
+                     "exactly one message)"));
   }
   return std::string(body.substr(5));
 }
 
 std::string GrpcWebTrailers(const grpc::Status& status) {
-  std::string out =
-      absl::StrCat("grpc-status:", static_cast<int>(status.error_code()),
-                   "\r\n");
+  std::string out = absl::StrCat(
+      "grpc-status:", static_cast<int>(status.error_code()), "\r\n");
   if (!status.error_message().empty()) {
-    absl::StrAppend(&out, "grpc-message:",
-                    PercentEncode(status.error_message()), "\r\n");
+    absl::StrAppend(
+        &out, "grpc-message:", PercentEncode(status.error_message()), "\r\n");
   }
   if (!status.error_details().empty()) {
     absl::StrAppend(&out, "grpc-status-details-bin:",
@@ -257,8 +257,8 @@ int HttpStatusOf(grpc::StatusCode code) {
 }
 
 std::string ConnectErrorJson(const grpc::Status& status) {
-  std::string out = absl::StrCat("{\"code\":",
-                                 Quote(ConnectCode(status.error_code())));
+  std::string out =
+      absl::StrCat("{\"code\":", Quote(ConnectCode(status.error_code())));
   if (!status.error_message().empty()) {
     absl::StrAppend(&out, ",\"message\":", Quote(status.error_message()));
   }
@@ -327,8 +327,8 @@ absl::StatusOr<std::optional<int64_t>> GrpcTimeoutMillis(
     case 'n':
       return amount / 1'000'000;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "grpc-timeout: unknown unit '", std::string(1, unit), "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("grpc-timeout: unknown unit '", std::string(1, unit), "'"));
 }
 
 absl::StatusOr<std::optional<int64_t>> ConnectTimeoutMillis(
@@ -337,9 +337,9 @@ absl::StatusOr<std::optional<int64_t>> ConnectTimeoutMillis(
   if (value.empty()) return std::nullopt;
   int64_t millis = 0;
   if (value.size() > 10 || !absl::SimpleAtoi(value, &millis) || millis < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "connect-timeout-ms: \"", value,
-        "\" is not a timeout (up to 10 digits of milliseconds)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("connect-timeout-ms: \"", value,
+                     "\" is not a timeout (up to 10 digits of milliseconds)"));
   }
   return millis;
 }

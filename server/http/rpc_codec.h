@@ -10,8 +10,8 @@
 #ifndef TASKD_SERVER_HTTP_RPC_CODEC_H_
 #define TASKD_SERVER_HTTP_RPC_CODEC_H_
 
-#include <grpcpp/support/status.h>
 #include <google/protobuf/descriptor.h>
+#include <grpcpp/support/status.h>
 
 #include <cstdint>
 #include <optional>

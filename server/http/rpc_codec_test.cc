@@ -38,8 +38,8 @@ TEST(RpcCodecTest, FramesRoundTripAndLiesAreCaught) {
 
 TEST(RpcCodecTest, GrpcWebTextMayComeInPaddedPieces) {
   const std::string a = Frame(kFrameData, "ab");
-  const std::string pieces = absl::Base64Escape(a.substr(0, 4)) +
-                             absl::Base64Escape(a.substr(4));
+  const std::string pieces =
+      absl::Base64Escape(a.substr(0, 4)) + absl::Base64Escape(a.substr(4));
   absl::StatusOr<std::string> decoded = DecodeGrpcWebText(pieces);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, a);
@@ -47,8 +47,8 @@ TEST(RpcCodecTest, GrpcWebTextMayComeInPaddedPieces) {
 }
 
 TEST(RpcCodecTest, TrailersPercentEncodeTheMessageAndCarryDetails) {
-  absl::Status status = WithReason(
-      absl::NotFoundError("task \"é%\" not found"), "TASK_NOT_FOUND");
+  absl::Status status = WithReason(absl::NotFoundError("task \"é%\" not found"),
+                                   "TASK_NOT_FOUND");
   grpc::Status grpc_status = ToGrpcStatus(status);
   const std::string trailers = GrpcWebTrailers(grpc_status);
   EXPECT_THAT(trailers, HasSubstr("grpc-status:5\r\n"));
