@@ -200,8 +200,10 @@ absl::StatusOr<Caller> Authorizer::IdentifyHeader(
   absl::string_view token = authorization;
   if (!absl::ConsumePrefix(&token, "Bearer ") || token.empty()) {
     return WithReason(
-        absl::UnauthenticatedError("missing credentials: send the metadata "
-                                   "\"authorization: Bearer TOKEN\""),
+        absl::UnauthenticatedError(
+            "missing credentials: send \"authorization: Bearer TOKEN\" (gRPC "
+            "metadata or HTTP header; access_token=TOKEN in an event "
+            "stream's URL)"),
         "UNAUTHENTICATED");
   }
   std::string hash = Sha256(token);

@@ -170,6 +170,17 @@ DbCheck CheckDatabase(const std::string& db_path) {
                check.tasks[id] = TaskOfRow(row);
                rows[id] = std::move(row);
              });
+  // The counters (schema 5), in the same snapshot; compared below.
+  std::map<std::string, int64_t> counted;
+  ForEachRow(db,
+             "SELECT tenant_id, state, result_code, n FROM task_counts "
+             "WHERE n <> 0",
+             &problems, [&](sqlite3_stmt* s) {
+               counted[absl::StrCat(std::get<std::string>(ColumnValue(s, 0)),
+                                    "/", sqlite3_column_int64(s, 1), "/",
+                                    sqlite3_column_int64(s, 2))] =
+                   sqlite3_column_int64(s, 3);
+             });
   sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
   sqlite3_close(db);
 
@@ -271,16 +282,7 @@ DbCheck CheckDatabase(const std::string& db_path) {
   }
   // The counters (schema 5) count exactly the tasks: no change counted
   // twice, none missed, none half.
-  std::map<std::string, int64_t> counted, actual;
-  ForEachRow(db,
-             "SELECT tenant_id, state, result_code, n FROM task_counts "
-             "WHERE n <> 0",
-             &problems, [&](sqlite3_stmt* s) {
-               counted[absl::StrCat(std::get<std::string>(ColumnValue(s, 0)),
-                                    "/", sqlite3_column_int64(s, 1), "/",
-                                    sqlite3_column_int64(s, 2))] =
-                   sqlite3_column_int64(s, 3);
-             });
+  std::map<std::string, int64_t> actual;
   for (const auto& [id, task] : check.tasks) {
     ++actual[absl::StrCat(task.tenant_id(), "/", task.state(), "/",
                           task.result_code())];

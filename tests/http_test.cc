@@ -731,6 +731,47 @@ TEST_F(HttpTest, OpenStreamsHoldNoThreads) {
   EXPECT_EQ(delivered, 250);
 }
 
+// What README shows, with curl itself: Connect JSON calls, and an SSE
+// stream resumed with Last-Event-ID.
+TEST_F(HttpTest, CurlAsTheReadmeShowsIt) {
+  Start();
+  const std::string base = absl::StrCat("http://127.0.0.1:", http_port_);
+  auto curl = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {"/usr/bin/curl", "-sS"});
+    std::string out, err;
+    int rc = testing::RunCommand(args, "", &out, &err);
+    EXPECT_EQ(rc == 0 || rc == 28, true) << rc << " " << err;  // 28: max-time
+    return out;
+  };
+  const std::string created =
+      curl({"-H", "Content-Type: application/json", "-d",
+            R"({"task":{"type":"backup"}})",
+            base + "/tasks.v1.TaskService/CreateTask"});
+  const std::string id = testing::JsonField(created, "id");
+  ASSERT_FALSE(id.empty()) << created;
+  EXPECT_EQ(testing::JsonField(
+                curl({"-H", "Content-Type: application/json", "-d",
+                      absl::StrCat(R"({"id":")", id, R"("})"),
+                      base + "/tasks.v1.TaskService/GetTask"}),
+                "state"),
+            "enqueued");
+  EXPECT_THAT(curl({"-H", "Content-Type: application/json", "-d",
+                    R"({"groupBy":["state"]})",
+                    base + "/tasks.v1.TaskService/CountTasks"}),
+              HasSubstr(R"({"groups":[{"values":["enqueued"],"count":"1"}],"revision":"1"})"));
+  curl({"-H", "Content-Type: application/json", "-d",
+        R"({"task":{"type":"restore"}})",
+        base + "/tasks.v1.TaskService/CreateTask"});
+  // Resumed after revision 1: only the second task's creation.
+  const std::string events =
+      curl({"-N", "--max-time", "1", "-H", "Last-Event-ID: 1",
+            base + "/v1/tasks:watch"});
+  EXPECT_THAT(events, HasSubstr("id: 2\n"));
+  EXPECT_THAT(events, HasSubstr(R"("type":"restore")"));
+  EXPECT_THAT(events, ::testing::Not(HasSubstr("id: 1\n")));
+  EXPECT_THAT(events, ::testing::Not(HasSubstr(R"("type":"backup")")));
+}
+
 // TLS: the HTTP listener serves with the gRPC port's certificate, checked
 // with curl as a browser would.
 TEST_F(HttpTest, TlsWithTheSameCertificate) {
