@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -158,8 +159,10 @@ Task::ResultCode RunCommand(const std::string& command, taskd::TaskRun& run) {
   absl::Time kill_at = absl::InfiniteFuture();
   bool terminated = false;
   while (waitpid(pid, &status, WNOHANG) != pid) {
-    if (run.stopping() && !terminated) {
-      kill(-pid, SIGTERM);
+    // ESRCH: the child has not joined its new group yet (a posix_spawn
+    // that returns before the child runs, as under ASan): try again.
+    if (run.stopping() && !terminated &&
+        (kill(-pid, SIGTERM) == 0 || errno != ESRCH)) {
       terminated = true;
       kill_at = absl::Now() + absl::Seconds(10);
     }

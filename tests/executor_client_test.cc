@@ -842,15 +842,21 @@ TEST_F(ExecutorClientTaskctlTest, ForcedCancelStopsTheWorkCommand) {
 
 // Proves that SIGTERM (or Ctrl-C) to `work` stops its command's whole
 // process group and completes the task as abandoned, instead of leaving it
-// held: `timeout` sends SIGTERM 3 s in, while `sleep` runs.
+// held. The signal comes once `sleep` runs (not after a fixed time: on a
+// loaded machine, or under ASan, taskctl may still be acquiring then, and
+// the test would not test what it names).
 TEST_F(ExecutorClientTaskctlTest, SigtermStopsTheCommandAndAbandonsTheTask) {
   const std::string seconds = UniqueSleep();
   MustRun(
       {"create", "--type=backup", "--id=job", "--heartbeat-interval=500ms"});
-  Result work =
-      Taskctl({"work", "--executor=w1", "--run=sleep " + seconds, "--wait=5s"},
-              absl::Seconds(3));
-  EXPECT_EQ(work.rc, 124) << work;  // timeout's "it was signalled"
+  testing::Subprocess work(
+      {testing::TaskctlPath(), "--server=" + taskd_->address(), "work",
+       "--executor=w1", "--run=sleep " + seconds, "--wait=5s"});
+  ASSERT_TRUE(WaitUntil([&] { return !SleepProcesses(seconds).empty(); },
+                        absl::Seconds(20)))
+      << "`sleep " << seconds << "` never ran: " << work.output();
+  work.Signal(SIGTERM);
+  EXPECT_EQ(work.Wait(absl::Seconds(15)), 0) << work.output();
   EXPECT_TRUE(WaitUntil([&] { return SleepProcesses(seconds).empty(); },
                         absl::Seconds(5)))
       << "`sleep " << seconds << "` outlived taskctl";
