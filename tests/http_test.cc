@@ -743,22 +743,23 @@ TEST_F(HttpTest, CurlAsTheReadmeShowsIt) {
     EXPECT_EQ(rc == 0 || rc == 28, true) << rc << " " << err;  // 28: max-time
     return out;
   };
-  const std::string created =
-      curl({"-H", "Content-Type: application/json", "-d",
-            R"({"task":{"type":"backup"}})",
-            base + "/tasks.v1.TaskService/CreateTask"});
+  const std::string created = curl({"-H", "Content-Type: application/json",
+                                    "-d", R"({"task":{"type":"backup"}})",
+                                    base + "/tasks.v1.TaskService/CreateTask"});
   const std::string id = testing::JsonField(created, "id");
   ASSERT_FALSE(id.empty()) << created;
-  EXPECT_EQ(testing::JsonField(
-                curl({"-H", "Content-Type: application/json", "-d",
-                      absl::StrCat(R"({"id":")", id, R"("})"),
-                      base + "/tasks.v1.TaskService/GetTask"}),
-                "state"),
-            "enqueued");
-  EXPECT_THAT(curl({"-H", "Content-Type: application/json", "-d",
-                    R"({"groupBy":["state"]})",
-                    base + "/tasks.v1.TaskService/CountTasks"}),
-              HasSubstr(R"({"groups":[{"values":["enqueued"],"count":"1"}],"revision":"1"})"));
+  EXPECT_EQ(
+      testing::JsonField(curl({"-H", "Content-Type: application/json", "-d",
+                               absl::StrCat(R"({"id":")", id, R"("})"),
+                               base + "/tasks.v1.TaskService/GetTask"}),
+                         "state"),
+      "enqueued");
+  EXPECT_THAT(
+      curl({"-H", "Content-Type: application/json", "-d",
+            R"({"groupBy":["state"]})",
+            base + "/tasks.v1.TaskService/CountTasks"}),
+      HasSubstr(
+          R"({"groups":[{"values":["enqueued"],"count":"1"}],"revision":"1"})"));
   curl({"-H", "Content-Type: application/json", "-d",
         R"({"task":{"type":"restore"}})",
         base + "/tasks.v1.TaskService/CreateTask"});

@@ -251,8 +251,8 @@ int Run() {
   std::string binary = absl::GetFlag(FLAGS_taskd);
   if (binary.empty()) binary = testing::TaskdPath();
   const std::string log_path = dir.File("taskd.log");
-  pid_t pid = StartTaskd({binary, "--listen=127.0.0.1:0", "--http_listen=", "--db=" + db,
-                          "--sync=" + absl::GetFlag(FLAGS_sync)},
+  pid_t pid = StartTaskd({binary, "--listen=127.0.0.1:0", "--http_listen=",
+                          "--db=" + db, "--sync=" + absl::GetFlag(FLAGS_sync)},
                          log_path);
   int port = 0;
   for (absl::Time deadline = absl::Now() + absl::Seconds(30);
