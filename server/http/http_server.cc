@@ -77,9 +77,6 @@ bool IsGrpcWeb(Wire wire) {
 bool IsSse(Wire wire) {
   return wire == Wire::kSseWatch || wire == Wire::kSseCounts;
 }
-bool IsJson(Wire wire) {
-  return wire == Wire::kConnectJson || wire == Wire::kConnectStreamJson;
-}
 
 // %XX and '+' decoding of a query-string component.
 std::string UrlDecode(absl::string_view text) {
@@ -555,20 +552,29 @@ class Session final : public SessionBase,
     }
     auto self = this->shared_from_this();
     ++shared_->calls;
+    // The call's callbacks hold the session weakly: the session holds the
+    // call, and a strong reference back would keep both alive for ever if
+    // the call outlived the listener (the probe read below keeps the
+    // session alive while the stream is open).
+    std::weak_ptr<Session> weak = self;
     call_ = shared_->bridge.ServerStream(
         method, std::move(message), options,
-        [self](std::string response) {
-          net::post(self->stream_.get_executor(),
-                    [self, response = std::move(response)] {
-                      self->OnStreamMessage(response);
-                    });
+        [weak](std::string response) {
+          if (auto self = weak.lock()) {
+            net::post(self->stream_.get_executor(),
+                      [self, response = std::move(response)] {
+                        self->OnStreamMessage(response);
+                      });
+          }
         },
-        [self](grpc::Status status) {
-          net::post(self->stream_.get_executor(),
-                    [self, status = std::move(status)] {
-                      self->OnStreamDone(status);
-                    });
-          --self->shared_->calls;
+        [weak](grpc::Status status) {
+          if (auto self = weak.lock()) {
+            net::post(self->stream_.get_executor(),
+                      [self, status = std::move(status)] {
+                        self->OnStreamDone(status);
+                      });
+            --self->shared_->calls;
+          }
         });
     // The client sends nothing more; a read that completes means it closed
     // the connection (or broke the protocol): either way the call ends.
@@ -581,13 +587,12 @@ class Session final : public SessionBase,
   void OnStreamMessage(const std::string& response) {
     if (closed_) return;
     std::string out = FormatStreamMessage(response);
-    auto self = this->shared_from_this();
     if (out.empty()) {
       call_->Next();
       return;
     }
-    Send(Chunk(out), [self] {
-      if (self->call_ != nullptr) self->call_->Next();
+    Send(Chunk(out), [this] {
+      if (call_ != nullptr) call_->Next();
     });
   }
 
@@ -679,8 +684,7 @@ class Session final : public SessionBase,
         }
     }
     if (!last.empty()) Send(Chunk(last));
-    auto self = this->shared_from_this();
-    Send("0\r\n\r\n", [self] { self->Close(); });
+    Send("0\r\n\r\n", [this] { Close(); });
   }
 
   void ScheduleKeepalive() {
@@ -718,12 +722,11 @@ class Session final : public SessionBase,
     if (request_.method() == bhttp::verb::head) response.content_length(size);
     std::ostringstream out;
     out << response;
-    auto self = this->shared_from_this();
-    Send(out.str(), [self, keep_alive] {
+    Send(out.str(), [this, keep_alive] {
       if (keep_alive) {
-        self->ReadRequest();
+        ReadRequest();
       } else {
-        self->Close();
+        Close();
       }
     });
   }
@@ -738,6 +741,10 @@ class Session final : public SessionBase,
           std::move(headers));
   }
 
+  // `then` runs once `data` is written, from the write's completion (which
+  // holds the session): it captures `this`, never a shared_ptr, or a write
+  // that never completes (the listener stopping) would keep the session
+  // alive through its own queue.
   void Send(std::string data, std::function<void()> then = nullptr) {
     out_.push_back({std::move(data), std::move(then)});
     if (!writing_) WriteNext();

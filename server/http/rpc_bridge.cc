@@ -94,7 +94,13 @@ class StreamCall final
       absl::MutexLock lock(&mu_);
       done_ = true;
     }
-    on_done_(status);
+    // The callbacks may hold their owner, which may hold this call: let
+    // them go, so that nothing keeps the other alive once the call is over
+    // (whether or not the owner ever got to drop its reference).
+    std::function<void(grpc::Status)> done = std::move(on_done_);
+    on_done_ = nullptr;
+    on_message_ = nullptr;
+    done(status);
     std::shared_ptr<StreamCall> self = std::move(self_);
   }
 
