@@ -61,8 +61,7 @@ struct Question {
 };
 
 std::vector<Question> Questions() {
-  const std::string tenant =
-      absl::StrCat("tenant_id = \"", Tenant(7), "\"");
+  const std::string tenant = absl::StrCat("tenant_id = \"", Tenant(7), "\"");
   return {
       {"a_state_all", "", {"state"}, "issue 13 goal: under 10 ms"},
       {"b_state_tenant", tenant, {"state"}, "issue 13 goal: under 10 ms"},
@@ -71,10 +70,14 @@ std::vector<Question> Questions() {
       {"total_all", "", {}, ""},
       {"in_flight_by_tenant", "state != \"completed\"", {"tenant_id"}, ""},
       {"d_type_all", "", {"type"}, "not from the counters"},
-      {"d_state_high_priority", "priority >= \"high\"", {"state"},
+      {"d_state_high_priority",
+       "priority >= \"high\"",
+       {"state"},
        "not from the counters"},
       {"d_type_tenant", tenant, {"type"}, "not from the counters"},
-      {"d_state_backup", "type = \"backup\"", {"state"},
+      {"d_state_backup",
+       "type = \"backup\"",
+       {"state"},
        "not from the counters"},
   };
 }
@@ -207,7 +210,8 @@ std::string Describe(const CountQuery& query,
 
 int64_t Quantile(const std::vector<int64_t>& sorted, double q) {
   if (sorted.empty()) return 0;
-  return sorted[static_cast<size_t>(q * static_cast<double>(sorted.size() - 1))];
+  return sorted[static_cast<size_t>(q *
+                                    static_cast<double>(sorted.size() - 1))];
 }
 
 void TimeMigration(const std::string& path) {
@@ -293,9 +297,9 @@ int main(int argc, char** argv) {
   }
   std::printf("CountTasks through SqliteTaskStore::Count, %lld tasks in %s\n",
               static_cast<long long>(tasks), path.c_str());
-  std::printf("task_counts rows: %lld\n\n",
-              static_cast<long long>(
-                  QueryInt(db, "SELECT COUNT(*) FROM task_counts")));
+  std::printf(
+      "task_counts rows: %lld\n\n",
+      static_cast<long long>(QueryInt(db, "SELECT COUNT(*) FROM task_counts")));
 
   struct Figure {
     std::string name, path;
@@ -311,18 +315,17 @@ int main(int argc, char** argv) {
     std::printf("%s: filter '%s', group_by [%s]%s%s\n", q.name.c_str(),
                 q.filter.c_str(), absl::StrJoin(q.group_by, ", ").c_str(),
                 q.note.empty() ? "" : "  -- ", q.note.c_str());
-    std::printf("  answered from %s\n  SQL: %s\n  plan:\n%s",
-                p.from_counters ? "the counters (task_counts)"
-                                : "the tasks (GROUP BY)",
-                p.sql.c_str(), Plan(db, p.sql, p.params).c_str());
+    std::printf(
+        "  answered from %s\n  SQL: %s\n  plan:\n%s",
+        p.from_counters ? "the counters (task_counts)" : "the tasks (GROUP BY)",
+        p.sql.c_str(), Plan(db, p.sql, p.params).c_str());
     absl::StatusOr<CountResult> first = (*store)->Count(p.query);
     if (!first.ok()) Die(first.status().ToString());
     const std::map<GroupKey, int64_t> reference = Reference(db, p.query);
     const bool same = reference == first->groups;
     if (!same) ++mismatches;
     std::printf("  groups: %s\n  same as GROUP BY over the tasks: %s\n",
-                Describe(p.query, first->groups).c_str(),
-                same ? "yes" : "NO");
+                Describe(p.query, first->groups).c_str(), same ? "yes" : "NO");
     // Warm, then time.
     for (int i = 0; i < 2; ++i) (void)(*store)->Count(p.query);
     std::vector<int64_t> micros;

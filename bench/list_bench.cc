@@ -36,8 +36,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "benchmark/benchmark.h"
 #include "bench/bench_db.h"
+#include "benchmark/benchmark.h"
 #include "client/task_client.h"
 #include "query/filter.h"
 #include "query/order_by.h"
@@ -57,7 +57,6 @@ constexpr int kPageSize = 50;
 constexpr int kDeepPage = 100;
 
 using namespace ::taskd::bench;  // the data: bench_db.h
-
 
 // ---- The queries ----------------------------------------------------------
 

@@ -54,8 +54,8 @@
 #include <grpcpp/support/channel_arguments.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/epoll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -106,8 +106,7 @@ ABSL_FLAG(std::string, counts_filter, "",
           "the count viewers' filter; {i} becomes the viewer's index modulo "
           "--types (a question of its own each)");
 ABSL_FLAG(std::string, counts_group_by, "state", "group_by of the counts");
-ABSL_FLAG(std::string, counts_min_interval, "1s",
-          "min_interval of the counts");
+ABSL_FLAG(std::string, counts_min_interval, "1s", "min_interval of the counts");
 ABSL_FLAG(int, native_connections, 4,
           "HTTP/2 connections the native viewers are spread over");
 ABSL_FLAG(double, rate, 0, "write operations per second (0: none)");
@@ -299,9 +298,9 @@ constexpr const char* kKindNames[kKinds] = {"sse", "grpcweb", "native",
 
 struct Tally {
   std::atomic<int> opened{0};
-  std::atomic<int> ready{0};     // headers (HTTP) or first response (native)
-  std::atomic<int> refused{0};   // a status other than 200, or a failed call
-  std::atomic<int> closed{0};    // ended before the run did
+  std::atomic<int> ready{0};    // headers (HTTP) or first response (native)
+  std::atomic<int> refused{0};  // a status other than 200, or a failed call
+  std::atomic<int> closed{0};   // ended before the run did
   // During the measured window only:
   std::atomic<int64_t> events{0};    // task changes (watch kinds)
   std::atomic<int64_t> messages{0};  // SSE blocks / frames / responses
@@ -328,8 +327,8 @@ Tally g_tally[kKinds];
 
 void RecordTaskDelay(Kind kind, const google::protobuf::Timestamp& at,
                      int64_t now) {
-  g_tally[kind].delay.Record(now - (at.seconds() * 1'000'000 +
-                                    at.nanos() / 1000));
+  g_tally[kind].delay.Record(now -
+                             (at.seconds() * 1'000'000 + at.nanos() / 1000));
 }
 
 // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
@@ -372,11 +371,11 @@ int64_t ParseRfc3339Micros(absl::string_view s) {
   }
   const int64_t days =
       DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
-  return ((days * 24 + h) * 60 + mi) * 60 * 1'000'000 + se * 1'000'000 +
-         micros;
+  return ((days * 24 + h) * 60 + mi) * 60 * 1'000'000 + se * 1'000'000 + micros;
 }
 
-// ---- HTTP viewers: one epoll thread -------------------------------------------
+// ---- HTTP viewers: one epoll thread
+// -------------------------------------------
 
 std::string UrlEncode(absl::string_view text) {
   std::string out;
@@ -490,10 +489,11 @@ class HttpViewers {
     setsockopt(conn->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     g_tally[conn->kind].opened.fetch_add(1);
     conn->opened_at = NowMicros();
-    int rc = connect(conn->fd, reinterpret_cast<sockaddr*>(&addr_),
-                     sizeof(addr_));
+    int rc =
+        connect(conn->fd, reinterpret_cast<sockaddr*>(&addr_), sizeof(addr_));
     if (rc < 0 && errno != EINPROGRESS) {
-      g_tally[conn->kind].Error(absl::StrCat("connect: ", std::strerror(errno)));
+      g_tally[conn->kind].Error(
+          absl::StrCat("connect: ", std::strerror(errno)));
       g_tally[conn->kind].refused.fetch_add(1);
       close(conn->fd);
       conn->fd = -1;
@@ -622,7 +622,7 @@ class HttpViewers {
         for (size_t i = pos; i < eol; ++i) {
           const char c = in[i];
           if (c == ';') break;
-          int digit = absl::ascii_isdigit(c) ? c - '0'
+          int digit = absl::ascii_isdigit(c)   ? c - '0'
                       : (c >= 'a' && c <= 'f') ? c - 'a' + 10
                       : (c >= 'A' && c <= 'F') ? c - 'A' + 10
                                                : -1;
@@ -641,9 +641,8 @@ class HttpViewers {
         conn->chunk_left = size;
         continue;
       }
-      const size_t take =
-          std::min<size_t>(static_cast<size_t>(conn->chunk_left),
-                           in.size() - pos);
+      const size_t take = std::min<size_t>(
+          static_cast<size_t>(conn->chunk_left), in.size() - pos);
       conn->body.append(in, pos, take);
       if (g_recording.load(std::memory_order_relaxed)) {
         g_tally[conn->kind].bytes.fetch_add(static_cast<int64_t>(take),
@@ -670,8 +669,8 @@ class HttpViewers {
 
   // A message (SSE event or data frame) at `now`, while recording.
   static void Gap(Conn* conn, int64_t now) {
-    const int64_t last = conn->last_message > 0 ? conn->last_message
-                                                : g_record_begin.load();
+    const int64_t last =
+        conn->last_message > 0 ? conn->last_message : g_record_begin.load();
     conn->max_gap = std::max(conn->max_gap, now - last);
     conn->last_message = now;
   }
@@ -734,10 +733,11 @@ class HttpViewers {
     Tally& tally = g_tally[conn->kind];
     while (body.size() - pos >= 5) {
       const uint8_t flag = static_cast<uint8_t>(body[pos]);
-      const uint32_t n = (static_cast<uint32_t>(static_cast<uint8_t>(body[pos + 1])) << 24) |
-                         (static_cast<uint32_t>(static_cast<uint8_t>(body[pos + 2])) << 16) |
-                         (static_cast<uint32_t>(static_cast<uint8_t>(body[pos + 3])) << 8) |
-                         static_cast<uint32_t>(static_cast<uint8_t>(body[pos + 4]));
+      const uint32_t n =
+          (static_cast<uint32_t>(static_cast<uint8_t>(body[pos + 1])) << 24) |
+          (static_cast<uint32_t>(static_cast<uint8_t>(body[pos + 2])) << 16) |
+          (static_cast<uint32_t>(static_cast<uint8_t>(body[pos + 3])) << 8) |
+          static_cast<uint32_t>(static_cast<uint8_t>(body[pos + 4]));
       if (body.size() - pos - 5 < n) break;
       const char* payload = body.data() + pos + 5;
       pos += 5 + n;
@@ -758,8 +758,7 @@ class HttpViewers {
         tally.Error("unparsable WatchTasksResponse");
         continue;
       }
-      tally.events.fetch_add(response.events_size(),
-                             std::memory_order_relaxed);
+      tally.events.fetch_add(response.events_size(), std::memory_order_relaxed);
       for (const TaskEvent& event : response.events()) {
         RecordTaskDelay(conn->kind, event.task().updated_at(), now);
       }
@@ -775,16 +774,16 @@ class HttpViewers {
   std::thread thread_;
 };
 
-// ---- Native gRPC viewers ------------------------------------------------------
+// ---- Native gRPC viewers
+// ------------------------------------------------------
 
 std::shared_ptr<grpc::Channel> NewChannel() {
   grpc::ChannelArguments args;
   // A separate TCP connection per channel.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
-  auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_grpc),
-                                           grpc::InsecureChannelCredentials(),
-                                           args);
+  auto channel = grpc::CreateCustomChannel(
+      absl::GetFlag(FLAGS_grpc), grpc::InsecureChannelCredentials(), args);
   if (!channel->WaitForConnected(
           absl::ToChronoTime(absl::Now() + absl::Seconds(10)))) {
     Die("cannot connect to " + absl::GetFlag(FLAGS_grpc));
@@ -846,7 +845,8 @@ class NativeViewer final : public grpc::ClientReadReactor<WatchTasksResponse> {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// ---- Writers --------------------------------------------------------------------
+// ---- Writers
+// --------------------------------------------------------------------
 
 struct Writes {
   std::atomic<int64_t> next{0};  // the next op's turn
@@ -857,9 +857,8 @@ struct Writes {
   absl::Mutex mu;
 };
 
-void Writer(TaskService::Stub* stub, int thread, double rate,
-            bool lifecycle, std::chrono::steady_clock::time_point begin,
-            Writes* writes) {
+void Writer(TaskService::Stub* stub, int thread, double rate, bool lifecycle,
+            std::chrono::steady_clock::time_point begin, Writes* writes) {
   const int types = std::max(1, absl::GetFlag(FLAGS_types));
   int step = 0;  // lifecycle: 0 create, 1 assign, 2 start, 3 complete
   std::string id, lease;
@@ -877,8 +876,7 @@ void Writer(TaskService::Stub* stub, int thread, double rate,
     const absl::Time t0 = absl::Now();
     if (step == 0) {
       CreateTaskRequest request;
-      request.mutable_task()->set_type(
-          absl::StrCat("t", serial % types));
+      request.mutable_task()->set_type(absl::StrCat("t", serial % types));
       request.mutable_task()->set_priority("normal");
       request.mutable_task()->set_tenant_id(absl::StrFormat(
           "3f2a9c1e-5b7d-4e8f-9a0b-%012d", static_cast<int>(serial % 100)));
@@ -962,13 +960,13 @@ int Run() {
     for (int i = 0; i < n[kSseCounts]; ++i) {
       std::string counts = absl::StrCat(
           "/v1/tasks:counts?group_by=",
-          UrlEncode(absl::GetFlag(FLAGS_counts_group_by)),
-          "&min_interval=", UrlEncode(absl::GetFlag(FLAGS_counts_min_interval)));
+          UrlEncode(absl::GetFlag(FLAGS_counts_group_by)), "&min_interval=",
+          UrlEncode(absl::GetFlag(FLAGS_counts_min_interval)));
       if (!counts_filter.empty()) {
         absl::StrAppend(
             &counts, "&filter=",
-            UrlEncode(absl::StrReplaceAll(
-                counts_filter, {{"{i}", absl::StrCat(i % types)}})));
+            UrlEncode(absl::StrReplaceAll(counts_filter,
+                                          {{"{i}", absl::StrCat(i % types)}})));
       }
       http.Add(kSseCounts, http.SseRequest(counts));
     }
@@ -1021,8 +1019,7 @@ int Run() {
     write_channel = NewChannel();
     write_stub = TaskService::NewStub(write_channel);
     const auto begin = std::chrono::steady_clock::now();
-    for (int t = 0; t < std::max(1, absl::GetFlag(FLAGS_writer_threads));
-         ++t) {
+    for (int t = 0; t < std::max(1, absl::GetFlag(FLAGS_writer_threads)); ++t) {
       writers.emplace_back(Writer, write_stub.get(), t, rate,
                            writes_mode == "lifecycle", begin, &writes);
     }
@@ -1033,7 +1030,8 @@ int Run() {
   const double server0 =
       server_pid ? StatCpuSeconds(absl::StrCat("/proc/", server_pid, "/stat"))
                  : 0;
-  const ThreadTimes threads0 = server_pid ? ThreadCpu(server_pid) : ThreadTimes();
+  const ThreadTimes threads0 =
+      server_pid ? ThreadCpu(server_pid) : ThreadTimes();
   const absl::Time begin = absl::Now();
   g_record_begin.store(absl::ToUnixMicros(begin));
   g_recording.store(true);
@@ -1046,7 +1044,8 @@ int Run() {
   const double server1 =
       server_pid ? StatCpuSeconds(absl::StrCat("/proc/", server_pid, "/stat"))
                  : 0;
-  const ThreadTimes threads1 = server_pid ? ThreadCpu(server_pid) : ThreadTimes();
+  const ThreadTimes threads1 =
+      server_pid ? ThreadCpu(server_pid) : ThreadTimes();
   const int64_t rss_end = server_pid ? RssKib(server_pid) : 0;
   // taskd gone before the window ended: its CPU figures are void.
   const bool server_gone = server_pid != 0 && kill(server_pid, 0) != 0;
@@ -1066,8 +1065,8 @@ int Run() {
       "\"client_cpu\":%.3f",
       label, seconds, rate, writes_mode, writes.ops.load(),
       writes.ops.load() / seconds, writes.errors.load(),
-      writes.latency.Quantile(0.5), writes.latency.Quantile(0.99),
-      open_seconds, (cpu1 - cpu0) / seconds);
+      writes.latency.Quantile(0.5), writes.latency.Quantile(0.99), open_seconds,
+      (cpu1 - cpu0) / seconds);
   // The machine's busy CPU during the window, all and per core (in cores),
   // and the part of it that was neither taskd nor this process.
   std::string busy_json = "{";
@@ -1086,16 +1085,17 @@ int Run() {
       (machine_busy - (cpu1 - cpu0) - (server1 - server0)) / seconds;
   absl::StrAppendFormat(&json, ",\"machine_busy\":%s,\"others_cpu\":%.3f",
                         busy_json, others);
-  std::printf("%s: %.1f s measured; writes %.1f/s (%lld errors, p50 %.1f ms, "
-              "p99 %.1f ms); viewers opened in %.2f s; client CPU %.0f%%\n",
-              label.empty() ? "taskd_viewers" : label.c_str(), seconds,
-              writes.ops.load() / seconds,
-              static_cast<long long>(writes.errors.load()),
-              writes.latency.Quantile(0.5) / 1000.0,
-              writes.latency.Quantile(0.99) / 1000.0, open_seconds,
-              100 * (cpu1 - cpu0) / seconds);
-  std::printf("  the rest of the machine: %.0f%% of a core (busy per core: %s)\n",
-              100 * others, busy_json.c_str());
+  std::printf(
+      "%s: %.1f s measured; writes %.1f/s (%lld errors, p50 %.1f ms, "
+      "p99 %.1f ms); viewers opened in %.2f s; client CPU %.0f%%\n",
+      label.empty() ? "taskd_viewers" : label.c_str(), seconds,
+      writes.ops.load() / seconds, static_cast<long long>(writes.errors.load()),
+      writes.latency.Quantile(0.5) / 1000.0,
+      writes.latency.Quantile(0.99) / 1000.0, open_seconds,
+      100 * (cpu1 - cpu0) / seconds);
+  std::printf(
+      "  the rest of the machine: %.0f%% of a core (busy per core: %s)\n",
+      100 * others, busy_json.c_str());
   if (server_pid != 0) {
     absl::StrAppendFormat(
         &json,
@@ -1106,15 +1106,15 @@ int Run() {
         ThreadCpuJson(threads0, threads1, seconds), rss_before, rss_open,
         rss_end, server_gone ? "true" : "false");
     if (server_gone) {
-      std::printf("  TASKD (pid %d) ENDED DURING THE RUN: its figures are void\n",
-                  server_pid);
+      std::printf(
+          "  TASKD (pid %d) ENDED DURING THE RUN: its figures are void\n",
+          server_pid);
     }
-    std::printf("  taskd: CPU %.0f%%; RSS %lld KiB before the viewers, "
-                "%lld KiB with them open, %lld KiB at the end\n",
-                100 * (server1 - server0) / seconds,
-                static_cast<long long>(rss_before),
-                static_cast<long long>(rss_open),
-                static_cast<long long>(rss_end));
+    std::printf(
+        "  taskd: CPU %.0f%%; RSS %lld KiB before the viewers, "
+        "%lld KiB with them open, %lld KiB at the end\n",
+        100 * (server1 - server0) / seconds, static_cast<long long>(rss_before),
+        static_cast<long long>(rss_open), static_cast<long long>(rss_end));
   }
   {
     absl::MutexLock lock(&writes.mu);
