@@ -92,6 +92,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/histogram.h"
+#include "server/http/rpc_codec.h"
 #include "tasks/v1/tasks.grpc.pb.h"
 
 ABSL_FLAG(std::string, grpc, "127.0.0.1:50051", "taskd's gRPC address");
@@ -348,16 +349,6 @@ std::string UrlEncode(absl::string_view text) {
   return out;
 }
 
-std::string GrpcWebFrame(const std::string& message) {
-  std::string frame(5, '\0');
-  const uint32_t n = static_cast<uint32_t>(message.size());
-  frame[1] = static_cast<char>(n >> 24);
-  frame[2] = static_cast<char>(n >> 16);
-  frame[3] = static_cast<char>(n >> 8);
-  frame[4] = static_cast<char>(n);
-  return frame + message;
-}
-
 struct Conn {
   int fd = -1;
   Kind kind = kSse;
@@ -430,7 +421,7 @@ class HttpViewers {
   }
   std::string GrpcWebRequest(const std::string& method,
                              const std::string& message) const {
-    const std::string body = GrpcWebFrame(message);
+    const std::string body = http::Frame(http::kFrameData, message);
     return absl::StrCat("POST /tasks.v1.TaskService/", method,
                         " HTTP/1.1\r\nHost: ", host_,
                         "\r\nContent-Type: application/grpc-web+proto"
