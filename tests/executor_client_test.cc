@@ -3,6 +3,7 @@
 // taskctl's executor commands (acquire, heartbeat, --lease, cancel --force,
 // work) against the real taskd binary. (The protocol and the timers with a
 // fake clock: executor_test.cc.)
+#include <fcntl.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/client_interceptor.h>
@@ -617,9 +618,18 @@ class ExecutorClientTaskctlTest : public ::testing::Test {
          std::filesystem::directory_iterator("/proc", error)) {
       pid_t pid = 0;
       if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
-      std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-      std::string cmdline{std::istreambuf_iterator<char>(in), {}};
-      if (cmdline == wanted) found.push_back(pid);
+      // A process may exit between the listing and the read, which then
+      // fails with ESRCH: read with plain calls that report it, not a
+      // stream that throws.
+      const int fd = open((entry.path() / "cmdline").c_str(), O_RDONLY);
+      if (fd < 0) continue;
+      std::string cmdline;
+      char buffer[256];
+      ssize_t n;
+      while ((n = read(fd, buffer, sizeof buffer)) > 0)
+        cmdline.append(buffer, n);
+      close(fd);
+      if (n == 0 && cmdline == wanted) found.push_back(pid);
     }
     return found;
   }

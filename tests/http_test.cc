@@ -14,6 +14,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -579,29 +580,48 @@ TEST_F(HttpTest, MetricsAndThePageAreServed) {
   EXPECT_EQ(missing.status, 404);
 }
 
+// Proves that request_timeout (1 s here) bounds the client, not the call:
+// an AcquireTask that waits 2 s for work is still answered, with the task
+// enqueued meanwhile.
+TEST_F(HttpTest, ACallLongerThanTheRequestTimeoutIsAnswered) {
+  Start();
+  std::thread later([this] {
+    absl::SleepFor(absl::Milliseconds(1500));
+    CreateJson();
+  });
+  const absl::Time start = absl::Now();
+  Response acquired =
+      PostJson("AcquireTask", R"({"executorId":"w1","wait":"3s"})");
+  later.join();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(1400));
+  EXPECT_EQ(acquired.status, 200) << acquired.body;
+  EXPECT_EQ(testing::JsonField(acquired.body, "executor_id"), "w1")
+      << acquired.body;
+}
+
 TEST_F(HttpTest, TokensAndTenantsAsOnTheGrpcPort) {
   Start(Tokens());
   const std::string mine = CreateJson(kT1);
   const std::string theirs = CreateJson(kT2);
   Response anonymous =
       PostJson("GetTask", absl::StrCat(R"({"id":")", mine, R"("})"));
-  EXPECT_EQ(anonymous.status, 401);
+  EXPECT_EQ(anonymous.status, 401) << anonymous.body;
   EXPECT_EQ(testing::JsonField(anonymous.body, "code"), "unauthenticated");
   Response wrong =
       PostJson("GetTask", absl::StrCat(R"({"id":")", mine, R"("})"),
                {"Authorization: Bearer not-a-token"});
-  EXPECT_EQ(wrong.status, 401);
+  EXPECT_EQ(wrong.status, 401) << wrong.body;
   Response viewer = PostJson("CreateTask", R"({"task":{"type":"x"}})",
                              {"Authorization: Bearer viewer-token"});
-  EXPECT_EQ(viewer.status, 403);
+  EXPECT_EQ(viewer.status, 403) << viewer.body;
   EXPECT_EQ(testing::JsonField(viewer.body, "code"), "permission_denied");
   Response own = PostJson("GetTask", absl::StrCat(R"({"id":")", mine, R"("})"),
                           {"Authorization: Bearer t1-token"});
-  EXPECT_EQ(own.status, 200);
+  EXPECT_EQ(own.status, 200) << own.body;
   Response other =
       PostJson("GetTask", absl::StrCat(R"({"id":")", theirs, R"("})"),
                {"Authorization: Bearer t1-token"});
-  EXPECT_EQ(other.status, 404);  // as if it did not exist
+  EXPECT_EQ(other.status, 404) << other.body;  // as if it did not exist
   Response counted =
       PostJson("CountTasks", "{}", {"Authorization: Bearer t1-token"});
   EXPECT_THAT(counted.body, HasSubstr(R"("count":"1")"));
@@ -611,12 +631,12 @@ TEST_F(HttpTest, TokensAndTenantsAsOnTheGrpcPort) {
   std::vector<SseEvent> events =
       ReadSse(sse, "/v1/tasks:watch?start_revision=1&access_token=t1-token",
               "change", 1);
-  ASSERT_EQ(events.size(), 1u);
+  ASSERT_EQ(events.size(), 1u) << sse.received();
   EXPECT_THAT(events[0].data, HasSubstr(mine));
   Connection refused(http_port_);
   std::vector<SseEvent> failed =
       ReadSse(refused, "/v1/tasks:watch?start_revision=1", "failed", 1);
-  ASSERT_EQ(failed.size(), 1u);
+  ASSERT_EQ(failed.size(), 1u) << refused.received();
   EXPECT_THAT(failed[0].data, HasSubstr("unauthenticated"));
   // /metrics and the page need no token (as the gRPC health check).
   EXPECT_EQ(Request("GET", "/metrics", "", "").status, 200);

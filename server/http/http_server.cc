@@ -305,6 +305,10 @@ class Session final : public SessionBase,
       return Close();
     }
     request_ = parser_->release();
+    // request_timeout bounds the client's reading and writing, never the
+    // call: an AcquireTask that waits 60 s for work must still be answered.
+    // Reply sets the timer again for the response's write.
+    beast::get_lowest_layer(stream_).expires_never();
     Handle();
   }
 
@@ -722,6 +726,8 @@ class Session final : public SessionBase,
     if (request_.method() == bhttp::verb::head) response.content_length(size);
     std::ostringstream out;
     out << response;
+    beast::get_lowest_layer(stream_).expires_after(
+        absl::ToChronoSeconds(shared_->options.request_timeout));
     Send(out.str(), [this, keep_alive] {
       if (keep_alive) {
         ReadRequest();

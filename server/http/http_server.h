@@ -51,8 +51,10 @@ struct HttpServerOptions {
   size_t max_body_bytes = 2 << 20;
   // Largest request header. Default 16 KiB.
   size_t max_header_bytes = 16 << 10;
-  // A request must arrive whole within this; an idle keep-alive connection
-  // is closed after it. Default 30 s.
+  // A request must arrive whole within this, and a unary answer be taken
+  // by the client within it; an idle keep-alive connection is closed after
+  // it. The call itself is not bounded by it (its deadline is the client's
+  // timeout header). Default 30 s.
   absl::Duration request_timeout = absl::Seconds(30);
   // Server-Sent Events streams get a comment this often, so that proxies
   // keep them open and a vanished client is noticed. Default 15 s.
