@@ -19,6 +19,29 @@
 // A failing sync does not undo the write before it: the bytes are in the
 // operating system's cache, as after a real fsync error.
 //
+// Power loss (the durability test, as SQLite's crash tests and LevelDB's
+// fault-injection environment do it): with TrackUnsynced(), the VFS keeps,
+// for every sector a write or truncation changed since its file's last
+// successful sync, what that sector held at the sync: the disk, while the
+// file itself holds the operating system's cache. CutPowerAfter(n) stops
+// the machine n calls later: that write, truncation, sync or delete and
+// every one after it fails with an I/O error and changes nothing. Once every
+// connection is closed, LosePower() rewrites the files as the disk had them:
+// every unsynced sector goes back (Loss::kUnsynced), or each one at random
+// keeps its new bytes or goes back (Loss::kTorn: a disk that reorders and
+// tears writes at sector granularity). A sync that fails leaves its sectors
+// lost even if a later sync succeeds, unless they are written again (as
+// Linux does: after fsync reports an error, the pages it could not write are
+// marked clean and never written). Deleting or creating a file is durable at
+// once (the directory is treated as always synced).
+//
+//   vfs->TrackUnsynced();
+//   vfs->CutPowerAfter(120);
+//   ... writes, until they fail ...
+//   store.reset();                                   // every file closed
+//   vfs->LosePower(FaultInjectionVfs::Loss::kTorn, seed);
+//   ... open the store again and check what survived ...
+//
 // Thread-safe: faults may be set and cleared while other threads use
 // connections opened through the VFS.
 #ifndef TASKD_STORAGE_FAULT_INJECTION_VFS_H_
@@ -27,6 +50,8 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -59,6 +84,7 @@ class FaultInjectionVfs {
   // since SQLite keeps pointers to it. Aborts if SQLite refuses to register.
   static FaultInjectionVfs* Register(const std::string& name);
 
+  ~FaultInjectionVfs();
   FaultInjectionVfs(const FaultInjectionVfs&) = delete;
   FaultInjectionVfs& operator=(const FaultInjectionVfs&) = delete;
 
@@ -73,6 +99,25 @@ class FaultInjectionVfs {
   // Clears the faults and the delay: the disk works again.
   void Clear();
 
+  // ---- Power loss ----
+  enum class Loss {
+    kUnsynced,  // every sector written since its file's last sync is lost
+    kTorn,      // each such sector independently survives or is lost
+  };
+  // Starts keeping each file's synced content apart (see above). Files
+  // must not have unsynced writes from before (call it before opening).
+  void TrackUnsynced();
+  // After `calls` more writes, truncations, syncs or deletes (0: the next
+  // one) the power goes: from that call on they fail with SQLITE_IOERR_*
+  // and change nothing.
+  void CutPowerAfter(int64_t calls);
+  bool power_is_cut() const;
+  // Rewrites every tracked file as the disk held it (see above), then ends
+  // the cut and the tracking: calls work again. Call it once every file
+  // opened through the VFS is closed. Returns how many sectors went back;
+  // an error if a file could not be rewritten.
+  int64_t LosePower(Loss loss, uint64_t seed, std::string* error);
+
   // Calls that reached the VFS so far (failed ones included), and how many
   // were made to fail.
   int64_t writes() const;
@@ -84,9 +129,24 @@ class FaultInjectionVfs {
   int WriteResult(int file_kind);
   int SyncResult(int file_kind);
   int64_t sync_delay_micros() const;
+  // Whether the power is gone for this call (counts it towards the cut).
+  bool PowerGone();
+  // The tracking of one file, by path; null when not tracking or the file
+  // has no path (a temporary file, lost at power loss anyway).
+  struct FileTrack;
+  FileTrack* TrackOf(const char* path);
+  // Before `file` (tracked as `track`) changes [offset, offset + amount)
+  // or is truncated to `offset` (amount -1): keeps the synced content of
+  // the sectors that change.
+  int BeforeChange(FileTrack* track, sqlite3_file* file, int64_t offset,
+                   int64_t amount);
+  // After a sync of `track`'s file: what it had is on the disk now (ok), or
+  // lost for good (failed).
+  void AfterSync(FileTrack* track, sqlite3_file* file, bool ok);
+  void Forget(const char* path);
 
  private:
-  explicit FaultInjectionVfs(std::string name) : name_(std::move(name)) {}
+  explicit FaultInjectionVfs(std::string name);
   int Decide(Fault* fault, int64_t* counter, int file_kind);
 
   const std::string name_;
@@ -99,6 +159,10 @@ class FaultInjectionVfs {
   int64_t syncs_ = 0;
   int64_t injected_ = 0;
   int64_t sync_delay_micros_ = 0;
+  bool tracking_ = false;
+  int64_t cut_countdown_ = -1;  // -1: no cut planned
+  bool power_cut_ = false;
+  std::map<std::string, std::unique_ptr<FileTrack>> tracks_;
 };
 
 }  // namespace taskd::sqlite
