@@ -50,6 +50,15 @@
 // before it queues the change for commit (same machine, same clock): it
 // includes the commit itself.
 //
+// The peer (issue 15): etcd's KV service, through the same closed loops,
+// pointed at etcd with --server. Requests are encoded by hand (no etcd
+// protos here); each value is --etcd_value_bytes, the size of the Task
+// CreateTask stores.
+//   etcd-put    etcdserverpb.KV/Put of a new key each call (36 bytes, as
+//               long as the UUID taskd gives a new task).
+//   etcd-range  etcdserverpb.KV/Range of one random key among --prefill keys
+//               put first (named as get's tasks); a miss counts as an error.
+//
 // Raw SQLite scenarios (no server; run them on the core taskd would get):
 //   sqlite-insert  one task row and one history row per insert, --batch
 //                  inserts per transaction, on a fresh database with taskd's
@@ -64,7 +73,9 @@
 // with --server_pid the server's CPU (also per thread) and RSS.
 #include <grpcpp/channel.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/channel_arguments.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
@@ -98,6 +109,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/histogram.h"
@@ -107,8 +119,9 @@
 
 ABSL_FLAG(std::string, scenario, "create",
           "create, get, list, moves, mix, watch, acquire, wake, heartbeat, "
-          "sqlite-insert, sqlite-get");
-ABSL_FLAG(std::string, server, "127.0.0.1:50051", "taskd's address");
+          "etcd-put, etcd-range, sqlite-insert, sqlite-get");
+ABSL_FLAG(std::string, server, "127.0.0.1:50051",
+          "taskd's address (etcd's for etcd-*)");
 ABSL_FLAG(int, concurrency, 64, "calls kept in flight");
 ABSL_FLAG(int, connections, 1,
           "separate HTTP/2 connections the calls are spread over");
@@ -140,7 +153,12 @@ ABSL_FLAG(bool, heartbeat_progress, false,
           "heartbeat: a new progress in every heartbeat");
 ABSL_FLAG(int, prefill, 10000,
           "tasks created before get, list, moves, mix, acquire and heartbeat "
-          "(and rows before sqlite-get)");
+          "(keys put before etcd-range, rows before sqlite-get)");
+ABSL_FLAG(int, etcd_value_bytes, 178,
+          "etcd-*: bytes of each value; 178 is what CreateTask stores per "
+          "task (its history row's serialized Task: 174 to 179 bytes with "
+          "--payload=0, measured on a taskd database), so that a put carries "
+          "what a create commits");
 ABSL_FLAG(int, tenants, 100, "tenants the tasks are spread over");
 ABSL_FLAG(absl::Duration, call_deadline, absl::Seconds(60),
           "deadline of each unary call; 0: none (taskd then applies its "
@@ -439,11 +457,13 @@ enum Method {
   kComplete,
   kAcquire,
   kHeartbeat,
+  kPut,    // etcd's
+  kRange,  // etcd's
   kMethods
 };
 constexpr const char* kMethodNames[kMethods] = {
-    "create", "get",      "list",    "assign",
-    "start",  "complete", "acquire", "heartbeat"};
+    "create",   "get",     "list",      "assign", "start",
+    "complete", "acquire", "heartbeat", "put",    "range"};
 
 bool IsExecutorScenario(const std::string& scenario) {
   return scenario == "acquire" || scenario == "wake" || scenario == "heartbeat";
@@ -468,12 +488,17 @@ struct RunState {
   std::string scenario;
   std::string tag;
   int tenants = 100;
-  std::vector<std::string> prefilled;     // ids, for get and moves
+  std::vector<std::string> prefilled;     // ids, for get and moves (keys,
+                                          // for etcd-range)
   std::atomic<size_t> next_prefilled{0};  // moves take tasks in order
   std::atomic<int64_t> serial{0};         // for created ids
   std::atomic<bool> recording{false};
   std::atomic<bool> stopping{false};
   int64_t count_limit = 0;
+  // etcd-*: a generic stub per connection (slot i uses i % size, as with
+  // the task stubs) and the value every put carries.
+  std::vector<std::unique_ptr<grpc::GenericStub>> etcd;
+  std::string etcd_value;
   Histogram latency;
   std::array<Histogram, kMethods> latency_by_method;
   std::atomic<int64_t> ops{0};
@@ -541,6 +566,8 @@ struct Slot {
   Task task;
   ListTasksResponse page;
   AcquireTaskResponse acquired;
+  grpc::ByteBuffer etcd_request;
+  grpc::ByteBuffer etcd_response;
   // moves: the slot's task and the next move on it (kAssign, kStart,
   // kComplete), or kCreate when it needs a new task. Executor scenarios:
   // kAcquire (or kCreate, at first) when the executor needs a task.
@@ -589,6 +616,49 @@ bool NextExecutorMove(Slot* slot, const grpc::Status& status) {
       slot->next_move = kAcquire;
       return true;
   }
+}
+
+// ---- etcd, the peer ---------------------------------------------------------
+// Vendoring etcd's protos (and gogoproto's) for two requests is not worth it:
+// a PutRequest is key (field 1) and value (field 2), a RangeRequest key
+// (field 1), both length-delimited; the answers are not decoded.
+
+constexpr char kEtcdPut[] = "/etcdserverpb.KV/Put";
+constexpr char kEtcdRange[] = "/etcdserverpb.KV/Range";
+
+// `value` null: a RangeRequest of `key`; else a PutRequest.
+grpc::ByteBuffer EtcdRequest(const std::string& key, const std::string* value) {
+  std::string bytes;
+  auto append_field = [&bytes](int field, const std::string& data) {
+    bytes.push_back(static_cast<char>(field << 3 | 2));  // length-delimited
+    for (size_t n = data.size();; n >>= 7) {             // varint length
+      bytes.push_back(static_cast<char>(n < 0x80 ? n : (n & 0x7f) | 0x80));
+      if (n < 0x80) break;
+    }
+    bytes += data;
+  };
+  append_field(1, key);
+  if (value != nullptr) append_field(2, *value);
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// A blocking call, for the prefill (GenericStub has only the callback form).
+grpc::Status EtcdCall(grpc::GenericStub* stub, const char* method,
+                      const grpc::ByteBuffer& request) {
+  grpc::ClientContext context;
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_call_deadline)));
+  grpc::ByteBuffer response;
+  grpc::Status result;
+  absl::Notification done;
+  stub->UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                  [&](grpc::Status status) {
+                    result = std::move(status);
+                    done.Notify();
+                  });
+  done.WaitForNotification();
+  return result;
 }
 
 void Issue(Slot* slot);
@@ -689,6 +759,10 @@ void Issue(Slot* slot) {
     slot->method = kList;
   } else if (scenario == "moves") {
     NextMove(slot);
+  } else if (scenario == "etcd-put") {
+    slot->method = kPut;
+  } else if (scenario == "etcd-range") {
+    slot->method = kRange;
   } else if (IsExecutorScenario(scenario)) {
     slot->method = slot->next_move == kCreate ? kAcquire : slot->next_move;
   } else {  // mix
@@ -766,6 +840,29 @@ void Issue(Slot* slot) {
       }
       slot->acquired.Clear();
       async->AcquireTask(context, &slot->acquire, &slot->acquired, done);
+      break;
+    case kPut:
+      // A new key every time, 36 bytes like a created task's UUID.
+      slot->etcd_request = EtcdRequest(
+          absl::StrFormat("%s-%027d", run->tag, run->serial.fetch_add(1)),
+          &run->etcd_value);
+      run->etcd[slot->index % run->etcd.size()]->UnaryCall(
+          context, kEtcdPut, grpc::StubOptions(), &slot->etcd_request,
+          &slot->etcd_response, done);
+      break;
+    case kRange:
+      slot->etcd_request = EtcdRequest(
+          run->prefilled[slot->rng() % run->prefilled.size()], nullptr);
+      run->etcd[slot->index % run->etcd.size()]->UnaryCall(
+          context, kEtcdRange, grpc::StubOptions(), &slot->etcd_request,
+          &slot->etcd_response, [slot](grpc::Status status) {
+            // A miss is an answer without the kv: shorter than the value.
+            if (status.ok() &&
+                slot->etcd_response.Length() < slot->run->etcd_value.size()) {
+              status = grpc::Status(grpc::StatusCode::NOT_FOUND, "no key");
+            }
+            Done(slot, status);
+          });
       break;
     default:
       break;
@@ -965,7 +1062,7 @@ void AddFirstError(RunState* run, Report* report) {
 }
 
 // Creates --prefill tasks with known ids through the server; with a
-// `heart_beat_interval`, tasks that have it.
+// `heart_beat_interval`, tasks that have it. etcd-*: puts keys so named.
 void Prefill(RunState* run,
              const std::vector<std::unique_ptr<TaskService::Stub>>& stubs,
              int n, absl::Duration heart_beat_interval = absl::ZeroDuration()) {
@@ -984,6 +1081,13 @@ void Prefill(RunState* run,
         while (true) {
           int i = next.fetch_add(1);
           if (i >= n) return;
+          if (!run->etcd.empty()) {
+            grpc::Status status =
+                EtcdCall(run->etcd[s].get(), kEtcdPut,
+                         EtcdRequest(run->prefilled[i], &run->etcd_value));
+            if (!status.ok()) failed.fetch_add(1);
+            continue;
+          }
           CreateTaskRequest request;
           Task task;
           task.set_id(run->prefilled[i]);
@@ -1025,8 +1129,15 @@ int RunGrpc(const std::string& scenario) {
   run.tenants = std::max(1, absl::GetFlag(FLAGS_tenants));
   run.count_limit = absl::GetFlag(FLAGS_count);
   run.acquire_wait = absl::GetFlag(FLAGS_acquire_wait);
+  if (scenario.rfind("etcd-", 0) == 0) {
+    for (auto& channel : channels) {
+      run.etcd.push_back(std::make_unique<grpc::GenericStub>(channel));
+    }
+    run.etcd_value.assign(std::max(1, absl::GetFlag(FLAGS_etcd_value_bytes)),
+                          'v');
+  }
   if (scenario == "get" || scenario == "list" || scenario == "moves" ||
-      scenario == "mix" || scenario == "acquire") {
+      scenario == "mix" || scenario == "acquire" || scenario == "etcd-range") {
     Prefill(&run, stubs, std::max(1, absl::GetFlag(FLAGS_prefill)));
   }
 
@@ -1086,6 +1197,9 @@ int RunGrpc(const std::string& scenario) {
   report.AddInt("concurrency", concurrency);
   report.AddInt("connections", static_cast<int64_t>(channels.size()));
   report.AddInt("payload", absl::GetFlag(FLAGS_payload));
+  if (!run.etcd.empty()) {
+    report.AddInt("value_bytes", static_cast<int64_t>(run.etcd_value.size()));
+  }
   AddMethodFigures(run, seconds, &report);
   double wall = seconds + absl::ToDoubleSeconds(absl::GetFlag(FLAGS_warmup));
   AddCpuFigures(cpu_before, cpu_after, server_pid, wall, &report);
@@ -1816,15 +1930,16 @@ int RunSqliteGet() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "load generator for taskd and the raw SQLite baseline; see "
-      "bench/loadgen.cc");
+      "load generator for taskd, its peer etcd and the raw SQLite baseline; "
+      "see bench/loadgen.cc");
   absl::ParseCommandLine(argc, argv);
   std::string scenario = absl::GetFlag(FLAGS_scenario);
   if (scenario == "sqlite-insert") return taskd::RunSqliteInsert();
   if (scenario == "sqlite-get") return taskd::RunSqliteGet();
   if (scenario == "create" || scenario == "get" || scenario == "list" ||
       scenario == "moves" || scenario == "mix" || scenario == "watch" ||
-      scenario == "acquire") {
+      scenario == "acquire" || scenario == "etcd-put" ||
+      scenario == "etcd-range") {
     return taskd::RunGrpc(scenario);
   }
   if (scenario == "wake") return taskd::RunWake();

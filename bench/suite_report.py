@@ -77,6 +77,24 @@ def section(label, runs, facts, commands):
       "(other work on the machine shares the cores and the disk).")
     w("")
 
+    if any(name.startswith("sqlite-") for name in runs):
+        storage_limit(w, r)
+    taskd_grpc(w, runs, r)
+    peer(w, runs, r)
+    if any(name.startswith("fanout-") for name in runs):
+        fanout(w, facts, runs, r)
+    memory(w, facts, r)
+    goals(w, r)
+
+    w("### Commands, as run")
+    w("")
+    w("```")
+    w(commands.rstrip("\n"))
+    w("```")
+    return "\n".join(out)
+
+
+def storage_limit(w, r):
     w("### The storage limit: raw SQLite, taskd's schema, on taskd's core")
     w("")
     w("One task row and one history row per insert (the rows CreateTask "
@@ -99,6 +117,9 @@ def section(label, runs, facts, commands):
     w(f"| point reads by id (10,000 rows, one connection) | – | "
       f"{n(r('sqlite-get', 'ops_per_s'))} | – | – |")
     w("")
+
+
+def taskd_grpc(w, runs, r):
 
     w("### taskd over gRPC (64 calls in flight, durable commits)")
     w("")
@@ -131,6 +152,61 @@ def section(label, runs, facts, commands):
           f"{ms(mixw.get('delivery_p99_us'))} ms.")
         w("")
 
+
+def peer(w, runs, r):
+    """taskd beside etcd (issue 15): same load generator, flags and core."""
+    put = runs.get("etcd-put-64", {})
+    rng = runs.get("etcd-range-64", {})
+    if not put and not rng:
+        return
+    w("### Peer: etcd")
+    w("")
+    w("etcd (Debian's etcd-server) with its default durability (an fsync "
+      "per commit, as taskd's --sync=full), a fresh data dir, on taskd's "
+      "core; taskd_loadgen's etcd-put (a new 36-byte key per call, a "
+      f"{put.get('value_bytes', rng.get('value_bytes', '–'))}-byte value: "
+      "the size of the Task CreateTask stores) with create's flags, "
+      "etcd-range (of the keys put first) with get's. A state move "
+      "(AssignTask, StartTask or CompleteTask) is one durable write, as a "
+      "put is: the moves run's rate of moves is set beside put, and of "
+      "AssignTask calls alone (a third of them, the slots' other calls "
+      "being the starts and completes).")
+    w("")
+    w("| taskd | /s | p99 ms | etcd | /s | p99 ms | taskd / etcd | goal "
+      "| taskd CPU | etcd CPU |")
+    w("|---|---:|---:|---|---:|---:|---:|---|---:|---:|")
+    moves = runs.get("moves-64", {})
+    seconds = moves.get("seconds")
+    rate = lambda *keys: (sum(moves.get(k, 0) for k in keys) / seconds
+                          if seconds else None)
+    rows = [
+        ("CreateTask", r("create-64", "ops_per_s"), r("create-64", "p99_us"),
+         r("create-64", "server_cpu"), put, 1),
+        ("state moves (assign, start, complete)",
+         rate("calls_assign", "calls_start", "calls_complete"),
+         moves.get("p99_us"), moves.get("server_cpu"), put, 1),
+        ("… of which AssignTask", rate("calls_assign"),
+         moves.get("assign_p99_us"), None, put, None),
+        ("GetTask", r("get-64", "ops_per_s"), r("get-64", "p99_us"),
+         r("get-64", "server_cpu"), rng, 2),
+    ]
+    for what, ours, p99, cpu, theirs, want in rows:
+        if ours is None or not theirs:
+            continue
+        other = theirs.get("ops_per_s")
+        ratio = ours / other if other else None
+        goal = "–" if want is None or ratio is None else (
+            f"≥ {want}×: " + ("met" if ratio >= want else "**missed**"))
+        w(f"| {what} | {n(ours)} | {ms(p99)} | "
+          f"{'Put' if theirs is put else 'Range'} | {n(other)} | "
+          f"{ms(theirs.get('p99_us'))} | "
+          f"{'–' if ratio is None else f'{ratio:.2f}'} | {goal} | "
+          f"{pct(cpu)} | {pct(theirs.get('server_cpu'))} |")
+    w("")
+
+
+def fanout(w, facts, runs, r):
+
     w(f"### Watch fan-out ({facts.get('fanout_rate')} creates/s, every "
       "watcher sees every change)")
     w("")
@@ -155,6 +231,8 @@ def section(label, runs, facts, commands):
           f"{'–' if rss is None else f'{rss / 1024:.0f}'} |")
     w("")
 
+
+def memory(w, facts, r):
     w("### Memory (taskd's RSS)")
     w("")
     w("| state | RSS MiB |")
@@ -188,6 +266,8 @@ def section(label, runs, facts, commands):
           "state, the reactor, its cursor).")
     w("")
 
+
+def goals(w, r):
     w("### Goals")
     w("")
     w("| goal | measured | |")
@@ -234,13 +314,6 @@ def section(label, runs, facts, commands):
         goal(f"p99 commit-to-delivery < 50 ms, {watchers:,} watchers",
              f"between {ms(lower)} and {ms(upper)} ms", upper < 50_000)
     w("")
-
-    w("### Commands, as run")
-    w("")
-    w("```")
-    w(commands.rstrip("\n"))
-    w("```")
-    return "\n".join(out)
 
 
 def comparison(before, after, facts_before, facts_after):

@@ -160,10 +160,10 @@ absl::StatusOr<TaskWrite> TaskService::Plan(
           "TENANT_MISMATCH", {{"tenant_id", caller.tenant}});
     }
   }
-  task->set_uuid(NewUuid());
+  absl::Time time = options_.clock->Now();
+  task->set_uuid(NewUuid(time));
   if (task->id().empty()) task->set_id(task->uuid());
   task->set_state(Task::enqueued);
-  absl::Time time = options_.clock->Now();
   google::protobuf::Timestamp now = ToTimestamp(time);
   *task->mutable_enqueued_at() = now;
   *task->mutable_updated_at() = now;

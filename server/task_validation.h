@@ -29,8 +29,11 @@ inline constexpr absl::Duration kMaxTimeout = absl::Hours(24 * 366);
 
 // 8-4-4-4-12 hexadecimal digits, either case.
 bool IsUuid(absl::string_view text);
-// A new random (version 4) UUID, lower case.
-std::string NewUuid();
+// A new time-ordered UUID (RFC 9562 version 7: `now` to a quarter of a
+// microsecond, then 62 random bits), lower case. Ids made later sort later,
+// so that new tasks go to the end of the id and uuid indexes instead of a
+// random page of each (issue 15).
+std::string NewUuid(absl::Time now);
 
 // The task CreateTask should store, built from the caller's `task`: checks
 // the caller-settable fields, rejects server-owned ones, lower-cases UUIDs

@@ -1,5 +1,7 @@
 #include "storage/sqlite_query.h"
 
+#include <variant>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -65,6 +67,57 @@ bool HasFewValues(TaskField field) {
   return false;
 }
 
+// The condition of the partial index on `field`'s column (migration 6 in
+// sqlite_task_store.cc), word for word as the index has it; null if its
+// index is not partial.
+const char* PartialIndexCondition(TaskField field) {
+  switch (field) {
+    case TaskField::kPolicyId:
+      return "policy_id <> ''";
+    case TaskField::kResourceId:
+      return "resource_id <> ''";
+    case TaskField::kExecutorId:
+      return "executor_id <> ''";
+    case TaskField::kResultCode:
+      return "result_code <> 0";
+    case TaskField::kCompletedAt:
+      return "completed_at <> 0";
+    case TaskField::kStartedAt:
+      return "started_at <> 0";
+    default:
+      return nullptr;
+  }
+}
+
+// Whether `column <cmp> value` can hold only where the column is not its
+// empty value ('' or 0): then adding the partial index's condition changes
+// nothing but lets SQLite use the index.
+bool ExcludesEmpty(Comparator cmp, const FieldValue& value) {
+  if (const auto* text = std::get_if<std::string>(&value)) {
+    switch (cmp) {
+      case Comparator::kEq:
+      case Comparator::kGe:
+        return !text->empty();
+      case Comparator::kGt:
+        return true;  // above some string, so above ''
+      default:
+        return false;
+    }
+  }
+  const auto* number = std::get_if<int64_t>(&value);
+  if (number == nullptr) return false;
+  switch (cmp) {
+    case Comparator::kEq:
+      return *number != 0;
+    case Comparator::kGt:
+      return *number >= 0;
+    case Comparator::kGe:
+      return *number > 0;
+    default:
+      return false;  // the empty value 0 is below any time or code
+  }
+}
+
 std::string Compile(const FilterExpr& expr, std::vector<FieldValue>* params) {
   switch (expr.kind) {
     case FilterExpr::Kind::kAnd:
@@ -84,14 +137,23 @@ std::string Compile(const FilterExpr& expr, std::vector<FieldValue>* params) {
           absl::StrCat(ColumnOf(expr.field), " ", OperatorOf(expr.cmp), " ",
                        Param(expr.value, params));
       if (expr.cmp == Comparator::kEq && HasFewValues(expr.field)) {
-        return absl::StrCat("likelihood(", comparison, ", ",
-                            kFewValuesLikelihood, ")");
+        comparison = absl::StrCat("likelihood(", comparison, ", ",
+                                  kFewValuesLikelihood, ")");
+      }
+      // Implied by the comparison, so true wherever it is (also under NOT
+      // or OR), and it names the partial index SQLite may then use.
+      const char* condition = PartialIndexCondition(expr.field);
+      if (condition != nullptr && ExcludesEmpty(expr.cmp, expr.value)) {
+        return absl::StrCat("(", comparison, " AND ", condition, ")");
       }
       return absl::StrCat("(", comparison, ")");
     }
-    case FilterExpr::Kind::kPresent:
+    case FilterExpr::Kind::kPresent: {
+      const char* condition = PartialIndexCondition(expr.field);
+      if (condition != nullptr) return absl::StrCat("(", condition, ")");
       return absl::StrCat("(", ColumnOf(expr.field), " <> ",
                           Param(ZeroValueOf(expr.field), params), ")");
+    }
   }
   return "1";
 }

@@ -32,6 +32,7 @@
 namespace taskd {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsSupersetOf;
 using ::testing::Not;
@@ -157,7 +158,7 @@ class QueryIndexTest : public ::testing::Test {
 };
 
 TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
-  ASSERT_EQ(SqliteSchemaVersion(), 5);
+  ASSERT_EQ(SqliteSchemaVersion(), 6);
   Task task;
   task.set_id("v1-task");
   task.set_uuid("0b6f6c4e-2f1d-4a8e-9c3b-5d7e8f9a0b1c");
@@ -274,13 +275,44 @@ TEST_F(QueryIndexTest, Version2DatabasesWithAndWithoutThePriorityIndex) {
   }
 }
 
+// The indexes migration 6 made partial (issue 15): each holds only the
+// tasks whose column is set, so that a create writes none of them.
+const std::vector<std::pair<std::string, std::string>>& PartialIndexes() {
+  static const auto* indexes =
+      new std::vector<std::pair<std::string, std::string>>{
+          {"tasks_by_policy", "WHERE policy_id <> ''"},
+          {"tasks_by_resource", "WHERE resource_id <> ''"},
+          {"tasks_by_executor", "WHERE executor_id <> ''"},
+          {"tasks_by_result", "WHERE result_code <> 0"},
+          {"tasks_by_completed", "WHERE completed_at <> 0"},
+          {"tasks_by_started", "WHERE started_at <> 0"}};
+  return *indexes;
+}
+
 TEST_F(QueryIndexTest, NewDatabaseHasEveryIndex) {
-  ASSERT_NE(Open(), nullptr);
+  std::unique_ptr<TaskStore> store = Open();
+  ASSERT_NE(store, nullptr);
   Database db(path_);
   EXPECT_THAT(db.Column("SELECT name FROM sqlite_master WHERE type = 'index'"),
               IsSupersetOf(CurrentIndexes()));
   EXPECT_EQ(db.Column("SELECT version FROM schema_version"),
             std::vector<std::string>{absl::StrCat(SqliteSchemaVersion())});
+  for (const auto& [name, condition] : PartialIndexes()) {
+    EXPECT_THAT(db.Column(absl::StrCat(
+                    "SELECT sql FROM sqlite_master WHERE name = '", name, "'")),
+                ElementsAre(HasSubstr(condition)))
+        << name;
+  }
+  // A new task (nothing of those columns set) is in none of them.
+  ASSERT_TRUE(
+      store->Create(testing::NewStoreTask("t1", 1, temp_.clock.Now()), "")
+          .ok());
+  for (const auto& [name, condition] : PartialIndexes()) {
+    EXPECT_THAT(db.Column(absl::StrCat("SELECT count(*) FROM tasks INDEXED BY ",
+                                       name, " ", condition)),
+                ElementsAre("0"))
+        << name;
+  }
 }
 
 struct PlanCase {

@@ -27,10 +27,27 @@ TEST(TaskValidationTest, UuidShape) {
   EXPECT_FALSE(IsUuid("123e4567e89b42d3a456426614174000"));
   EXPECT_FALSE(IsUuid("123e4567-e89b-42d3-a456-42661417400g"));
   EXPECT_FALSE(IsUuid(""));
-  std::string fresh = NewUuid();
+  const absl::Time now = absl::FromUnixMicros(1'800'000'000'123'456);
+  std::string fresh = NewUuid(now);
   EXPECT_TRUE(IsUuid(fresh)) << fresh;
-  EXPECT_EQ(fresh[14], '4');
-  EXPECT_NE(NewUuid(), fresh);
+  EXPECT_EQ(fresh[14], '7');  // version 7
+  EXPECT_NE(std::string("89ab").find(fresh[19]), std::string::npos);
+  // The first 48 bits are the Unix milliseconds.
+  EXPECT_EQ(fresh.substr(0, 13), "01a3185c-507b");
+  EXPECT_NE(NewUuid(now), fresh);
+}
+
+// Proves that ids made later sort later (time-ordered inserts into the id
+// and uuid indexes), down to the sub-millisecond fraction.
+TEST(TaskValidationTest, NewUuidsSortByTime) {
+  absl::Time t = absl::FromUnixSeconds(1'800'000'000);
+  std::string previous = NewUuid(t);
+  for (int i = 0; i < 1000; ++i) {
+    t += absl::Microseconds(1 + i % 700);
+    std::string next = NewUuid(t);
+    ASSERT_LT(previous, next) << "at step " << i;
+    previous = next;
+  }
 }
 
 TEST(TaskValidationTest, MinimalTaskGetsNormalPriority) {
