@@ -138,6 +138,10 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
                                ? options.credentials
                                : grpc::InsecureServerCredentials(),
                            &server->port_);
+  // gRPC sets SO_REUSEPORT by default on Linux, so that a second process
+  // could bind the same port and silently take half of the connections: a
+  // taskd's port is its alone ("address in use" for the second).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.AddChannelArgument(
       GRPC_ARG_KEEPALIVE_TIME_MS,

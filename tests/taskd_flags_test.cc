@@ -7,8 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -248,6 +250,44 @@ TEST_F(TaskdFlagsTest, HttpListenerFlags) {
   }
   EXPECT_TRUE(served) << out << err;
   EXPECT_EQ(capped.Stop(SIGTERM), 0) << capped.log();
+}
+
+// The listening sockets on `port` (state 0A = LISTEN; gRPC may bind an
+// IPv6 socket with a v4-mapped address, listed in /proc/net/tcp6).
+int ListeningSockets(int port) {
+  const std::string local =
+      absl::StrCat(":", absl::AsciiStrToUpper(absl::StrFormat("%04x", port)));
+  int sockets = 0;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream tcp(table);
+    for (std::string line; std::getline(tcp, line);) {
+      std::vector<std::string> fields =
+          absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (fields.size() > 3 && absl::EndsWith(fields[1], local) &&
+          fields[3] == "0A") {
+        ++sockets;
+      }
+    }
+  }
+  return sockets;
+}
+
+// A taskd's port is its alone: gRPC would set SO_REUSEPORT and let a
+// second process bind the same port and take some of the connections
+// (another taskd on another database: clients would see two different
+// services at random). The second is refused instead.
+TEST_F(TaskdFlagsTest, TheListeningPortIsNotShared) {
+  testing::TaskdProcess one(With({}));
+  ASSERT_TRUE(one.Start().ok()) << one.log();
+  EXPECT_EQ(ListeningSockets(one.port()), 1);
+  testing::TaskdProcess::Options second = With({});
+  second.db_path = dir_.File("second.db");
+  second.listen = one.address();
+  testing::TaskdProcess intruder(second);
+  intruder.Launch();
+  EXPECT_NE(intruder.Wait(absl::Seconds(20)), 0) << intruder.log();
+  EXPECT_THAT(intruder.log(), HasSubstr("cannot listen on"));
+  EXPECT_EQ(ListeningSockets(one.port()), 1);
 }
 
 TEST_F(TaskdFlagsTest, SighupReloadsTheTokenFileAndABadFileKeepsTheOld) {
