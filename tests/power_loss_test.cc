@@ -107,7 +107,10 @@ class PowerLossTest : public ::testing::Test {
         std::lock_guard<std::mutex> lock(mu);
         acked[result->revision()] = Acked{kind, *result};
         if (kind == 1) live.push_back(result->id());
-        if (kind == 3) live.erase(std::find(live.begin(), live.end(), target));
+        if (kind == 3) {
+          auto it = std::find(live.begin(), live.end(), target);
+          if (it != live.end()) live.erase(it);
+        }
       }
     };
     std::vector<std::thread> threads;

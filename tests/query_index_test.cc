@@ -157,6 +157,20 @@ class QueryIndexTest : public ::testing::Test {
   const std::string path_ = temp_.options.path;
 };
 
+// The indexes migration 6 made partial (issue 15): each holds only the
+// tasks whose column is set, so that a create writes none of them.
+const std::vector<std::pair<std::string, std::string>>& PartialIndexes() {
+  static const auto* indexes =
+      new std::vector<std::pair<std::string, std::string>>{
+          {"tasks_by_policy", "WHERE policy_id <> ''"},
+          {"tasks_by_resource", "WHERE resource_id <> ''"},
+          {"tasks_by_executor", "WHERE executor_id <> ''"},
+          {"tasks_by_result", "WHERE result_code <> 0"},
+          {"tasks_by_completed", "WHERE completed_at <> 0"},
+          {"tasks_by_started", "WHERE started_at <> 0"}};
+  return *indexes;
+}
+
 TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
   ASSERT_EQ(SqliteSchemaVersion(), 6);
   Task task;
@@ -230,6 +244,17 @@ TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
             std::vector<std::string>{absl::StrCat(SqliteSchemaVersion())});
   EXPECT_THAT(db.Column("SELECT name FROM sqlite_master WHERE type = 'index'"),
               IsSupersetOf(CurrentIndexes()));
+  // Migration 6 replaced the full indexes of version 2 with partial ones,
+  // and the old task (executor set) is in tasks_by_executor.
+  for (const auto& [name, condition] : PartialIndexes()) {
+    EXPECT_THAT(db.Column(absl::StrCat(
+                    "SELECT sql FROM sqlite_master WHERE name = '", name, "'")),
+                ElementsAre(HasSubstr(condition)))
+        << name;
+  }
+  EXPECT_THAT(db.Column("SELECT id FROM tasks INDEXED BY tasks_by_executor "
+                        "WHERE executor_id <> ''"),
+              ElementsAre("v1-task"));
   EXPECT_EQ(db.Column("PRAGMA integrity_check"),
             std::vector<std::string>{"ok"});
   EXPECT_EQ(db.Column("SELECT count(*) FROM tasks"),
@@ -273,20 +298,6 @@ TEST_F(QueryIndexTest, Version2DatabasesWithAndWithoutThePriorityIndex) {
         db.Column("SELECT name FROM sqlite_master WHERE type = 'index'"),
         IsSupersetOf(CurrentIndexes()));
   }
-}
-
-// The indexes migration 6 made partial (issue 15): each holds only the
-// tasks whose column is set, so that a create writes none of them.
-const std::vector<std::pair<std::string, std::string>>& PartialIndexes() {
-  static const auto* indexes =
-      new std::vector<std::pair<std::string, std::string>>{
-          {"tasks_by_policy", "WHERE policy_id <> ''"},
-          {"tasks_by_resource", "WHERE resource_id <> ''"},
-          {"tasks_by_executor", "WHERE executor_id <> ''"},
-          {"tasks_by_result", "WHERE result_code <> 0"},
-          {"tasks_by_completed", "WHERE completed_at <> 0"},
-          {"tasks_by_started", "WHERE started_at <> 0"}};
-  return *indexes;
 }
 
 TEST_F(QueryIndexTest, NewDatabaseHasEveryIndex) {
