@@ -1,10 +1,17 @@
 #include "client/task_client.h"
 
+#include <fcntl.h>
 #include <grpcpp/client_context.h>
+#include <openssl/evp.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/rpc/status.pb.h"
 #include "query/task_fields.h"
@@ -71,6 +78,85 @@ absl::StatusOr<Task> TaskClient::Get(absl::string_view id) {
 absl::StatusOr<tasks::v1::ListTasksResponse> TaskClient::List(
     const tasks::v1::ListTasksRequest& request) {
   return Call(&tasks::v1::TaskService::Stub::ListTasks, request);
+}
+
+absl::StatusOr<TaskClient::BackupResult> TaskClient::Backup(
+    const std::string& path, grpc::ClientContext* context) {
+  if (::access(path.c_str(), F_OK) == 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(path, " exists; a backup never overwrites a file"));
+  }
+  const std::string part = path + ".part";
+  const int fd =
+      ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("create ", part, ": ", strerror(errno)));
+  }
+  absl::StatusOr<BackupResult> result = [&]() -> absl::StatusOr<BackupResult> {
+    grpc::ClientContext own;
+    if (context == nullptr) context = &own;
+    if (!options_.bearer_token.empty()) {
+      context->AddMetadata("authorization", "Bearer " + options_.bearer_token);
+    }
+    std::unique_ptr<grpc::ClientReader<tasks::v1::BackupDatabaseResponse>>
+        reader = stub_->BackupDatabase(context, {});
+    BackupResult saved;
+    bool first = true;
+    int64_t received = 0;
+    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> digest(EVP_MD_CTX_new(),
+                                                              EVP_MD_CTX_free);
+    EVP_DigestInit_ex(digest.get(), EVP_sha256(), nullptr);
+    tasks::v1::BackupDatabaseResponse response;
+    while (reader->Read(&response)) {
+      if (first) {
+        saved.revision = response.revision();
+        saved.size_bytes = response.size_bytes();
+        first = false;
+      }
+      const std::string& chunk = response.chunk();
+      for (size_t done = 0; done < chunk.size();) {
+        ssize_t n = ::write(fd, chunk.data() + done, chunk.size() - done);
+        if (n < 0) {
+          context->TryCancel();
+          return absl::UnavailableError(
+              absl::StrCat("write ", part, ": ", strerror(errno)));
+        }
+        done += static_cast<size_t>(n);
+      }
+      EVP_DigestUpdate(digest.get(), chunk.data(), chunk.size());
+      received += static_cast<int64_t>(chunk.size());
+      if (!response.sha256().empty()) saved.sha256 = response.sha256();
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok()) return FromGrpcStatus(status);
+    unsigned char hash[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(digest.get(), hash, &length);
+    const std::string sha256 = absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(hash), length));
+    if (first || received != saved.size_bytes || sha256 != saved.sha256) {
+      return absl::DataLossError(
+          absl::StrCat("backup damaged in transit: received ", received,
+                       " bytes with "
+                       "SHA-256 ",
+                       sha256, ", the server sent ", saved.size_bytes,
+                       " bytes with SHA-256 ",
+                       saved.sha256.empty() ? "(none)" : saved.sha256));
+    }
+    if (::fsync(fd) != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("sync ", part, ": ", strerror(errno)));
+    }
+    return saved;
+  }();
+  ::close(fd);
+  if (result.ok() && ::rename(part.c_str(), path.c_str()) != 0) {
+    result = absl::UnavailableError(
+        absl::StrCat("rename ", part, " to ", path, ": ", strerror(errno)));
+  }
+  if (!result.ok()) ::unlink(part.c_str());
+  return result;
 }
 
 absl::StatusOr<tasks::v1::CountTasksResponse> TaskClient::Count(

@@ -101,6 +101,22 @@ class TaskClient {
       absl::string_view id, absl::string_view lease_token,
       const tasks::v1::Task::Progress* progress = nullptr);
 
+  // What Backup wrote.
+  struct BackupResult {
+    // The store revision the backup holds, its size and hex SHA-256.
+    int64_t revision = 0;
+    int64_t size_bytes = 0;
+    std::string sha256;
+  };
+  // Saves a backup of the whole database (BackupDatabase; an admin token of
+  // every tenant) as a new file at `path`: streamed into "<path>.part",
+  // checked against the size and SHA-256 the server sends, synced, then
+  // renamed to `path`, so that `path` only ever holds a whole backup.
+  // AlreadyExists if `path` exists. No deadline (a large database takes a
+  // while): cancel through `context` (may be null).
+  absl::StatusOr<BackupResult> Backup(const std::string& path,
+                                      grpc::ClientContext* context = nullptr);
+
   // The generated stub, for calls this class does not wrap.
   tasks::v1::TaskService::Stub* stub() const { return stub_.get(); }
 

@@ -82,6 +82,10 @@ commands:
                                   heartbeats, completes it ok (exit 0) or
                                   error; a cancel stops COMMAND (SIGTERM)
                                   and completes it cancelled
+  backup FILE                     saves a backup of the whole database
+                                  (an admin token of every tenant) to
+                                  FILE, which must not exist; taskd
+                                  --restore=FILE starts from it
   watch [--filter=EXPR] [--since=REV] [--initial]
                                   one line per change, until interrupted;
                                   reconnects and resumes across restarts
@@ -304,6 +308,7 @@ class Command {
       return PrintTask(client_.Cancel(Id(), Etag(), args_.Has("force")));
     }
     if (c == "watch") return Watch();
+    if (c == "backup") return Backup();
     if (c == "acquire") return Acquire();
     if (c == "heartbeat") return Heartbeat();
     if (c == "work") return Work();
@@ -654,6 +659,17 @@ class Command {
     return 0;
   }
 
+  int Backup() {
+    if (args_.positional.empty()) return UsageError("backup needs a FILE");
+    absl::StatusOr<taskd::TaskClient::BackupResult> saved =
+        client_.Backup(args_.positional[0]);
+    if (!saved.ok()) return Fail(saved.status());
+    std::cout << args_.positional[0] << ": " << saved->size_bytes
+              << " bytes, revision " << saved->revision << ", sha256 "
+              << saved->sha256 << "\n";
+    return 0;
+  }
+
   int Count() {
     std::vector<std::string> group_by;
     if (args_.Has("group-by")) {
@@ -748,6 +764,7 @@ int main(int argc, char** argv) {
       {"heartbeat", {"lease", "progress"}},
       {"work", {"executor", "run", "filter", "wait", "max-tasks"}},
       {"watch", {"filter", "since", "initial"}},
+      {"backup", {}},
   };
   auto allowed = kFlags.find(args.command);
   if (allowed == kFlags.end()) {

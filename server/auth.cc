@@ -67,6 +67,8 @@ absl::string_view MethodName(Method method) {
       return "CountTasks";
     case Method::kWatchCounts:
       return "WatchTaskCounts";
+    case Method::kBackup:
+      return "BackupDatabase";
     case Method::kCreate:
       return "CreateTask";
     case Method::kUpdate:
@@ -114,6 +116,8 @@ bool RoleAllows(Role role, Method method) {
     case Method::kAcquire:
     case Method::kHeartbeat:
       return role == Role::kExecutor || role == Role::kAdmin;
+    case Method::kBackup:
+      return role == Role::kAdmin;
   }
   return false;
 }

@@ -13,7 +13,8 @@
 //   issuer    viewer's, and CreateTask, UpdateTask, DeleteTask, CancelTask
 //   executor  viewer's, and AssignTask, StartTask, PauseTask, ResumeTask,
 //             CompleteTask, AcquireTask, HeartbeatTask
-//   admin     everything
+//   admin     everything, and BackupDatabase (only with tenant `*`: a
+//             backup holds every tenant's tasks)
 // A tenant of `*` reaches every tenant's tasks; otherwise the caller reads,
 // lists, watches and changes only its tenant's tasks.
 //
@@ -57,6 +58,7 @@ enum class Method {
   kHeartbeat,
   kCount,
   kWatchCounts,
+  kBackup,
 };
 
 absl::string_view MethodName(Method method);

@@ -67,7 +67,13 @@ Metrics::Metrics()
       timeouts_(BuildCounter()
                     .Name("taskd_task_timeouts_total")
                     .Help("Timeouts taskd fired, by timeout and outcome")
-                    .Register(*registry_)) {
+                    .Register(*registry_)),
+      retention_deleted_(BuildCounter()
+                             .Name("taskd_retention_deleted_total")
+                             .Help("Completed tasks deleted for their age "
+                                   "(--retain_completed)")
+                             .Register(*registry_)
+                             .Add({})) {
   for (int state = 0; state < Task::State_ARRAYSIZE; ++state) {
     if (!Task::State_IsValid(state) || state == Task::STATE_UNSPECIFIED) {
       continue;

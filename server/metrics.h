@@ -58,6 +58,9 @@ class Metrics {
   // what became of the task (`after`): requeued, timedout, abandoned,
   // cancelled.
   void CountTimeout(const Task& after);
+  // taskd_retention_deleted_total: a completed task deleted for its age
+  // (--retain_completed).
+  void CountRetentionDelete() { retention_deleted_.Increment(); }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -71,6 +74,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& tasks_;
   prometheus::Family<prometheus::Gauge>& completed_;
   prometheus::Family<prometheus::Counter>& timeouts_;
+  prometheus::Counter& retention_deleted_;
   // One gauge of tasks_ per state, by the state's number; null for numbers
   // that name no state.
   std::array<prometheus::Gauge*, Task::State_ARRAYSIZE> tasks_by_state_{};

@@ -18,6 +18,9 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   WatchHubOptions watch_options = options.watch;
   SqliteTaskStoreOptions store_options = options.store;
   TaskServiceOptions service_options = options.service;
+  if (service_options.backup_scratch_path.empty()) {
+    service_options.backup_scratch_path = options.store.path + ".backup";
+  }
   if (options.clock != nullptr) {
     watch_options.clock = options.clock;
     store_options.clock = options.clock;
@@ -83,6 +86,16 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   dispatcher->Attach(server->store_.get());
   if (absl::Status s = timers->Start(server->store_.get()); !s.ok()) {
     return s;
+  }
+  if (options.retain_completed > absl::ZeroDuration()) {
+    RetentionOptions retention_options;
+    retention_options.age = options.retain_completed;
+    retention_options.clock = service_options.clock;
+    retention_options.on_delete = [metrics](const Task&) {
+      metrics->CountRetentionDelete();
+    };
+    server->retention_ = std::make_unique<Retention>(retention_options);
+    server->retention_->Start(server->store_.get());
   }
   if (options.auth_tokens_path.empty()) {
     server->authorizer_ = std::make_unique<Authorizer>();
@@ -238,6 +251,7 @@ void TaskServer::Shutdown(absl::Duration grace) {
   server_.reset();
   // The timers stop firing before the store closes (they write through it).
   if (timers_ != nullptr) timers_->Stop();
+  if (retention_ != nullptr) retention_->Stop();
   // The store before the service: closing it completes the writes still
   // queued or stalled on the disk, and their completions call into the
   // service (to cancel a default-deadline timer), also for calls that the
@@ -250,6 +264,7 @@ void TaskServer::Shutdown(absl::Duration grace) {
   watch_hub_.reset();
   count_hub_.reset();
   timers_.reset();
+  retention_.reset();
   dispatcher_.reset();
   exposer_.reset();
   authorizer_.reset();

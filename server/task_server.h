@@ -29,6 +29,7 @@
 #include "server/http/http_server.h"
 #include "server/metrics.h"
 #include "server/reflection_service.h"
+#include "server/retention.h"
 #include "server/task_service.h"
 #include "server/task_timers.h"
 #include "server/watch_hub.h"
@@ -78,6 +79,9 @@ struct TaskServerOptions {
     o.listen_address = "";
     return o;
   }();
+  // Completed tasks older than this are deleted (server/retention.h);
+  // zero: kept for ever. Default zero.
+  absl::Duration retain_completed = absl::ZeroDuration();
   // The one clock of the whole server: if set, the store, the service and
   // the watch hub all read time through it (and their own clock options
   // are ignored). Not owned; must outlive the server. Null: each
@@ -129,6 +133,8 @@ class TaskServer {
   std::unique_ptr<CountHub> count_hub_;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<TaskTimers> timers_;
+  // Null unless retain_completed is set.
+  std::unique_ptr<Retention> retention_;
   std::unique_ptr<TaskStore> store_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<Metrics> metrics_;

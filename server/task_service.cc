@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/error_details.h"
+#include "server/backup_stream.h"
 #include "server/grpc_status.h"
 #include "server/task_lifecycle.h"
 #include "server/task_validation.h"
@@ -590,6 +591,24 @@ TaskService::WatchTaskCounts(grpc::CallbackServerContext* context,
   absl::StatusOr<CountWatchSpec> spec = WatchCounts(*request, *caller);
   if (!spec.ok()) return count_hub_->Refuse(spec.status());
   return count_hub_->Watch(*std::move(spec));
+}
+
+grpc::ServerWriteReactor<tasks::v1::BackupDatabaseResponse>*
+TaskService::BackupDatabase(grpc::CallbackServerContext* context,
+                            const tasks::v1::BackupDatabaseRequest* request) {
+  absl::StatusOr<Caller> caller = Authorize(*context, Method::kBackup);
+  if (!caller.ok()) return BackupStream::Refuse(caller.status());
+  if (caller->scoped()) {
+    return BackupStream::Refuse(absl::PermissionDeniedError(
+        "BackupDatabase copies every tenant's tasks: it needs an admin token "
+        "of every tenant (*), not one of a single tenant"));
+  }
+  if (options_.backup_scratch_path.empty()) {
+    return BackupStream::Refuse(
+        absl::UnimplementedError("this taskd makes no backups"));
+  }
+  return BackupStream::Start(store_, options_.backup_scratch_path,
+                             &backup_running_);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TaskService::WatchTasks(

@@ -13,6 +13,7 @@
 #ifndef TASKD_SERVER_TASK_SERVICE_H_
 #define TASKD_SERVER_TASK_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -67,6 +68,11 @@ struct TaskServiceOptions {
   absl::Duration progress_interval = absl::Seconds(5);
   // The longest AcquireTask wait accepted. Default 60 s.
   absl::Duration max_acquire_wait = absl::Seconds(60);
+
+  // Where BackupDatabase makes the copy it streams (removed once sent);
+  // empty: BackupDatabase is UNIMPLEMENTED. TaskServer sets it beside the
+  // database ("<db>.backup"), on the same disk.
+  std::string backup_scratch_path;
 };
 
 // WatchTasks is served raw (its responses are assembled from pre-encoded
@@ -175,6 +181,9 @@ class TaskService final
   grpc::ServerWriteReactor<tasks::v1::WatchTaskCountsResponse>* WatchTaskCounts(
       grpc::CallbackServerContext* context,
       const tasks::v1::WatchTaskCountsRequest* request) override;
+  grpc::ServerWriteReactor<tasks::v1::BackupDatabaseResponse>* BackupDatabase(
+      grpc::CallbackServerContext* context,
+      const tasks::v1::BackupDatabaseRequest* request) override;
   // Writes serialized WatchTasksResponse messages.
   grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchTasks(
       grpc::CallbackServerContext* context,
@@ -242,6 +251,8 @@ class TaskService final
   TaskStore* const store_;
   WatchHub* const watch_hub_;
   CountHub* const count_hub_;
+  // A BackupDatabase call is running (one at a time).
+  std::atomic<bool> backup_running_{false};
   Dispatcher* const dispatcher_;
   TaskTimers* const timers_;
   Authorizer* const authorizer_;

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <random>
@@ -27,6 +30,7 @@ namespace {
 
 using sqlite::Connection;
 using sqlite::kTaskColumns;
+using sqlite::SqliteError;
 using sqlite::Statement;
 using sqlite::Transaction;
 
@@ -383,6 +387,82 @@ class FileLock {
   const int fd_;
 };
 
+// A database connection for copying, closed on every path out.
+struct SqliteCloser {
+  void operator()(sqlite3* db) const { sqlite3_close(db); }
+};
+using SqliteHandle = std::unique_ptr<sqlite3, SqliteCloser>;
+
+// Pages copied per step of a backup: 4 MiB at the default page size.
+constexpr int kBackupPagesPerStep = 1024;
+
+// Copies the database `source` reads (inside whatever read transaction it
+// holds) to a new file at `path`, with SQLite's online backup, a step at a
+// time. The file is removed again on failure.
+absl::Status CopyDatabase(sqlite3* source, const std::string& path,
+                          const std::function<bool()>& keep_going) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(path, " exists; a copy never overwrites a file"));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("create ", path, ": ", strerror(errno)));
+  }
+  ::close(fd);
+  absl::Status status = [&]() -> absl::Status {
+    sqlite3* raw = nullptr;
+    int rc =
+        sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr);
+    SqliteHandle destination(raw);
+    if (rc != SQLITE_OK) {
+      return SqliteError(raw, rc, absl::StrCat("open ", path));
+    }
+    sqlite3_backup* backup =
+        sqlite3_backup_init(destination.get(), "main", source, "main");
+    if (backup == nullptr) {
+      return SqliteError(destination.get(), sqlite3_errcode(destination.get()),
+                         "start backup");
+    }
+    rc = SQLITE_OK;
+    while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+      if (keep_going && !keep_going()) {
+        sqlite3_backup_finish(backup);
+        return absl::CancelledError("backup abandoned");
+      }
+      if (rc != SQLITE_OK)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      rc = sqlite3_backup_step(backup, kBackupPagesPerStep);
+    }
+    sqlite3_backup_finish(backup);
+    if (rc != SQLITE_DONE) {
+      return SqliteError(destination.get(), rc, "copy database");
+    }
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) ::unlink(path.c_str());
+  return status;
+}
+
+// Makes `path`, and its name in its directory, durable.
+absl::Status SyncFileAndDirectory(const std::string& path) {
+  for (const std::string& name :
+       {path, path.find('/') == std::string::npos
+                  ? std::string(".")
+                  : path.substr(0, std::max<size_t>(1, path.rfind('/')))}) {
+    int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+      absl::Status error = absl::UnavailableError(
+          absl::StrCat("sync ", name, ": ", strerror(errno)));
+      if (fd >= 0) ::close(fd);
+      return error;
+    }
+    ::close(fd);
+  }
+  return absl::OkStatus();
+}
+
 class SqliteTaskStore final : public TaskStore {
  public:
   static absl::StatusOr<std::unique_ptr<SqliteTaskStore>> Open(
@@ -399,6 +479,9 @@ class SqliteTaskStore final : public TaskStore {
   int64_t OldestRevision() override { return oldest_revision_.load(); }
   std::string InstanceSecret() override { return secret_; }
   absl::StatusOr<CountResult> Count(const CountQuery& query) override;
+  absl::StatusOr<int64_t> Backup(
+      const std::string& path,
+      const std::function<bool()>& keep_going) override;
 
  protected:
   bool WaitingWouldDeadlock() const override {
@@ -1175,6 +1258,34 @@ absl::StatusOr<std::vector<Task>> SqliteTaskStore::ListByDeadline(int limit) {
   return tasks;
 }
 
+absl::StatusOr<int64_t> SqliteTaskStore::Backup(
+    const std::string& path, const std::function<bool()>& keep_going) {
+  // A connection of its own, so that the pool keeps all its readers. Its
+  // read transaction fixes one snapshot for the whole copy: in WAL mode the
+  // writer goes on committing meanwhile (the checkpoints only stop short of
+  // the snapshot's pages), and the copy, never modified through this
+  // connection, never has to restart.
+  Connection::Options connection_options;
+  connection_options.read_only = true;
+  connection_options.vfs = options_.vfs;
+  absl::StatusOr<std::unique_ptr<Connection>> source =
+      Connection::Open(options_.path, connection_options);
+  if (!source.ok()) return source.status();
+  Transaction snapshot(source->get());
+  absl::Status status = snapshot.BeginRead();
+  if (!status.ok()) return status;
+  int64_t revision = 0;
+  {
+    Statement read =
+        (*source)->Prepare("SELECT value FROM meta WHERE key = 'revision'");
+    if (read.Step()) revision = read.ColumnInt64(0);
+    if (!read.status().ok()) return read.status();
+  }
+  status = CopyDatabase((*source)->handle(), path, keep_going);
+  if (!status.ok()) return status;
+  return revision;
+}
+
 absl::StatusOr<CountResult> SqliteTaskStore::Count(const CountQuery& query) {
   Reader reader(this);
   // One read transaction: the revision and the counts come from one
@@ -1344,5 +1455,67 @@ absl::StatusOr<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(
 }
 
 int SqliteSchemaVersion() { return kSchemaVersion; }
+
+absl::Status RestoreSqliteDatabase(const std::string& backup,
+                                   const std::string& path) {
+  for (const std::string& existing : {path, path + "-wal"}) {
+    if (::access(existing.c_str(), F_OK) == 0) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          existing,
+          " exists; a restore never overwrites a database (move it away "
+          "first)"));
+    }
+  }
+  if (::access(backup.c_str(), R_OK) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read the backup ", backup, ": ", strerror(errno)));
+  }
+  Connection::Options options;
+  options.read_only = true;
+  absl::StatusOr<std::unique_ptr<Connection>> source =
+      Connection::Open(backup, options);
+  if (!source.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        backup, " is not a database: ", source.status().message()));
+  }
+  Transaction snapshot(source->get());
+  absl::Status status = snapshot.BeginRead();
+  if (!status.ok()) return status;
+  {
+    Statement check = (*source)->Prepare("PRAGMA integrity_check");
+    std::string verdict = check.Step() ? check.ColumnText(0) : "";
+    if (!check.status().ok() || verdict != "ok") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          backup, " is damaged (integrity_check: ",
+          check.status().ok() ? verdict : check.status().ToString(), ")"));
+    }
+    Statement version =
+        (*source)->Prepare("SELECT MAX(version) FROM schema_version");
+    int64_t found = version.Step() ? version.ColumnInt64(0) : 0;
+    if (!version.status().ok() || found < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(backup, " is not a taskd database (no schema version)"));
+    }
+    if (found > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          backup, " has schema version ", found, ", newer than this taskd's ",
+          kSchemaVersion,
+          ": restore it with a taskd at least as new as the one that wrote "
+          "it"));
+    }
+  }
+  const std::string temporary = path + ".restoring";
+  ::unlink(temporary.c_str());  // what an interrupted restore left
+  status = CopyDatabase((*source)->handle(), temporary, nullptr);
+  if (!status.ok()) return status;
+  status = SyncFileAndDirectory(temporary);
+  if (status.ok() && ::rename(temporary.c_str(), path.c_str()) != 0) {
+    status = absl::UnavailableError(absl::StrCat("rename ", temporary, " to ",
+                                                 path, ": ", strerror(errno)));
+  }
+  if (status.ok()) status = SyncFileAndDirectory(path);
+  if (!status.ok()) ::unlink(temporary.c_str());
+  return status;
+}
 
 }  // namespace taskd

@@ -111,6 +111,17 @@ absl::StatusOr<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(
 // The schema version this build writes.
 int SqliteSchemaVersion();
 
+// Starts a database at `path` from `backup` (a file TaskStore::Backup
+// wrote): checks that the backup is whole (PRAGMA integrity_check) and a
+// taskd database this build can open (schema version at most
+// SqliteSchemaVersion()), then copies it to `path` durably (a temporary
+// file beside it, synced, renamed, the directory synced). Refuses
+// (AlreadyExists) if a database or its WAL is at `path` already: a restore
+// never overwrites. InvalidArgument (or FailedPrecondition for a newer
+// schema) naming what is wrong with the backup.
+absl::Status RestoreSqliteDatabase(const std::string& backup,
+                                   const std::string& path);
+
 }  // namespace taskd
 
 #endif  // TASKD_STORAGE_SQLITE_TASK_STORE_H_

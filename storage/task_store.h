@@ -263,6 +263,19 @@ class TaskStore {
   // tokens that must survive restarts (page tokens).
   virtual std::string InstanceSecret() = 0;
 
+  // Writes a consistent copy of the whole store, exactly as it is at one
+  // revision, to a new file at `path`, while reads and writes go on; a
+  // store opened on that file starts at that revision, with the same
+  // tasks, history and secret. `keep_going` is asked between steps of the
+  // copy: false abandons it (Cancelled, and the partial file is removed).
+  // Returns the revision the copy holds. AlreadyExists if `path` exists;
+  // Unimplemented for an engine backed up with its own tools.
+  virtual absl::StatusOr<int64_t> Backup(
+      const std::string& path, const std::function<bool()>& keep_going) {
+    return absl::UnimplementedError(
+        "this store is backed up with its database's own tools");
+  }
+
  protected:
   // True on a thread where waiting for a write would wait for itself (the
   // thread that applies writes): WriteAndWait then fails instead of
