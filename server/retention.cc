@@ -104,7 +104,7 @@ int Retention::Round(absl::Time now, absl::Time* next) {
   int due = 0;
   for (const Task& task : page->tasks) {
     const absl::Time completed = TimeOf(task.completed_at());
-    if (completed >= cutoff) {
+    if (completed > cutoff) {
       *next = completed + age;
       break;
     }
@@ -117,7 +117,7 @@ int Retention::Round(absl::Time now, absl::Time* next) {
     // Still completed, and still as old, when the delete applies.
     TaskPrecondition still_due = [cutoff](const Task& current) {
       if (current.state() != Task::completed ||
-          TimeOf(current.completed_at()) >= cutoff) {
+          TimeOf(current.completed_at()) > cutoff) {
         return absl::FailedPreconditionError("no longer due for retention");
       }
       return absl::OkStatus();

@@ -26,6 +26,7 @@
 #include "query/order_by.h"
 #include "storage/sqlite_query.h"
 #include "storage/sqlite_task_store.h"
+#include "tests/frozen_schemas.h"
 #include "tests/test_store.h"
 #include "tests/test_util.h"
 
@@ -36,48 +37,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsSupersetOf;
 using ::testing::Not;
-
-// Schema version 1 exactly as it shipped (kMigrations[0] in
-// storage/sqlite_task_store.cc), plus its version row.
-constexpr char kVersion1Schema[] = R"sql(
-  CREATE TABLE schema_version (version INTEGER NOT NULL);
-  INSERT INTO schema_version (version) VALUES (1);
-  CREATE TABLE tasks (
-    id           TEXT PRIMARY KEY NOT NULL,
-    uuid         TEXT NOT NULL UNIQUE,
-    type         TEXT NOT NULL,
-    state        INTEGER NOT NULL,
-    result_code  INTEGER NOT NULL DEFAULT 0,
-    priority     INTEGER NOT NULL,
-    policy_id    TEXT NOT NULL DEFAULT '',
-    resource_id  TEXT NOT NULL DEFAULT '',
-    executor_id  TEXT NOT NULL DEFAULT '',
-    tenant_id    TEXT NOT NULL DEFAULT '',
-    enqueued_at  INTEGER NOT NULL,
-    started_at   INTEGER NOT NULL DEFAULT 0,
-    completed_at INTEGER NOT NULL DEFAULT 0,
-    updated_at   INTEGER NOT NULL,
-    revision     INTEGER NOT NULL,
-    request_id   TEXT NOT NULL DEFAULT ''
-  );
-  CREATE INDEX tasks_by_enqueued ON tasks (enqueued_at, id);
-  CREATE UNIQUE INDEX tasks_by_request ON tasks (tenant_id, request_id)
-    WHERE request_id <> '';
-  CREATE TABLE changes (
-    revision     INTEGER PRIMARY KEY NOT NULL,
-    kind         INTEGER NOT NULL,
-    task_id      TEXT NOT NULL,
-    task         BLOB NOT NULL,
-    previous     BLOB,
-    committed_at INTEGER NOT NULL
-  );
-  CREATE INDEX changes_by_time ON changes (committed_at);
-  CREATE TABLE meta (
-    key   TEXT PRIMARY KEY NOT NULL,
-    value BLOB NOT NULL
-  );
-  INSERT INTO meta (key, value) VALUES ('revision', 0);
-)sql";
 
 // A small owner of a raw sqlite3 handle for the test's own reads.
 class Database {
@@ -184,7 +143,7 @@ TEST_F(QueryIndexTest, Version1DatabaseMigratesKeepingItsData) {
   task.set_revision(1);
   {
     Database v1(path_, /*read_only=*/false);
-    v1.Exec(kVersion1Schema);
+    v1.Exec(testing::FrozenSchema(1));  // version 1 as it shipped
     v1.Exec(
         "INSERT INTO tasks (id, uuid, type, state, result_code, priority, "
         "policy_id, resource_id, executor_id, tenant_id, enqueued_at, "
