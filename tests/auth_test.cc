@@ -96,6 +96,7 @@ absl::Status CallMethod(TaskClient& client, Method method,
     case Method::kList:
       return client.List({}).status();
     case Method::kWatch:
+    case Method::kBackup:
       return absl::OkStatus();  // streams: tested apart
     case Method::kCreate: {
       Task task;
@@ -174,6 +175,29 @@ TEST_F(AuthTest, EveryRoleAndMethod) {
     absl::Status status = CallMethod(admin, method, target->id());
     EXPECT_NE(status.code(), absl::StatusCode::kPermissionDenied) << status;
   }
+}
+
+// A backup holds every tenant's tasks: only an admin of every tenant may
+// take one; an admin of one tenant may not.
+TEST_F(AuthTest, BackupNeedsAnAdminOfEveryTenant) {
+  for (const std::string& token :
+       {"viewer-a", "issuer-a", "executor-a", "admin-a", "admin-b"}) {
+    const std::string path = dir_.File(token + ".db");
+    absl::StatusOr<TaskClient::BackupResult> refused = As(token).Backup(path);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied)
+        << token << ": " << refused.status();
+    EXPECT_FALSE(std::ifstream(path).good()) << token;
+    EXPECT_FALSE(std::ifstream(path + ".part").good()) << token;
+  }
+  EXPECT_THAT(As("admin-a").Backup(dir_.File("a.db")).status().message(),
+              HasSubstr("every tenant"));
+  EXPECT_EQ(As("").Backup(dir_.File("none.db")).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  absl::StatusOr<TaskClient::BackupResult> taken =
+      As("root").Backup(dir_.File("root.db"));
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_GT(taken->size_bytes, 0);
+  EXPECT_TRUE(std::ifstream(dir_.File("root.db")).good());
 }
 
 TEST_F(AuthTest, MissingOrUnknownTokenIsUnauthenticated) {

@@ -861,6 +861,28 @@ async function openModeChecks(ctx) {
       await r.expectCanceled('WatchTaskCounts');
     });
   });
+
+  await group(ctx, 'backup', async () => {
+    await step(ctx, 'BackupDatabase', async () => {
+      const parts = [];
+      let size = -1n;
+      let revision = 0n;
+      let digest = '';
+      for await (const m of c.backupDatabase({}, opts)) {
+        if (size < 0n) {
+          size = m.sizeBytes;
+          revision = m.revision;
+        }
+        parts.push(Buffer.from(m.chunk));
+        if (m.sha256) digest = m.sha256;
+      }
+      const file = Buffer.concat(parts);
+      eq(BigInt(file.length), size, 'BackupDatabase: bytes received against size_bytes');
+      eq(crypto.createHash('sha256').update(file).digest('hex'), digest, 'BackupDatabase: SHA-256');
+      eq(file.subarray(0, 16).toString('latin1'), 'SQLite format 3\0', 'BackupDatabase: the file is a SQLite database');
+      check(revision > 0n, `BackupDatabase: revision ${revision}`);
+    });
+  });
 }
 
 // ---- The auth checks, on one transport ---------------------------------------
@@ -923,6 +945,12 @@ async function authChecks(entry, transport) {
       ctx.notes.push(`PermissionDenied: rawMessage=${JSON.stringify(err.rawMessage)} reason=${errorInfo(err)?.reason ?? '(none)'}`);
       const list = await anon.client.listTasks({}, bearer(TOKENS.viewer));
       check(list.tasks.some((t) => t.id === other.id), 'ListTasks as a viewer of every tenant: the task is missing');
+    });
+
+    await step(ctx, 'auth: tenant admin BackupDatabase -> PermissionDenied', async () => {
+      await expectError(Code.PermissionDenied, 'BackupDatabase with an admin token of one tenant', async () => {
+        for await (const m of anon.client.backupDatabase({}, bearer(TOKENS.tenantA))) return m;
+      });
     });
 
     await step(ctx, 'auth: tenant token cannot get another tenant\'s task -> NotFound', async () => {
