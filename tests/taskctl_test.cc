@@ -226,6 +226,8 @@ TEST_F(TaskctlTest, UsageErrorsExitTwoAndSendNothing) {
            {"assign", "x"},
            {"create"},
            {"get"},
+           {"backup"},
+           {"backup", "x.db", "--filter=y"},
            {"list", "--colour=red"},
        }) {
     Result run = Taskctl(args);

@@ -3,8 +3,10 @@
 // exit 2 naming the flag, SIGHUP reloads tokens, SIGINT stops cleanly.
 #include <signal.h>
 
+#include <atomic>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -152,6 +154,75 @@ TEST_F(TaskdFlagsTest, ExecutorFlagsReachTheServer) {
     EXPECT_EQ(now->progress().current(), i);
     revision = now->revision();
   }
+  EXPECT_EQ(taskd.Stop(SIGTERM), 0) << taskd.log();
+}
+
+// Issue 16: --retain_completed deletes a completed task once it is that
+// old, as a DELETED change that watchers see, and counts it in /metrics;
+// tasks not completed stay. --restore refuses what it cannot use.
+TEST_F(TaskdFlagsTest, RetainCompletedDeletesOldCompletedTasksForWatchers) {
+  ExpectRefused({"--retain_completed=500ms"}, "--retain_completed");
+  ExpectRefused({"--retain_completed=-1s"}, "--retain_completed");
+  ExpectRefused({"--restore=" + dir_.File("no-such-backup.db")},
+                "cannot read the backup");
+
+  testing::TaskdProcess taskd(
+      With({"--retain_completed=2s", "--http_listen=127.0.0.1:0"}));
+  ASSERT_TRUE(taskd.Start().ok()) << taskd.log();
+  TaskClient client(taskd.NewChannel());
+  tasks::v1::Task task;
+  task.set_type("backup");
+  absl::StatusOr<tasks::v1::Task> done = client.Create(task);
+  absl::StatusOr<tasks::v1::Task> waiting = client.Create(task);
+  ASSERT_TRUE(done.ok() && waiting.ok());
+
+  tasks::v1::WatchTasksRequest request;
+  request.set_start_revision(waiting->revision() + 1);
+  TaskWatch watch(taskd.NewChannel(), request);
+  std::vector<tasks::v1::TaskEvent> events;
+  absl::Time deleted_at;
+  std::atomic<bool> deleted{false};
+  std::thread watching([&] {
+    TaskWatch::Callbacks callbacks;
+    callbacks.on_event = [&](const tasks::v1::TaskEvent& event) {
+      events.push_back(event);
+      if (event.type() == tasks::v1::TaskEvent::DELETED) {
+        deleted_at = absl::Now();
+        deleted = true;
+        watch.Stop();
+      }
+    };
+    (void)watch.Run(callbacks);
+  });
+  // An enqueued task cancelled is completed at once.
+  absl::StatusOr<tasks::v1::Task> cancelled = client.Cancel(done->id());
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  ASSERT_EQ(cancelled->state(), tasks::v1::Task::completed);
+  const absl::Time completed = absl::Now();
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!deleted.load() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  watch.Stop();
+  watching.join();
+  ASSERT_EQ(events.size(), 2u) << taskd.log();
+  EXPECT_EQ(events[0].type(), tasks::v1::TaskEvent::UPDATED);
+  EXPECT_EQ(events[1].type(), tasks::v1::TaskEvent::DELETED);
+  EXPECT_EQ(events[1].task().id(), done->id());
+  EXPECT_EQ(events[1].revision(), cancelled->revision() + 1);
+  // Not before it was 2 s old (taskd stamps completedAt before this test's
+  // clock read above, so the margin only errs towards passing late).
+  EXPECT_GE(deleted_at - completed, absl::Milliseconds(1500));
+  EXPECT_EQ(client.Get(done->id()).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(client.Get(waiting->id()).ok());
+
+  std::string metrics, err;
+  testing::RunCommand(
+      {"/usr/bin/curl", "-sS", "--max-time", "5",
+       absl::StrCat("http://", taskd.serving_field("http"), "/metrics")},
+      "", &metrics, &err);
+  EXPECT_THAT(metrics, HasSubstr("taskd_retention_deleted_total 1"));
   EXPECT_EQ(taskd.Stop(SIGTERM), 0) << taskd.log();
 }
 
