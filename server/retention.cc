@@ -51,14 +51,17 @@ int64_t Retention::rounds() {
 void Retention::Loop() {
   Clock* clock = options_.clock;
   while (true) {
-    const absl::Time now = clock->Now();
+    const absl::Time start = clock->Now();
     absl::Time next = absl::InfiniteFuture();
-    const int due = Round(now, &next);
+    const int due = Round(start, &next);
+    const absl::Time now = clock->Now();
     absl::Time wake;
     if (due < 0) {
       wake = now + options_.retry_after;
     } else if (due >= options_.batch) {
-      wake = now;  // more are due: the next round at once
+      // More are due: the next round after a pause as long as this one
+      // took, so that a backlog takes at most about half of the writer.
+      wake = now + (now - start);
     } else {
       wake = std::min(next, now + period_);
     }

@@ -13,8 +13,11 @@
 // One thread, on the injected clock. A round reads the oldest completed
 // tasks (at most `batch`, through the completedAt index: only what is due
 // is read, however many tasks there are), deletes those past the age, and
-// waits for their commit. A full round is followed by another at once;
-// otherwise the thread sleeps until the oldest remaining completed task
+// waits for their commit. A full round is followed by another after a
+// pause as long as the round took (on the clock): a backlog (retention
+// turned on for an old database) takes about half of the writer's time at
+// most, and callers' writes queue behind at most one small round.
+// Otherwise the thread sleeps until the oldest remaining completed task
 // comes of age, but never longer than `period` (so a task goes at most a
 // period after its time, also if a clock jump or a write the thread did
 // not see changed the picture).
@@ -45,8 +48,10 @@ struct RetentionOptions {
   absl::Duration age = absl::Hours(24);
   // Where the time is read and slept on. Not owned; must outlive it.
   Clock* clock = Clock::Real();
-  // Tasks deleted per round (one group commit). Default 256.
-  int batch = 256;
+  // Tasks deleted per round (in one group commit, with other writes):
+  // small, since writes that come meanwhile wait for the round's commit.
+  // Default 32.
+  int batch = 32;
   // The longest sleep between rounds: a tenth of `age`, at most a minute
   // and at least 100 ms, if zero (the default).
   absl::Duration period = absl::ZeroDuration();

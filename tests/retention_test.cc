@@ -2,6 +2,7 @@
 // which tasks go, when, how (a revision each), and how much per round.
 #include "server/retention.h"
 
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,11 +49,13 @@ class RetentionTest : public ::testing::Test {
 
   bool Exists(const std::string& id) { return temp_.store->Get(id).ok(); }
 
-  void StartRetention(absl::Duration age, int batch = 256) {
+  void StartRetention(absl::Duration age, int batch = 256,
+                      std::function<void(const Task&)> on_delete = nullptr) {
     RetentionOptions options;
     options.age = age;
     options.batch = batch;
     options.clock = &temp_.clock;
+    options.on_delete = std::move(on_delete);
     retention_ = std::make_unique<Retention>(options);
     retention_->Start(temp_.store.get());
   }
@@ -149,8 +152,9 @@ TEST_F(RetentionTest, ABacklogGoesInBatchesWithoutWaiting) {
   Put("young", Task::completed, now);
   const int64_t before = temp_.store->CurrentRevision();
   StartRetention(absl::Hours(1), /*batch=*/256);
-  // Three rounds (256 + 256 + 88), one after the other, with the clock
-  // standing still.
+  // Three rounds (256 + 256 + 88), one after the other with the clock
+  // standing still (the pause after a full round is as long as the round
+  // took on the clock: none here).
   ASSERT_TRUE(Eventually([&] { return retention_->deleted() == 600; }));
   EXPECT_TRUE(Exists("young"));
   EXPECT_EQ(temp_.store->CurrentRevision(), before + 600);
@@ -166,6 +170,28 @@ TEST_F(RetentionTest, ABacklogGoesInBatchesWithoutWaiting) {
       temp_.store->Count(CountQuery{nullptr, {}});
   ASSERT_TRUE(counts.ok());
   EXPECT_EQ(counts->groups.begin()->second, 1);
+}
+
+// After a full round the thread leaves the writer alone for as long as
+// the round took. Here each deletion takes a second of the fake clock.
+TEST_F(RetentionTest, PausesAfterAFullRoundAsLongAsItTook) {
+  const absl::Time now = temp_.clock.Now();
+  for (int i = 0; i < 12; ++i) {
+    Put(absl::StrCat("t", i), Task::completed, now - absl::Hours(3));
+  }
+  StartRetention(absl::Hours(1), /*batch=*/4, [this](const Task&) {
+    temp_.clock.Advance(absl::Seconds(1));
+  });
+  AwaitRounds(1);
+  EXPECT_EQ(retention_->deleted(), 4);
+  // The round took 4 s: nothing more until 4 s after it ended.
+  temp_.clock.Advance(absl::Seconds(3));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(retention_->deleted(), 4);
+  EXPECT_EQ(retention_->rounds(), 1);
+  temp_.clock.Advance(absl::Seconds(1));
+  AwaitRounds(2);
+  EXPECT_EQ(retention_->deleted(), 8);
 }
 
 TEST_F(RetentionTest, StopsPromptlyWhileSleeping) {
