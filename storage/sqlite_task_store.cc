@@ -195,6 +195,32 @@ constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 std::string EtagOf(int64_t revision) { return absl::StrCat("r", revision); }
 
+absl::Status NewerSchemaError(const std::string& path, int64_t version) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "database ", path, " has schema version ", version,
+      ", written by a newer taskd; this taskd knows versions up to ",
+      kSchemaVersion, ". Refusing to open it."));
+}
+
+// FailedPrecondition if the file at options.path holds a schema version
+// this build does not know; OK if it does, or has none yet, or cannot be
+// read this way (the writer's open then says what is wrong).
+absl::Status RefuseNewerSchema(const SqliteTaskStoreOptions& options,
+                               Connection::Options connection_options) {
+  if (::access(options.path.c_str(), F_OK) != 0) return absl::OkStatus();
+  connection_options.read_only = true;
+  absl::StatusOr<std::unique_ptr<Connection>> reader =
+      Connection::Open(options.path, connection_options);
+  if (!reader.ok()) return absl::OkStatus();
+  Statement read =
+      (*reader)->Prepare("SELECT MAX(version) FROM schema_version");
+  const int64_t version = read.Step() ? read.ColumnInt64(0) : 0;
+  if (read.status().ok() && version > kSchemaVersion) {
+    return NewerSchemaError(options.path, version);
+  }
+  return absl::OkStatus();
+}
+
 // A read below the history kept. The reason lets clients tell it from other
 // OUT_OF_RANGE errors without parsing the message.
 // `from` is below `oldest`, the oldest revision kept.
@@ -673,6 +699,12 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
   connection_options.vfs = options.vfs;
   connection_options.busy_timeout_ms =
       static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout));
+  // A database of a newer taskd is refused before anything writes to it
+  // (opening the writer switches the file to WAL mode).
+  if (absl::Status newer = RefuseNewerSchema(options, connection_options);
+      !newer.ok()) {
+    return newer;
+  }
   {
     absl::MutexLock lock(&store->write_mu_);
     absl::StatusOr<std::unique_ptr<Connection>> writer =
@@ -735,12 +767,7 @@ absl::Status SqliteTaskStore::Migrate() {
     if (read.Step()) version = read.ColumnInt64(0);
     if (!read.status().ok()) return read.status();
   }
-  if (version > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "database ", options_.path, " has schema version ", version,
-        ", written by a newer taskd; this taskd knows versions up to ",
-        kSchemaVersion, ". Refusing to open it."));
-  }
+  if (version > kSchemaVersion) return NewerSchemaError(options_.path, version);
   for (int64_t v = version; v < kSchemaVersion; ++v) {
     Transaction transaction(writer_.get());
     if (status = transaction.Begin(); !status.ok()) return status;

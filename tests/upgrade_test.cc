@@ -893,5 +893,25 @@ TEST(DowngradeTest, NewerSchemaIsRefusedUntouched) {
       << "the refused database file changed";
 }
 
+// The same for a file in rollback-journal mode (a copy made with another
+// tool, VACUUM INTO): opening it must not switch it to WAL first.
+TEST(DowngradeTest, NewerSchemaInRollbackModeIsRefusedUntouched) {
+  testing::TempStore temp;
+  ASSERT_TRUE(temp.Open().ok());
+  temp.store.reset();
+  {
+    Database db(temp.options.path);
+    db.Exec("PRAGMA journal_mode=DELETE");
+    db.Exec(absl::StrCat("UPDATE schema_version SET version = ",
+                         SqliteSchemaVersion() + 1));
+  }
+  const std::string before = ReadFile(temp.options.path);
+  ASSERT_EQ(before[18], 1) << "not in rollback-journal mode";
+  absl::Status refused = temp.Open();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_TRUE(ReadFile(temp.options.path) == before)
+      << "the refused database file changed";
+}
+
 }  // namespace
 }  // namespace taskd
