@@ -5,6 +5,7 @@
 // SIGINT or SIGTERM: stop accepting calls, let calls in flight finish within
 // --shutdown_grace, close the database cleanly, exit 0. A second signal
 // exits at once; SQLite's journal keeps the database consistent.
+#include <grpc/support/log.h>
 #include <grpcpp/security/server_credentials.h>
 #include <signal.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
 #include "query/task_fields.h"
+#include "server/service_manager.h"
 #include "server/task_server.h"
 #include "server/task_validation.h"
 
@@ -44,6 +46,9 @@ ABSL_FLAG(int64_t, history_max_changes, 1'000'000,
 ABSL_FLAG(absl::Duration, history_max_age, absl::Hours(24 * 7),
           "Drop history older than this (0: no limit).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (TIME LEVEL MESSAGE) or json (one {\"time\", \"level\", "
+          "\"msg\"} object per line).");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain: serve TLS (with --tls_key).");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
@@ -107,6 +112,12 @@ ABSL_FLAG(int32_t, max_batch, 256,
 ABSL_FLAG(int32_t, checkpoint_pages, 10000,
           "Checkpoint the WAL (copy it into the database file) at the commit "
           "that takes it past this many pages (SQLite's default: 1000).");
+ABSL_FLAG(absl::Duration, retain_completed, absl::ZeroDuration(),
+          "Delete completed tasks this long after their completedAt, each a "
+          "DELETED change for watchers (0: keep them for ever).");
+ABSL_FLAG(std::string, restore, "",
+          "Backup file (taskctl backup) to start from: copied to --db, "
+          "which must not exist yet, before serving.");
 
 namespace {
 
@@ -155,6 +166,11 @@ absl::StatusOr<taskd::TaskServerOptions> OptionsFromFlags() {
     return FlagError("--log_level must be debug, info, warning or error");
   }
   taskd::SetMinLogLevel(level);
+  taskd::LogFormat log_format;
+  if (!taskd::ParseLogFormat(absl::GetFlag(FLAGS_log_format), &log_format)) {
+    return FlagError("--log_format must be text or json");
+  }
+  taskd::SetLogFormat(log_format);
   const std::string sync = absl::GetFlag(FLAGS_sync);
   if (sync != "full" && sync != "normal") {
     return FlagError("--sync must be full or normal");
@@ -229,6 +245,11 @@ absl::StatusOr<taskd::TaskServerOptions> OptionsFromFlags() {
       options.store.checkpoint_pages < 1) {
     return FlagError(
         "--read_connections, --max_batch and --checkpoint_pages must be >= 1");
+  }
+  options.retain_completed = absl::GetFlag(FLAGS_retain_completed);
+  if (options.retain_completed != absl::ZeroDuration() &&
+      options.retain_completed < absl::Seconds(1)) {
+    return FlagError("--retain_completed must be 0 (keep) or at least 1s");
   }
   return options;
 }
@@ -363,6 +384,19 @@ void WaitForShutdownSignal(const sigset_t& signals, taskd::TaskServer* server) {
   stop.WaitForNotification();
 }
 
+// In JSON, gRPC's own messages (gpr_log: errors, more with GRPC_VERBOSITY)
+// go through taskd's logger too, so that every line is one JSON object.
+void LogGrpcThroughTaskd() {
+  gpr_set_log_function([](gpr_log_func_args* args) {
+    taskd::LogLevel level = taskd::LogLevel::kDebug;
+    if (args->severity == GPR_LOG_SEVERITY_INFO) level = taskd::LogLevel::kInfo;
+    if (args->severity == GPR_LOG_SEVERITY_ERROR) {
+      level = taskd::LogLevel::kError;
+    }
+    taskd::Log(level, "grpc %s:%d %s", args->file, args->line, args->message);
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -387,6 +421,20 @@ int main(int argc, char** argv) {
     std::cerr << "taskd: " << tls.status().message() << "\n";
     return 2;
   }
+  if (taskd::CurrentLogFormat() == taskd::LogFormat::kJson) {
+    LogGrpcThroughTaskd();
+  }
+  if (const std::string backup = absl::GetFlag(FLAGS_restore);
+      !backup.empty()) {
+    absl::Status restored =
+        taskd::RestoreSqliteDatabase(backup, options->store.path);
+    if (!restored.ok()) {
+      std::cerr << "taskd: --restore: " << restored.message() << "\n";
+      return 2;
+    }
+    taskd::Log(taskd::LogLevel::kInfo, "restored %s from %s",
+               options->store.path, backup);
+  }
   absl::StatusOr<std::unique_ptr<taskd::TaskServer>> server =
       taskd::TaskServer::Start(*options);
   if (!server.ok()) {
@@ -395,7 +443,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   LogServing(*options, **server, *tls);
+  // systemd (Type=notify): the ports accept calls from here on.
+  taskd::NotifyServiceManager("READY=1");
   WaitForShutdownSignal(signals, server->get());
+  taskd::NotifyServiceManager("STOPPING=1");
   (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
   server->reset();
   taskd::LogLine(taskd::LogLevel::kInfo, "taskd stopped cleanly");
