@@ -21,12 +21,17 @@ std::string CodeName(grpc::StatusCode code) {
 class CallLog::Observer final : public grpc::experimental::Interceptor {
  public:
   Observer(grpc::experimental::ServerRpcInfo* info, CallLog* log)
-      : info_(info), log_(log) {}
+      : info_(info), log_(log) {
+    ++log_->calls_in_flight_;
+  }
   // A call that ends without sending a status (cancelled) leaves nothing
   // behind.
   ~Observer() override {
-    absl::MutexLock lock(&log_->mu_);
-    log_->tenants_.erase(info_->server_context());
+    {
+      absl::MutexLock lock(&log_->mu_);
+      log_->tenants_.erase(info_->server_context());
+    }
+    --log_->calls_in_flight_;
   }
 
   void Intercept(

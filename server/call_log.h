@@ -18,6 +18,8 @@
 
 #include <grpcpp/support/server_interceptor.h>
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -41,11 +43,15 @@ class CallLog : public grpc::experimental::ServerInterceptorFactoryInterface {
   // The caller of the call `context` serves, for its log line.
   void NoteCaller(const grpc::ServerContextBase& context, const Caller& caller);
 
+  // Calls that have arrived and not yet been destroyed.
+  int64_t calls_in_flight() const { return calls_in_flight_.load(); }
+
  private:
   class Observer;
   friend class Observer;
 
   Metrics* const metrics_;
+  std::atomic<int64_t> calls_in_flight_{0};
   absl::Mutex mu_;
   // The tenant noted for each call in flight, by its context.
   absl::flat_hash_map<const grpc::ServerContextBase*, std::string> tenants_

@@ -1,5 +1,6 @@
 #include "server/task_server.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <prometheus/text_serializer.h>
@@ -108,6 +109,7 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   // Owned by the gRPC server once built; it outlives every call it sees.
   auto call_log = std::make_unique<CallLog>(metrics);
   CallLog* log = call_log.get();
+  server->call_log_ = log;
   auto noted = service_options.on_caller;
   service_options.on_caller = [log, noted](
                                   const grpc::ServerContextBase& context,
@@ -244,7 +246,26 @@ void TaskServer::Shutdown(absl::Duration grace) {
     watch_hub_->Shutdown(grace);
     count_hub_->Shutdown(grace);
     if (http_ != nullptr) http_->Shutdown();
+    // gRPC's Shutdown waits for the calls in flight and also for every
+    // client to close its connection, which an idle client (a service that
+    // keeps its channel open) does late or never: until the deadline. Once
+    // no call is left, the connections are closed from here instead.
+    absl::Notification shut;
+    std::thread closer([this, &shut, deadline] {
+      // Shutdown refuses new calls first thing; wait for that.
+      if (shut.WaitForNotificationWithTimeout(absl::Milliseconds(50))) return;
+      while (absl::Now() < deadline) {
+        if (call_log_->calls_in_flight() == 0) {
+          grpc_server_cancel_all_calls(server_->c_server());
+        }
+        if (shut.WaitForNotificationWithTimeout(absl::Milliseconds(20))) {
+          return;
+        }
+      }
+    });
     server_->Shutdown(absl::ToChronoTime(deadline));
+    shut.Notify();
+    closer.join();
     server_->Wait();
   }
   http_.reset();

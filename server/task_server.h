@@ -25,6 +25,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/auth.h"
+#include "server/call_log.h"
 #include "server/health_service.h"
 #include "server/http/http_server.h"
 #include "server/metrics.h"
@@ -147,6 +148,8 @@ class TaskServer {
   std::unique_ptr<ReflectionV1Service> reflection_v1_;
   std::unique_ptr<ReflectionV1AlphaService> reflection_v1alpha_;
   std::unique_ptr<grpc::Server> server_;
+  // The call log the server owns (its interceptor): the calls in flight.
+  CallLog* call_log_ = nullptr;
   // Calls into server_ through its in-process channel: declared after it,
   // so destroyed first.
   std::unique_ptr<http::HttpServer> http_;

@@ -559,5 +559,61 @@ TEST_F(TaskdProcessTest, SigtermWithCallsAndStreamsOpen) {
   }
 }
 
+// Clients that keep an idle channel open (as services do) do not hold a
+// SIGTERM until --shutdown_grace ends: once no call is in flight, taskd
+// closes their connections and exits. (gRPC alone waits for every client
+// to close its connection, until the grace period's end.) The clients'
+// channels then reach the next taskd.
+TEST_F(TaskdProcessTest, IdleClientConnectionsDoNotHoldTheShutdown) {
+  std::string db = dir_.File("t.db");
+  ASSERT_TRUE(StartTaskd(db, {"--shutdown_grace=30s"}));
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < 3; ++i) {
+    channels.push_back(server_->NewChannel());
+    TaskClient client(channels.back());
+    Task task;
+    task.set_type("backup");
+    ASSERT_TRUE(client.Create(task).ok());  // connected, then idle
+  }
+  // And one that never closes its connection by itself: the HTTP/2
+  // preface and SETTINGS by hand, then silence.
+  const int raw = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(raw, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(
+      ::connect(raw, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
+      0);
+  const std::string hello = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                            std::string("\0\0\0\x04\0\0\0\0\0", 9);
+  ASSERT_EQ(::write(raw, hello.data(), hello.size()),
+            static_cast<ssize_t>(hello.size()));
+  absl::SleepFor(absl::Milliseconds(200));
+
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(server_->Stop(SIGTERM, absl::Seconds(60)), 0) << server_->log();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10))
+      << "an idle connection held the shutdown";
+  ::close(raw);
+
+  // The same channels reach the next taskd on the same address (a call
+  // may fail once with UNAVAILABLE while a channel notices that its
+  // connection is gone: clients retry those).
+  ASSERT_TRUE(StartTaskd(db, {"--listen=" + server_->address()}));
+  for (const auto& channel : channels) {
+    TaskClient again(channel);
+    absl::StatusOr<tasks::v1::ListTasksResponse> listed;
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      listed = again.List(tasks::v1::ListTasksRequest());
+      if (listed.ok() || !absl::IsUnavailable(listed.status())) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    EXPECT_EQ(listed->tasks_size(), 3);
+  }
+}
+
 }  // namespace
 }  // namespace taskd
