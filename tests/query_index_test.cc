@@ -423,6 +423,8 @@ TEST_F(QueryIndexTest, TypicalQueriesSeekAnIndex) {
       {"completedAt >= " + x, "completedAt desc", "tasks_by_completed"},
       {"state = completed AND completedAt >= " + x, "completedAt desc",
        "tasks_by_completed"},
+      // Retention's question (server/retention.cc): the oldest completions.
+      {"completedAt:*", "completedAt, id", "tasks_by_completed"},
       {"startedAt >= " + x, "startedAt", "tasks_by_started"},
       {"updatedAt >= " + x, "updatedAt", "tasks_by_updated"},
       {"", "updatedAt desc", "tasks_by_updated"},
