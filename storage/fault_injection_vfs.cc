@@ -15,6 +15,8 @@
 #include <thread>
 #include <utility>
 
+#include "storage/vfs_shim.h"
+
 namespace taskd::sqlite {
 
 // What a power cut would leave of one file: its size at the last successful
@@ -33,245 +35,104 @@ namespace {
 // The granularity at which a power cut tears writes.
 constexpr int64_t kSectorSize = 512;
 
-// One open file: our sqlite3_file header, followed in the same allocation
-// (sqlite3_vfs::szOsFile) by the wrapped VFS's own file object.
-struct WrappedFile {
-  sqlite3_file base;
-  FaultInjectionVfs* owner;
-  FaultInjectionVfs::FileTrack* track;  // null unless tracking unsynced data
-  int kind;                             // FaultInjectionVfs::Files
-  int padding;
-
-  sqlite3_file* real() { return reinterpret_cast<sqlite3_file*>(this + 1); }
-};
-// The wrapped VFS's file object follows ours: keep it 8-byte aligned, as
-// SQLite's own allocation is.
-static_assert(sizeof(WrappedFile) % 8 == 0,
-              "the wrapped file must stay aligned");
-
-WrappedFile* Wrapped(sqlite3_file* file) {
-  return reinterpret_cast<WrappedFile*>(file);
-}
-sqlite3_file* Real(sqlite3_file* file) { return Wrapped(file)->real(); }
-
 // The registered sqlite3_vfs: SQLite's struct first, so that the pointer
 // SQLite hands back to the callbacks is also ours.
 struct Registration {
   sqlite3_vfs vfs;
-  sqlite3_vfs* real;
   FaultInjectionVfs* owner;
 };
-sqlite3_vfs* RealVfs(sqlite3_vfs* vfs) {
-  return reinterpret_cast<Registration*>(vfs)->real;
+
+FaultInjectionVfs* Owner(sqlite3_file* file) {
+  return static_cast<FaultInjectionVfs*>(AsShimFile(file)->owner);
+}
+FaultInjectionVfs::FileTrack* Track(sqlite3_file* file) {
+  return static_cast<FaultInjectionVfs::FileTrack*>(AsShimFile(file)->state);
+}
+int KindOf(sqlite3_file* file) {
+  switch (AsShimFile(file)->kind) {
+    case ShimFileKind::kMainDb:
+      return FaultInjectionVfs::kMainDb;
+    case ShimFileKind::kWal:
+      return FaultInjectionVfs::kWal;
+    case ShimFileKind::kOther:
+      break;
+  }
+  return FaultInjectionVfs::kJournal;
 }
 
-// --- sqlite3_io_methods: everything passes through but write and sync.
+// --- The file methods this VFS replaces: write, truncate and sync.
 
-int Close(sqlite3_file* file) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xClose(real);
-}
-int Read(sqlite3_file* file, void* buffer, int amount, sqlite3_int64 offset) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xRead(real, buffer, amount, offset);
-}
 int Write(sqlite3_file* file, const void* buffer, int amount,
           sqlite3_int64 offset) {
-  WrappedFile* wrapped = Wrapped(file);
-  if (wrapped->owner->PowerGone()) return SQLITE_IOERR_WRITE;
-  if (int rc = wrapped->owner->WriteResult(wrapped->kind); rc != SQLITE_OK) {
-    return rc;
-  }
-  sqlite3_file* real = wrapped->real();
-  if (wrapped->track != nullptr) {
-    int rc = wrapped->owner->BeforeChange(wrapped->track, real, offset, amount);
+  FaultInjectionVfs* owner = Owner(file);
+  if (owner->PowerGone()) return SQLITE_IOERR_WRITE;
+  if (int rc = owner->WriteResult(KindOf(file)); rc != SQLITE_OK) return rc;
+  sqlite3_file* real = AsShimFile(file)->real();
+  if (Track(file) != nullptr) {
+    int rc = owner->BeforeChange(Track(file), real, offset, amount);
     if (rc != SQLITE_OK) return rc;
   }
   return real->pMethods->xWrite(real, buffer, amount, offset);
 }
 int Truncate(sqlite3_file* file, sqlite3_int64 size) {
-  WrappedFile* wrapped = Wrapped(file);
-  if (wrapped->owner->PowerGone()) return SQLITE_IOERR_TRUNCATE;
-  if (int rc = wrapped->owner->WriteResult(wrapped->kind); rc != SQLITE_OK) {
+  FaultInjectionVfs* owner = Owner(file);
+  if (owner->PowerGone()) return SQLITE_IOERR_TRUNCATE;
+  if (int rc = owner->WriteResult(KindOf(file)); rc != SQLITE_OK) {
     // A failed truncation is reported as such, whatever the write fault.
     return rc == SQLITE_FULL ? rc : SQLITE_IOERR_TRUNCATE;
   }
-  sqlite3_file* real = wrapped->real();
-  if (wrapped->track != nullptr) {
-    int rc = wrapped->owner->BeforeChange(wrapped->track, real, size, -1);
+  sqlite3_file* real = AsShimFile(file)->real();
+  if (Track(file) != nullptr) {
+    int rc = owner->BeforeChange(Track(file), real, size, -1);
     if (rc != SQLITE_OK) return rc;
   }
   return real->pMethods->xTruncate(real, size);
 }
 int Sync(sqlite3_file* file, int flags) {
-  WrappedFile* wrapped = Wrapped(file);
-  if (int64_t delay = wrapped->owner->sync_delay_micros(); delay > 0) {
+  FaultInjectionVfs* owner = Owner(file);
+  if (int64_t delay = owner->sync_delay_micros(); delay > 0) {
     std::this_thread::sleep_for(std::chrono::microseconds(delay));
   }
-  if (wrapped->owner->PowerGone()) return SQLITE_IOERR_FSYNC;
-  sqlite3_file* real = wrapped->real();
-  if (int rc = wrapped->owner->SyncResult(wrapped->kind); rc != SQLITE_OK) {
-    if (wrapped->track != nullptr) {
-      wrapped->owner->AfterSync(wrapped->track, real, /*ok=*/false);
+  if (owner->PowerGone()) return SQLITE_IOERR_FSYNC;
+  sqlite3_file* real = AsShimFile(file)->real();
+  if (int rc = owner->SyncResult(KindOf(file)); rc != SQLITE_OK) {
+    if (Track(file) != nullptr) {
+      owner->AfterSync(Track(file), real, /*ok=*/false);
     }
     return rc;
   }
   int rc = real->pMethods->xSync(real, flags);
-  if (wrapped->track != nullptr) {
-    wrapped->owner->AfterSync(wrapped->track, real, rc == SQLITE_OK);
+  if (Track(file) != nullptr) {
+    owner->AfterSync(Track(file), real, rc == SQLITE_OK);
   }
   return rc;
 }
-int FileSize(sqlite3_file* file, sqlite3_int64* size) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xFileSize(real, size);
-}
-int Lock(sqlite3_file* file, int level) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xLock(real, level);
-}
-int Unlock(sqlite3_file* file, int level) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xUnlock(real, level);
-}
-int CheckReservedLock(sqlite3_file* file, int* out) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xCheckReservedLock(real, out);
-}
-int FileControl(sqlite3_file* file, int op, void* arg) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xFileControl(real, op, arg);
-}
-int SectorSize(sqlite3_file* file) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xSectorSize(real);
-}
-int DeviceCharacteristics(sqlite3_file* file) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xDeviceCharacteristics(real);
-}
-int ShmMap(sqlite3_file* file, int region, int size, int extend,
-           void volatile** out) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xShmMap(real, region, size, extend, out);
-}
-int ShmLock(sqlite3_file* file, int offset, int n, int flags) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xShmLock(real, offset, n, flags);
-}
-void ShmBarrier(sqlite3_file* file) {
-  sqlite3_file* real = Real(file);
-  real->pMethods->xShmBarrier(real);
-}
-int ShmUnmap(sqlite3_file* file, int delete_flag) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xShmUnmap(real, delete_flag);
-}
-int Fetch(sqlite3_file* file, sqlite3_int64 offset, int amount, void** out) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xFetch(real, offset, amount, out);
-}
-int Unfetch(sqlite3_file* file, sqlite3_int64 offset, void* page) {
-  sqlite3_file* real = Real(file);
-  return real->pMethods->xUnfetch(real, offset, page);
-}
 
-// The methods of `version` (1 to 3, as the wrapped file has): version 2
-// adds shared memory (WAL), version 3 memory-mapped I/O.
-sqlite3_io_methods MethodsOfVersion(int version) {
-  sqlite3_io_methods methods{};
-  methods.iVersion = version;
-  methods.xClose = Close;
-  methods.xRead = Read;
-  methods.xWrite = Write;
-  methods.xTruncate = Truncate;
-  methods.xSync = Sync;
-  methods.xFileSize = FileSize;
-  methods.xLock = Lock;
-  methods.xUnlock = Unlock;
-  methods.xCheckReservedLock = CheckReservedLock;
-  methods.xFileControl = FileControl;
-  methods.xSectorSize = SectorSize;
-  methods.xDeviceCharacteristics = DeviceCharacteristics;
-  if (version >= 2) {
-    methods.xShmMap = ShmMap;
-    methods.xShmLock = ShmLock;
-    methods.xShmBarrier = ShmBarrier;
-    methods.xShmUnmap = ShmUnmap;
-  }
-  if (version >= 3) {
-    methods.xFetch = Fetch;
-    methods.xUnfetch = Unfetch;
-  }
+const ShimMethods& Methods() {
+  static const ShimMethods methods = ShimMethods::Replacing(
+      {/*close=*/nullptr, /*write=*/Write, /*truncate=*/Truncate,
+       /*sync=*/Sync});
   return methods;
 }
-const sqlite3_io_methods kMethods[4] = {
-    {}, MethodsOfVersion(1), MethodsOfVersion(2), MethodsOfVersion(3)};
 
-// --- sqlite3_vfs: open wraps the file; the rest passes through.
+// --- The VFS methods this VFS replaces: open (to find the file's track)
+// and delete (which the power cut stops).
 
 int Open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags,
          int* out_flags) {
-  auto* registration = reinterpret_cast<Registration*>(vfs);
-  WrappedFile* wrapped = Wrapped(file);
-  wrapped->owner = registration->owner;
-  wrapped->track = registration->owner->TrackOf(name);
-  wrapped->kind = (flags & SQLITE_OPEN_MAIN_DB) ? FaultInjectionVfs::kMainDb
-                  : (flags & SQLITE_OPEN_WAL)   ? FaultInjectionVfs::kWal
-                                                : FaultInjectionVfs::kJournal;
-  sqlite3_file* real = wrapped->real();
-  real->pMethods = nullptr;
-  int rc = registration->real->xOpen(registration->real, name, real, flags,
-                                     out_flags);
-  // SQLite calls xClose on a file whose pMethods is set, even after a failed
-  // open; mirror what the wrapped VFS did.
-  if (real->pMethods == nullptr) {
-    file->pMethods = nullptr;
-  } else {
-    int version = real->pMethods->iVersion;
-    file->pMethods = &kMethods[version < 1 ? 1 : version > 3 ? 3 : version];
-  }
+  FaultInjectionVfs* owner = reinterpret_cast<Registration*>(vfs)->owner;
+  int rc =
+      OpenShimFile(ShimRealVfs(vfs), Methods(), name, file, flags, out_flags);
+  AsShimFile(file)->owner = owner;
+  AsShimFile(file)->state = owner->TrackOf(name);
   return rc;
 }
 int Delete(sqlite3_vfs* vfs, const char* name, int sync_dir) {
   FaultInjectionVfs* owner = reinterpret_cast<Registration*>(vfs)->owner;
   if (owner->PowerGone()) return SQLITE_IOERR_DELETE;
-  int rc = RealVfs(vfs)->xDelete(RealVfs(vfs), name, sync_dir);
+  int rc = ShimRealVfs(vfs)->xDelete(ShimRealVfs(vfs), name, sync_dir);
   if (rc == SQLITE_OK) owner->Forget(name);
   return rc;
-}
-int Access(sqlite3_vfs* vfs, const char* name, int flags, int* out) {
-  return RealVfs(vfs)->xAccess(RealVfs(vfs), name, flags, out);
-}
-int FullPathname(sqlite3_vfs* vfs, const char* name, int size, char* out) {
-  return RealVfs(vfs)->xFullPathname(RealVfs(vfs), name, size, out);
-}
-void* DlOpen(sqlite3_vfs* vfs, const char* name) {
-  return RealVfs(vfs)->xDlOpen(RealVfs(vfs), name);
-}
-void DlError(sqlite3_vfs* vfs, int size, char* out) {
-  RealVfs(vfs)->xDlError(RealVfs(vfs), size, out);
-}
-void (*DlSym(sqlite3_vfs* vfs, void* handle, const char* symbol))(void) {
-  return RealVfs(vfs)->xDlSym(RealVfs(vfs), handle, symbol);
-}
-void DlClose(sqlite3_vfs* vfs, void* handle) {
-  RealVfs(vfs)->xDlClose(RealVfs(vfs), handle);
-}
-int Randomness(sqlite3_vfs* vfs, int size, char* out) {
-  return RealVfs(vfs)->xRandomness(RealVfs(vfs), size, out);
-}
-int Sleep(sqlite3_vfs* vfs, int micros) {
-  return RealVfs(vfs)->xSleep(RealVfs(vfs), micros);
-}
-int CurrentTime(sqlite3_vfs* vfs, double* out) {
-  return RealVfs(vfs)->xCurrentTime(RealVfs(vfs), out);
-}
-int GetLastError(sqlite3_vfs* vfs, int size, char* out) {
-  return RealVfs(vfs)->xGetLastError(RealVfs(vfs), size, out);
-}
-int CurrentTimeInt64(sqlite3_vfs* vfs, sqlite3_int64* out) {
-  return RealVfs(vfs)->xCurrentTimeInt64(RealVfs(vfs), out);
 }
 
 }  // namespace
@@ -290,27 +151,12 @@ FaultInjectionVfs* FaultInjectionVfs::Register(const std::string& name) {
     std::abort();
   }
   auto* registration = new Registration{};
-  registration->real = real;
   registration->owner = new FaultInjectionVfs(name);
-  sqlite3_vfs& vfs = registration->vfs;
-  vfs.iVersion = 2;
-  vfs.szOsFile = static_cast<int>(sizeof(WrappedFile)) + real->szOsFile;
-  vfs.mxPathname = real->mxPathname;
-  vfs.zName = registration->owner->name_.c_str();
-  vfs.xOpen = Open;
-  vfs.xDelete = Delete;
-  vfs.xAccess = Access;
-  vfs.xFullPathname = FullPathname;
-  vfs.xDlOpen = DlOpen;
-  vfs.xDlError = DlError;
-  vfs.xDlSym = DlSym;
-  vfs.xDlClose = DlClose;
-  vfs.xRandomness = Randomness;
-  vfs.xSleep = Sleep;
-  vfs.xCurrentTime = CurrentTime;
-  vfs.xGetLastError = GetLastError;
-  vfs.xCurrentTimeInt64 = CurrentTimeInt64;
-  if (int rc = sqlite3_vfs_register(&vfs, /*makeDflt=*/0); rc != SQLITE_OK) {
+  registration->vfs = ShimVfs(real, registration->owner->name_.c_str());
+  registration->vfs.xOpen = Open;
+  registration->vfs.xDelete = Delete;
+  if (int rc = sqlite3_vfs_register(&registration->vfs, /*makeDflt=*/0);
+      rc != SQLITE_OK) {
     std::fprintf(stderr, "FaultInjectionVfs: cannot register %s: %s\n",
                  name.c_str(), sqlite3_errstr(rc));
     std::abort();

@@ -1,12 +1,13 @@
 // FaultInjectionVfs: an SQLite VFS for tests that makes the disk fail on
 // demand.
 //
-// It wraps SQLite's default VFS (unix) and passes every call through, except
-// that writes (xWrite, xTruncate) and syncs (xSync) can be made to fail with
-// a chosen result code: SQLITE_FULL for a full disk, SQLITE_IOERR_WRITE or
-// SQLITE_IOERR_FSYNC for a failing one. A store opened through it
-// (SqliteTaskStoreOptions::vfs = vfs->name()) then meets the errors at the
-// exact places a real disk would produce them, inside SQLite's pager and WAL.
+// It wraps SQLite's default VFS (unix; the plumbing is vfs_shim.h) and
+// passes every call through, except that writes (xWrite, xTruncate) and syncs
+// (xSync) can be made to fail with a chosen result code: SQLITE_FULL for a full
+// disk, SQLITE_IOERR_WRITE or SQLITE_IOERR_FSYNC for a failing one. A store
+// opened through it (SqliteTaskStoreOptions::vfs = vfs->name()) then meets the
+// errors at the exact places a real disk would produce them, inside SQLite's
+// pager and WAL.
 //
 //   sqlite::FaultInjectionVfs* vfs =
 //       sqlite::FaultInjectionVfs::Register("taskd-faults");

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "base/error_details.h"
+#include "storage/fsync_guard_vfs.h"
 #include "storage/sqlite_query.h"
 #include "storage/sqlite_statement.h"
 
@@ -696,7 +697,9 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
 
   Connection::Options connection_options;
   connection_options.synchronous_full = options.synchronous_full;
-  connection_options.vfs = options.vfs;
+  // Through the guard: a failed fsync of the log is made good by the next
+  // sync (storage/fsync_guard_vfs.h).
+  connection_options.vfs = sqlite::FsyncGuardVfs::Register(options.vfs, {});
   connection_options.busy_timeout_ms =
       static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout));
   // A database of a newer taskd is refused before anything writes to it

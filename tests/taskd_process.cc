@@ -2,6 +2,7 @@
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
 
 #include <utility>
 
@@ -80,7 +81,14 @@ std::string TaskdProcess::address() const {
 }
 
 std::shared_ptr<grpc::Channel> TaskdProcess::NewChannel() const {
-  return grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
+  // A connection of its own: gRPC's global pool would otherwise hand a new
+  // channel the connection of an older one to the same address, which may
+  // still look ready after the taskd behind it stopped (a test that starts
+  // another taskd on the port then sees UNAVAILABLE: Broken pipe).
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address(),
+                                   grpc::InsecureChannelCredentials(), args);
 }
 
 std::string TaskdProcess::serving_field(absl::string_view key) const {

@@ -84,7 +84,7 @@ class TaskdProcess {
   // host:port to dial: the --listen host (127.0.0.1 for a wildcard) and
   // port().
   std::string address() const;
-  // A plaintext channel to address().
+  // A plaintext channel to address(), on a connection of its own.
   std::shared_ptr<grpc::Channel> NewChannel() const;
   // A value from the "taskd serving" line ("revision", "metrics", "tls",
   // "auth", ...); "" if there is no such key.
