@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <grpcpp/client_context.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,9 +9,9 @@
 #include <cstring>
 
 #include "absl/strings/cord.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/sha256.h"
 #include "google/rpc/status.pb.h"
 #include "query/task_fields.h"
 
@@ -104,9 +103,7 @@ absl::StatusOr<TaskClient::BackupResult> TaskClient::Backup(
     BackupResult saved;
     bool first = true;
     int64_t received = 0;
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> digest(EVP_MD_CTX_new(),
-                                                              EVP_MD_CTX_free);
-    EVP_DigestInit_ex(digest.get(), EVP_sha256(), nullptr);
+    Sha256 digest;
     tasks::v1::BackupDatabaseResponse response;
     while (reader->Read(&response)) {
       if (first) {
@@ -124,17 +121,13 @@ absl::StatusOr<TaskClient::BackupResult> TaskClient::Backup(
         }
         done += static_cast<size_t>(n);
       }
-      EVP_DigestUpdate(digest.get(), chunk.data(), chunk.size());
+      digest.Update(chunk);
       received += static_cast<int64_t>(chunk.size());
       if (!response.sha256().empty()) saved.sha256 = response.sha256();
     }
     grpc::Status status = reader->Finish();
     if (!status.ok()) return FromGrpcStatus(status);
-    unsigned char hash[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    EVP_DigestFinal_ex(digest.get(), hash, &length);
-    const std::string sha256 = absl::BytesToHexString(
-        absl::string_view(reinterpret_cast<const char*>(hash), length));
+    const std::string sha256 = digest.HexDigest();
     if (first || received != saved.size_bytes || sha256 != saved.sha256) {
       return absl::DataLossError(
           absl::StrCat("backup damaged in transit: received ", received,

@@ -1,7 +1,6 @@
 #include "server/auth.h"
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include <fstream>
 #include <optional>
@@ -12,17 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/error_details.h"
+#include "base/sha256.h"
 #include "server/task_validation.h"
 
 namespace taskd {
 namespace {
-
-std::string Sha256(absl::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-         digest);
-  return std::string(reinterpret_cast<char*>(digest), sizeof(digest));
-}
 
 bool ParseRole(absl::string_view text, Role* role) {
   if (text == "viewer") {
@@ -123,7 +116,7 @@ bool RoleAllows(Role role, Method method) {
 }
 
 std::string Authorizer::HashToken(absl::string_view token) {
-  return absl::BytesToHexString(Sha256(token));
+  return absl::BytesToHexString(Sha256::Of(token));
 }
 
 absl::StatusOr<std::vector<Authorizer::Entry>> Authorizer::Parse(
@@ -210,7 +203,7 @@ absl::StatusOr<Caller> Authorizer::IdentifyHeader(
             "stream's URL)"),
         "UNAUTHENTICATED");
   }
-  std::string hash = Sha256(token);
+  std::string hash = Sha256::Of(token);
   std::optional<Caller> match;
   {
     absl::MutexLock lock(&mu_);

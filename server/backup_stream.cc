@@ -1,7 +1,6 @@
 #include "server/backup_stream.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,12 +12,12 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "base/error_details.h"
 #include "base/log.h"
+#include "base/sha256.h"
 #include "server/grpc_status.h"
 
 namespace taskd {
@@ -46,10 +45,6 @@ class FileCloser {
 
  private:
   const int fd_;
-};
-
-struct DigestDeleter {
-  void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
 };
 
 class Streaming final : public BackupStream::Reactor {
@@ -124,8 +119,7 @@ class Streaming final : public BackupStream::Reactor {
           absl::StrCat("backup: read ", path_, ": ", strerror(errno))));
     }
     *size = info.st_size;
-    std::unique_ptr<EVP_MD_CTX, DigestDeleter> digest(EVP_MD_CTX_new());
-    EVP_DigestInit_ex(digest.get(), EVP_sha256(), nullptr);
+    Sha256 digest;
     int64_t sent = 0;
     do {
       response_.Clear();
@@ -146,14 +140,10 @@ class Streaming final : public BackupStream::Reactor {
         }
         done += n;
       }
-      EVP_DigestUpdate(digest.get(), chunk->data(), chunk->size());
+      digest.Update(*chunk);
       sent += want;
       if (sent == *size) {
-        unsigned char hash[EVP_MAX_MD_SIZE];
-        unsigned int length = 0;
-        EVP_DigestFinal_ex(digest.get(), hash, &length);
-        response_.set_sha256(absl::BytesToHexString(
-            absl::string_view(reinterpret_cast<const char*>(hash), length)));
+        response_.set_sha256(digest.HexDigest());
       }
       StartWrite(&response_);
       if (!AwaitWrite()) {

@@ -1,6 +1,8 @@
 // FsyncGuardVfs: an SQLite VFS over another one that makes a failed fsync of
-// the write-ahead log safe to go on from. Every database taskd opens goes
-// through it.
+// the write-ahead log safe to go on from. taskd opens its database through
+// it with --sync=normal (synchronous=NORMAL); with FULL, SQLite's own retry
+// is enough (a commit whose sync failed is not counted, and the next one
+// writes its frames over it and syncs them).
 //
 // Why: when fsync reports an error, Linux marks the pages it could not write
 // clean. A later fsync that succeeds does not write them, so the log on the

@@ -697,9 +697,15 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
 
   Connection::Options connection_options;
   connection_options.synchronous_full = options.synchronous_full;
-  // Through the guard: a failed fsync of the log is made good by the next
-  // sync (storage/fsync_guard_vfs.h).
-  connection_options.vfs = sqlite::FsyncGuardVfs::Register(options.vfs, {});
+  // With synchronous=NORMAL, through the guard: a failed fsync of the log is
+  // made good by the next sync (storage/fsync_guard_vfs.h). With FULL,
+  // SQLite's own retry does it: a commit whose sync failed is not counted,
+  // and the next commit writes its frames over it and syncs them
+  // (tests/power_loss_test.cc fails syncs under both).
+  connection_options.vfs =
+      options.synchronous_full
+          ? options.vfs
+          : sqlite::FsyncGuardVfs::Register(options.vfs, {});
   connection_options.busy_timeout_ms =
       static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout));
   // A database of a newer taskd is refused before anything writes to it

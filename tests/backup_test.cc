@@ -4,6 +4,7 @@
 // busy taskd, `taskd --restore`, and a watcher that was ahead of the
 // restored database told to relist.
 #include <grpcpp/create_channel.h>
+#include <grpcpp/server_builder.h>
 #include <sqlite3.h>
 
 #include <atomic>
@@ -14,11 +15,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "base/error_details.h"
+#include "base/sha256.h"
 #include "client/task_client.h"
 #include "client/task_watch.h"
 #include "gmock/gmock.h"
@@ -341,6 +344,33 @@ TEST(BackupServiceTest, OneBackupAtATime) {
   taskd.Stop();
 }
 
+// A taskd killed in the middle of a backup leaves its scratch copy behind;
+// the next backup replaces it instead of being refused for it.
+TEST(BackupServiceTest, ALeftoverScratchCopyIsReplaced) {
+  testing::TempDir dir;
+  {
+    std::ofstream leftover(dir.File("taskd.db.backup"));
+    leftover << "half a copy from a taskd that was killed";
+  }
+  testing::InProcessTaskd taskd;
+  TaskServerOptions server;
+  server.store.path = dir.File("taskd.db");
+  ASSERT_TRUE(taskd.Start(server).ok());
+  Task task;
+  task.set_type("nightly");
+  absl::StatusOr<Task> created = taskd.client->Create(task);
+  ASSERT_TRUE(created.ok()) << created.status();
+  absl::StatusOr<TaskClient::BackupResult> saved =
+      taskd.client->Backup(dir.File("copy.db"));
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->revision, created->revision());
+  EXPECT_FALSE(FileExists(dir.File("taskd.db.backup")));
+  taskd.Stop();
+  std::map<std::string, Task> copied = TasksIn(dir.File("copy.db"));
+  ASSERT_EQ(copied.size(), 1u);
+  EXPECT_TRUE(MessageDifferencer::Equals(copied.begin()->second, *created));
+}
+
 // As an operator: taskctl backup from a taskd that keeps taking writes, a
 // second taskd started from it with --restore, and a watcher of the first
 // (ahead of the backup) pointed at the restored one: it is told to relist
@@ -469,6 +499,99 @@ TEST(BackupProcessTest, TaskctlBackupThenTaskdRestore) {
   EXPECT_EQ(seen, created->id());
   EXPECT_EQ(created->revision(), backup_revision + 1);
   EXPECT_EQ(restored.Stop(SIGTERM), 0) << restored.log();
+}
+
+// A server whose BackupDatabase sends `chunks`, the first with `size` and
+// the last with `sha256`: what TaskClient::Backup makes of a damaged copy.
+class FakeBackupService final : public tasks::v1::TaskService::Service {
+ public:
+  std::vector<std::string> chunks;
+  int64_t size = 0;
+  std::string sha256;
+
+  grpc::Status BackupDatabase(
+      grpc::ServerContext*, const tasks::v1::BackupDatabaseRequest*,
+      grpc::ServerWriter<tasks::v1::BackupDatabaseResponse>* writer) override {
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      tasks::v1::BackupDatabaseResponse response;
+      response.set_chunk(chunks[i]);
+      if (i == 0) {
+        response.set_revision(7);
+        response.set_size_bytes(size);
+      }
+      if (i + 1 == chunks.size()) response.set_sha256(sha256);
+      writer->Write(response);
+    }
+    return grpc::Status::OK;
+  }
+};
+
+class DamagedBackupTest : public ::testing::Test {
+ protected:
+  // Serves `service_` as it is now and runs TaskClient::Backup against it.
+  absl::StatusOr<TaskClient::BackupResult> BackUp() {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(&service_);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    EXPECT_NE(server, nullptr);
+    TaskClient client(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                          grpc::InsecureChannelCredentials()));
+    absl::StatusOr<TaskClient::BackupResult> result = client.Backup(path_);
+    server->Shutdown();
+    return result;
+  }
+
+  // A refused copy: DataLoss saying `why`, and no file left behind.
+  void ExpectRefused(const absl::StatusOr<TaskClient::BackupResult>& saved,
+                     const std::string& why) {
+    EXPECT_EQ(saved.status().code(), absl::StatusCode::kDataLoss)
+        << saved.status();
+    EXPECT_THAT(saved.status().message(), HasSubstr(why));
+    EXPECT_FALSE(FileExists(path_));
+    EXPECT_FALSE(FileExists(path_ + ".part"));
+  }
+
+  testing::TempDir dir_;
+  const std::string path_ = dir_.File("copy.db");
+  FakeBackupService service_;
+};
+
+TEST_F(DamagedBackupTest, AWholeCopyIsSaved) {
+  // The control: the same fake, undamaged, is accepted.
+  service_.chunks = {"first part ", "second part"};
+  service_.size = 22;
+  service_.sha256 =
+      absl::BytesToHexString(Sha256::Of("first part second part"));
+  absl::StatusOr<TaskClient::BackupResult> saved = BackUp();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->revision, 7);
+  EXPECT_EQ(saved->sha256, service_.sha256);
+  std::ifstream in(path_);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}),
+            "first part second part");
+}
+
+TEST_F(DamagedBackupTest, AChecksumMismatchIsDataLossAndLeavesNoFile) {
+  service_.chunks = {"first part ", "second part"};
+  service_.size = 22;
+  // The SHA-256 of other bytes than those sent.
+  service_.sha256 =
+      absl::BytesToHexString(Sha256::Of("first part second pary"));
+  ExpectRefused(BackUp(), "damaged in transit");
+}
+
+TEST_F(DamagedBackupTest, AShortCopyIsDataLoss) {
+  service_.chunks = {"first part"};
+  service_.size = 22;
+  service_.sha256 = Sha256().HexDigest();
+  ExpectRefused(BackUp(), "received 10 bytes");
+}
+
+TEST_F(DamagedBackupTest, AnEmptyStreamIsDataLoss) {
+  ExpectRefused(BackUp(), "received 0 bytes");
 }
 
 }  // namespace

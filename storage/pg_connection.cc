@@ -1,0 +1,193 @@
+#include "storage/pg_connection.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "base/error_details.h"
+
+namespace taskd::pg {
+namespace {
+
+// libpq's messages end in a newline.
+std::string Trimmed(const char* message) {
+  return std::string(
+      absl::StripTrailingAsciiWhitespace(message ? message : ""));
+}
+
+}  // namespace
+
+absl::Status PgError(absl::string_view sqlstate, absl::string_view message,
+                     absl::string_view context) {
+  const std::string text =
+      absl::StrCat(context, ": ", message, " (SQLSTATE ", sqlstate, ")");
+  if (sqlstate == "23505") return absl::AlreadyExistsError(text);
+  if (sqlstate == "40001" || sqlstate == "40P01") {
+    return absl::AbortedError(text);
+  }
+  if (sqlstate == "53100") {
+    return WithReason(absl::ResourceExhaustedError(text), "DISK_FULL");
+  }
+  if (sqlstate == "57014") return absl::DeadlineExceededError(text);
+  if (sqlstate == "55P03") return absl::UnavailableError(text);
+  const absl::string_view kind = sqlstate.substr(0, 2);
+  if (kind == "08" || kind == "57" || kind == "58") {
+    // Connection exceptions; the server shutting down or not yet accepting
+    // connections; its own I/O errors.
+    return absl::UnavailableError(text);
+  }
+  if (kind == "23") return absl::FailedPreconditionError(text);
+  if (kind == "53") return absl::ResourceExhaustedError(text);
+  if (kind == "22") return absl::InvalidArgumentError(text);
+  return absl::InternalError(text);
+}
+
+// ---- Result ----------------------------------------------------------------
+
+Result::Result(Result&& other) noexcept
+    : result_(std::exchange(other.result_, nullptr)) {}
+
+Result& Result::operator=(Result&& other) noexcept {
+  if (this != &other) {
+    if (result_ != nullptr) PQclear(result_);
+    result_ = std::exchange(other.result_, nullptr);
+  }
+  return *this;
+}
+
+Result::~Result() {
+  if (result_ != nullptr) PQclear(result_);
+}
+
+int Result::rows() const { return PQntuples(result_); }
+int Result::columns() const { return PQnfields(result_); }
+
+bool Result::IsNull(int row, int column) const {
+  return PQgetisnull(result_, row, column) != 0;
+}
+
+std::string Result::Text(int row, int column) const {
+  return std::string(PQgetvalue(result_, row, column),
+                     PQgetlength(result_, row, column));
+}
+
+absl::StatusOr<int64_t> Result::Int64(int row, int column) const {
+  int64_t value = 0;
+  if (IsNull(row, column) || !absl::SimpleAtoi(Text(row, column), &value)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "column ", PQfname(result_, column), " of row ", row,
+        " is not a bigint: ",
+        IsNull(row, column) ? "NULL" : "\"" + Text(row, column) + "\""));
+  }
+  return value;
+}
+
+int64_t Result::affected() const {
+  int64_t count = 0;
+  (void)absl::SimpleAtoi(PQcmdTuples(result_), &count);
+  return count;
+}
+
+// ---- Connection ------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
+    const Options& options) {
+  if (options.uri.empty()) {
+    return absl::InvalidArgumentError("PostgreSQL URI is empty");
+  }
+  // A string libpq cannot read is the caller's mistake, not an outage.
+  char* parse_error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(options.uri.c_str(), &parse_error);
+  if (parsed == nullptr) {
+    const std::string reason =
+        parse_error != nullptr ? Trimmed(parse_error) : "out of memory";
+    PQfreemem(parse_error);
+    return absl::InvalidArgumentError(absl::StrCat("PostgreSQL URI: ", reason));
+  }
+  PQconninfoFree(parsed);
+  // libpq counts whole seconds, at least 2 (a 1 would be taken as 2).
+  const std::string timeout = absl::StrCat(
+      std::max<int64_t>(2, absl::ToInt64Seconds(absl::Ceil(
+                               options.connect_timeout, absl::Seconds(1)))));
+  // The URI's own settings win over these (expand_dbname).
+  const char* keys[] = {"dbname", "connect_timeout", "application_name",
+                        nullptr};
+  const char* values[] = {options.uri.c_str(), timeout.c_str(),
+                          options.application_name.c_str(), nullptr};
+  PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  if (conn == nullptr) {
+    return absl::ResourceExhaustedError("PostgreSQL: out of memory");
+  }
+  if (PQstatus(conn) != CONNECTION_OK) {
+    const std::string reason = Trimmed(PQerrorMessage(conn));
+    PQfinish(conn);
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to PostgreSQL: ", reason));
+  }
+  // Notices (such as "table does not exist, skipping") are not errors;
+  // libpq would print them on stderr.
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
+  return std::unique_ptr<Connection>(new Connection(conn));
+}
+
+Connection::~Connection() { PQfinish(conn_); }
+
+bool Connection::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
+
+absl::Status Connection::StatusOf(pg_result* result,
+                                  absl::string_view sql) const {
+  const std::string context = absl::StrCat("PostgreSQL: ", sql.substr(0, 60),
+                                           sql.size() > 60 ? "…" : "");
+  if (result == nullptr || broken()) {
+    return absl::UnavailableError(absl::StrCat(
+        context, ": the connection failed: ", Trimmed(PQerrorMessage(conn_))));
+  }
+  switch (PQresultStatus(result)) {
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+    case PGRES_EMPTY_QUERY:
+      return absl::OkStatus();
+    default:
+      break;
+  }
+  const char* sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  std::string message =
+      Trimmed(PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY));
+  if (message.empty()) message = Trimmed(PQresultErrorMessage(result));
+  if (const char* detail = PQresultErrorField(result, PG_DIAG_MESSAGE_DETAIL)) {
+    absl::StrAppend(&message, " (", Trimmed(detail), ")");
+  }
+  return PgError(sqlstate ? sqlstate : "XX000", message, context);
+}
+
+absl::StatusOr<Result> Connection::Exec(absl::string_view sql,
+                                        absl::Span<const Param> params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const Param& param : params) {
+    values.push_back(param.has_value() ? param->c_str() : nullptr);
+  }
+  const std::string text(sql);
+  Result result(PQexecParams(conn_, text.c_str(),
+                             static_cast<int>(values.size()), nullptr,
+                             values.data(), nullptr, nullptr,
+                             /*resultFormat=*/0));
+  absl::Status status = StatusOf(result.result_, sql);
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::Status Connection::ExecScript(absl::string_view sql) {
+  const std::string text(sql);
+  Result result(PQexec(conn_, text.c_str()));
+  return StatusOf(result.result_, sql);
+}
+
+}  // namespace taskd::pg

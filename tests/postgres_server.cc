@@ -1,0 +1,140 @@
+#include "tests/postgres_server.h"
+
+#include <pwd.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "tests/test_util.h"
+
+namespace taskd::testing {
+namespace {
+
+constexpr char kDefaultBindir[] = "/usr/lib/postgresql/15/bin";
+// The socket's name is .s.PGSQL.<port>; with no TCP listener the port
+// only names it.
+constexpr char kPort[] = "5432";
+
+bool IsRoot() { return ::geteuid() == 0; }
+
+}  // namespace
+
+bool PostgresRequired() {
+  const char* required = std::getenv("TASKD_REQUIRE_POSTGRES");
+  return required != nullptr && std::string(required) == "1";
+}
+
+PostgresServer::~PostgresServer() {
+  if (running_) {
+    (void)Run({bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "immediate",
+               "-w", "stop"});
+  }
+  if (!dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+}
+
+absl::Status PostgresServer::Run(const std::vector<std::string>& argv) const {
+  std::vector<std::string> command;
+  if (IsRoot()) command = {"/usr/sbin/runuser", "-u", "postgres", "--"};
+  command.insert(command.end(), argv.begin(), argv.end());
+  std::string out;
+  std::string err;
+  const int rc = RunCommand(command, "", &out, &err);
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat(
+        absl::StrJoin(command, " "), " exited with ", rc, ":\n", out, err));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PostgresServer::Start() {
+  if (running_) return absl::OkStatus();
+  if (dir_.empty()) {
+    const char* bindir = std::getenv("TASKD_PG_BINDIR");
+    bindir_ = bindir != nullptr ? bindir : kDefaultBindir;
+    if (::access((bindir_ + "/initdb").c_str(), X_OK) != 0) {
+      return absl::NotFoundError(
+          absl::StrCat("PostgreSQL is not installed: no ", bindir_,
+                       "/initdb (Debian: apt-get install postgresql-15)"));
+    }
+    // Short, for the socket path's limit of about 100 bytes.
+    char pattern[] = "/tmp/taskd-pg-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) {
+      return absl::InternalError("mkdtemp failed");
+    }
+    dir_ = pattern;
+    if (IsRoot()) {
+      const passwd* postgres = ::getpwnam("postgres");
+      if (postgres == nullptr) {
+        return absl::NotFoundError(
+            "PostgreSQL is not installed: no postgres user");
+      }
+      if (::chown(dir_.c_str(), postgres->pw_uid, postgres->pw_gid) != 0) {
+        return absl::InternalError(absl::StrCat("chown ", dir_));
+      }
+    }
+    absl::Status created =
+        Run({bindir_ + "/initdb", "-D", dir_ + "/data", "-A", "trust", "-U",
+             "taskd", "-E", "UTF8", "--locale=C", "--no-sync"});
+    if (!created.ok()) return created;
+  }
+  absl::Status started =
+      Run({bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/log", "-o",
+           absl::StrCat("-k ", dir_, " -p ", kPort, " -c listen_addresses=''"),
+           "-w", "start"});
+  if (!started.ok()) return started;
+  running_ = true;
+  // The database, once (createdb fails harmlessly on a restart).
+  static_cast<void>(Run({bindir_ + "/createdb", "-h", dir_, "-p", kPort, "-U",
+                         "taskd", "taskd"}));
+  return absl::OkStatus();
+}
+
+absl::Status PostgresServer::Stop() {
+  if (!running_) return absl::OkStatus();
+  absl::Status stopped = Run(
+      {bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "fast", "-w", "stop"});
+  if (stopped.ok()) running_ = false;
+  return stopped;
+}
+
+PostgresServer* PostgresTest::server_ = nullptr;
+absl::Status* PostgresTest::start_ = nullptr;
+
+void PostgresTest::SetUpTestSuite() {
+  server_ = new PostgresServer;
+  start_ = new absl::Status(server_->Start());
+}
+
+void PostgresTest::TearDownTestSuite() {
+  delete server_;
+  server_ = nullptr;
+  delete start_;
+  start_ = nullptr;
+}
+
+void PostgresTest::SetUp() { TASKD_SKIP_WITHOUT_POSTGRES(*start_); }
+
+std::unique_ptr<pg::Connection> PostgresTest::Connect() {
+  pg::Connection::Options options;
+  options.uri = server_->uri();
+  absl::StatusOr<std::unique_ptr<pg::Connection>> db =
+      pg::Connection::Open(options);
+  EXPECT_TRUE(db.ok()) << db.status();
+  return db.ok() ? std::move(*db) : nullptr;
+}
+
+std::string PostgresServer::uri() const {
+  return absl::StrCat("postgresql:///taskd?host=", dir_, "&port=", kPort,
+                      "&user=taskd");
+}
+
+}  // namespace taskd::testing
