@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "server/call_log.h"
 #include "server/grpc_status.h"
+#include "storage/open_task_store.h"
 
 namespace taskd {
 
@@ -73,7 +74,7 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     if (chained) chained(changes);
   };
   absl::StatusOr<std::unique_ptr<TaskStore>> store =
-      OpenSqliteTaskStore(store_options);
+      OpenTaskStore(store_options);
   if (!store.ok()) return store.status();
   server->store_ = std::move(*store);
   // Counted before serving, so that every later commit adjusts the count

@@ -31,11 +31,14 @@
 #include "server/service_manager.h"
 #include "server/task_server.h"
 #include "server/task_validation.h"
+#include "storage/pg_task_store.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve on, host:port. Port 0 picks a free port.");
 ABSL_FLAG(std::string, db, "./taskd.db",
-          "SQLite database file; created if missing.");
+          "SQLite database file, created if missing; or a postgresql:// URI "
+          "of a PostgreSQL database that several taskd share (README: "
+          "Several servers).");
 ABSL_FLAG(std::string, sync, "full",
           "Durability: 'full' (an acknowledged change survives power loss) "
           "or 'normal' (survives a crash of taskd; faster commits).");
@@ -320,7 +323,8 @@ void LogServing(const taskd::TaskServerOptions& options,
              "tls=%s auth=%s max_receive_bytes=%d max_page_size=%d "
              "default_deadline=%s max_watchers=%d max_watchers_per_tenant=%d "
              "metrics=%s http=%s",
-             options.listen_address, server.port(), options.store.path,
+             options.listen_address, server.port(),
+             taskd::LoggableDb(options.store.path),
              options.store.synchronous_full ? "full" : "normal",
              server.store()->CurrentRevision(), tls,
              server.auth_open() ? "off" : "tokens",
@@ -426,6 +430,12 @@ int main(int argc, char** argv) {
   }
   if (const std::string backup = absl::GetFlag(FLAGS_restore);
       !backup.empty()) {
+    if (taskd::IsPostgresUri(options->store.path)) {
+      std::cerr << "taskd: --restore starts an SQLite database from a "
+                   "backup; restore PostgreSQL with its own tools "
+                   "(pg_restore)\n";
+      return 2;
+    }
     absl::Status restored =
         taskd::RestoreSqliteDatabase(backup, options->store.path);
     if (!restored.ok()) {

@@ -425,6 +425,13 @@ absl::Status WatchHub::Collect(const FilterExpr* filter, const Tenant* tenant,
   return absl::OkStatus();
 }
 
+bool WatchHub::Committed(int64_t revision) {
+  absl::StatusOr<std::vector<Change>> found = store_->ReadChanges(revision, 1);
+  // Compacted (OutOfRange) or not there: either way no watch can start
+  // from it.
+  return found.ok() && !found->empty() && found->front().revision == revision;
+}
+
 grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Refuse(
     const absl::Status& status) {
   auto* watcher = new Watcher(this, nullptr, 0, absl::InfiniteDuration());
@@ -474,7 +481,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(WatchSpec spec) {
   } else if (next_revision == 0) {
     next_revision = store_->CurrentRevision() + 1;
   } else if (int64_t current = store_->CurrentRevision();
-             next_revision > current + 1) {
+             next_revision > current + 1 && !Committed(next_revision - 1)) {
     // No taskd handed out this revision: the client watched a database
     // that has since lost changes (restored from a backup, or --sync=normal
     // and a power loss), or made the number up. Waiting for it would hide

@@ -128,6 +128,11 @@ class WatchHub {
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(WatchSpec spec);
 
   // A reactor that ends the call at once with `status`.
+  // Whether the store has committed `revision`, though CurrentRevision()
+  // may not have reached it yet: with several servers on one database
+  // (PostgreSQL), a client may bring a revision that another server
+  // handed out before this one has followed it.
+  bool Committed(int64_t revision);
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Refuse(
       const absl::Status& status);
 

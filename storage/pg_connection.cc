@@ -1,6 +1,7 @@
 #include "storage/pg_connection.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -77,6 +78,44 @@ std::string Result::Text(int row, int column) const {
                      PQgetlength(result_, row, column));
 }
 
+std::string Bytea(absl::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text = "\\x";
+  text.reserve(2 + 2 * bytes.size());
+  for (unsigned char c : bytes) {
+    text.push_back(kHex[c >> 4]);
+    text.push_back(kHex[c & 0xf]);
+  }
+  return text;
+}
+
+absl::StatusOr<std::string> Result::Bytes(int row, int column) const {
+  if (IsNull(row, column)) return std::string();
+  const char* text = PQgetvalue(result_, row, column);
+  const int length = PQgetlength(result_, row, column);
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  if (length < 2 || text[0] != '\\' || text[1] != 'x' || length % 2 != 0) {
+    return absl::DataLossError(absl::StrCat("column ", PQfname(result_, column),
+                                            " is not bytea in hex form"));
+  }
+  std::string bytes;
+  bytes.reserve(static_cast<size_t>(length - 2) / 2);
+  for (int i = 2; i < length; i += 2) {
+    const int high = nibble(text[i]), low = nibble(text[i + 1]);
+    if (high < 0 || low < 0) {
+      return absl::DataLossError(absl::StrCat(
+          "column ", PQfname(result_, column), " holds a bad hex digit"));
+    }
+    bytes.push_back(static_cast<char>(high << 4 | low));
+  }
+  return bytes;
+}
+
 absl::StatusOr<int64_t> Result::Int64(int row, int column) const {
   int64_t value = 0;
   if (IsNull(row, column) || !absl::SimpleAtoi(Text(row, column), &value)) {
@@ -141,6 +180,38 @@ Connection::~Connection() { PQfinish(conn_); }
 
 bool Connection::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
 
+bool Connection::in_transaction() const {
+  return PQtransactionStatus(conn_) == PQTRANS_INTRANS;
+}
+
+bool Connection::idle() const {
+  return PQtransactionStatus(conn_) == PQTRANS_IDLE;
+}
+
+bool Connection::TakeNotifications() {
+  bool any = false;
+  while (PGnotify* notify = PQnotifies(conn_)) {
+    any = true;
+    PQfreemem(notify);
+  }
+  return any;
+}
+
+absl::StatusOr<bool> Connection::AwaitNotification(absl::Duration timeout) {
+  if (TakeNotifications()) return true;
+  pollfd fd{PQsocket(conn_), POLLIN, 0};
+  if (fd.fd < 0) {
+    return absl::UnavailableError("PostgreSQL: the connection is closed");
+  }
+  const int ready = ::poll(
+      &fd, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  if (ready > 0 && PQconsumeInput(conn_) == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "PostgreSQL: the connection failed: ", Trimmed(PQerrorMessage(conn_))));
+  }
+  return TakeNotifications();
+}
+
 absl::Status Connection::StatusOf(pg_result* result,
                                   absl::string_view sql) const {
   const std::string context = absl::StrCat("PostgreSQL: ", sql.substr(0, 60),
@@ -174,11 +245,25 @@ absl::StatusOr<Result> Connection::Exec(absl::string_view sql,
   for (const Param& param : params) {
     values.push_back(param.has_value() ? param->c_str() : nullptr);
   }
-  const std::string text(sql);
-  Result result(PQexecParams(conn_, text.c_str(),
-                             static_cast<int>(values.size()), nullptr,
-                             values.data(), nullptr, nullptr,
-                             /*resultFormat=*/0));
+  std::string text(sql);
+  auto prepared = prepared_.find(text);
+  if (prepared == prepared_.end() && prepared_.size() < kMaxPrepared) {
+    std::string name = absl::StrCat("taskd_", prepared_.size());
+    Result made(PQprepare(conn_, name.c_str(), text.c_str(),
+                          static_cast<int>(values.size()), nullptr));
+    if (absl::Status status = StatusOf(made.result_, sql); !status.ok()) {
+      return status;
+    }
+    prepared = prepared_.emplace(std::move(text), std::move(name)).first;
+  }
+  Result result(
+      prepared != prepared_.end()
+          ? PQexecPrepared(conn_, prepared->second.c_str(),
+                           static_cast<int>(values.size()), values.data(),
+                           nullptr, nullptr, /*resultFormat=*/0)
+          : PQexecParams(conn_, text.c_str(), static_cast<int>(values.size()),
+                         nullptr, values.data(), nullptr, nullptr,
+                         /*resultFormat=*/0));
   absl::Status status = StatusOf(result.result_, sql);
   if (!status.ok()) return status;
   return result;

@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -39,6 +40,9 @@ namespace taskd::pg {
 
 // A statement parameter: its text, or SQL NULL.
 using Param = std::optional<std::string>;
+
+// `bytes` as a bytea parameter (PostgreSQL's hex form, \x...).
+std::string Bytea(absl::string_view bytes);
 
 // The rows (or the command tag) of one statement. Move-only.
 class Result {
@@ -55,6 +59,8 @@ class Result {
   // The value as a bigint; InvalidArgument (naming the column) if it is
   // NULL or not a number.
   absl::StatusOr<int64_t> Int64(int row, int column) const;
+  // A bytea value's bytes; "" for NULL. DataLoss if it is not bytea text.
+  absl::StatusOr<std::string> Bytes(int row, int column) const;
   // How many rows an INSERT, UPDATE or DELETE changed; 0 for others.
   int64_t affected() const;
 
@@ -87,8 +93,12 @@ class Connection {
   // Runs one statement with $1, $2, ... bound to `params`. The statement's
   // error as PgError maps it; UNAVAILABLE when the connection is lost (the
   // statement's outcome is then unknown: it may have committed).
+  //
+  // Each distinct statement text is prepared once per connection (up to
+  // kMaxPrepared of them; others are parsed each time).
   absl::StatusOr<Result> Exec(absl::string_view sql,
                               absl::Span<const Param> params = {});
+  static constexpr size_t kMaxPrepared = 256;
   // Runs several statements without parameters (migrations), in one
   // implicit transaction unless they hold their own BEGIN/COMMIT.
   absl::Status ExecScript(absl::string_view sql);
@@ -96,12 +106,27 @@ class Connection {
   // Whether libpq has seen the connection fail; a broken connection
   // answers every call UNAVAILABLE and should be replaced.
   bool broken() const;
+  // Whether a transaction is open and still usable: false outside one and
+  // after a failed statement (PostgreSQL then refuses everything but
+  // ROLLBACK).
+  bool in_transaction() const;
+  // Whether no transaction is open (neither usable nor failed).
+  bool idle() const;
+
+  // For a connection that has run LISTEN: waits up to `timeout` for a
+  // notification, and takes every one that has arrived. True if any had;
+  // UNAVAILABLE if the connection failed.
+  absl::StatusOr<bool> AwaitNotification(absl::Duration timeout);
 
  private:
   explicit Connection(pg_conn* conn) : conn_(conn) {}
   absl::Status StatusOf(pg_result* result, absl::string_view sql) const;
+  // Takes the notifications libpq has read; true if there were any.
+  bool TakeNotifications();
 
   pg_conn* conn_;
+  // Statement text -> the name it is prepared under on this connection.
+  absl::flat_hash_map<std::string, std::string> prepared_;
 };
 
 // The one mapping from a PostgreSQL error to a canonical status, by the

@@ -1,5 +1,7 @@
 #include "storage/sqlite_query.h"
 
+#include <algorithm>
+#include <set>
 #include <variant>
 
 #include "absl/strings/str_cat.h"
@@ -35,10 +37,26 @@ FieldValue ZeroValueOf(TaskField field) {
   }
 }
 
-std::string Param(FieldValue value, std::vector<FieldValue>* params) {
-  params->push_back(std::move(value));
-  return absl::StrCat("?", params->size());
-}
+// Where a statement is being built: its dialect and its parameters so far.
+struct Builder {
+  Dialect dialect;
+  std::vector<FieldValue>* params;
+
+  // Appends a parameter; returns its placeholder (?N or $N).
+  std::string Param(FieldValue value) const {
+    params->push_back(std::move(value));
+    return absl::StrCat(dialect == Dialect::kSqlite ? "?" : "$",
+                        params->size());
+  }
+  // `condition` with SQLite's planner hint that it holds for about
+  // `probability` of the rows (see below); PostgreSQL keeps statistics of
+  // its own and has no such function.
+  std::string Likely(const std::string& condition,
+                     const char* probability) const {
+    if (dialect != Dialect::kSqlite) return condition;
+    return absl::StrCat("likelihood(", condition, ", ", probability, ")");
+  }
+};
 
 // Without ANALYZE statistics (taskd runs none, and Debian's SQLite has no
 // STAT4 histograms to make ranges estimable anyway) SQLite assumes that an =
@@ -118,27 +136,26 @@ bool ExcludesEmpty(Comparator cmp, const FieldValue& value) {
   }
 }
 
-std::string Compile(const FilterExpr& expr, std::vector<FieldValue>* params) {
+std::string Compile(const FilterExpr& expr, const Builder& b) {
   switch (expr.kind) {
     case FilterExpr::Kind::kAnd:
     case FilterExpr::Kind::kOr: {
       std::vector<std::string> parts;
       for (const FilterExpr& child : expr.children) {
-        parts.push_back(Compile(child, params));
+        parts.push_back(Compile(child, b));
       }
       const char* joiner =
           expr.kind == FilterExpr::Kind::kAnd ? " AND " : " OR ";
       return absl::StrCat("(", absl::StrJoin(parts, joiner), ")");
     }
     case FilterExpr::Kind::kNot:
-      return absl::StrCat("NOT ", Compile(expr.children.at(0), params));
+      return absl::StrCat("NOT ", Compile(expr.children.at(0), b));
     case FilterExpr::Kind::kCompare: {
       std::string comparison =
           absl::StrCat(ColumnOf(expr.field), " ", OperatorOf(expr.cmp), " ",
-                       Param(expr.value, params));
+                       b.Param(expr.value));
       if (expr.cmp == Comparator::kEq && HasFewValues(expr.field)) {
-        comparison = absl::StrCat("likelihood(", comparison, ", ",
-                                  kFewValuesLikelihood, ")");
+        comparison = b.Likely(comparison, kFewValuesLikelihood);
       }
       // Implied by the comparison, so true wherever it is (also under NOT
       // or OR), and it names the partial index SQLite may then use.
@@ -152,7 +169,7 @@ std::string Compile(const FilterExpr& expr, std::vector<FieldValue>* params) {
       const char* condition = PartialIndexCondition(expr.field);
       if (condition != nullptr) return absl::StrCat("(", condition, ")");
       return absl::StrCat("(", ColumnOf(expr.field), " <> ",
-                          Param(ZeroValueOf(expr.field), params), ")");
+                          b.Param(ZeroValueOf(expr.field)), ")");
     }
   }
   return "1";
@@ -176,7 +193,7 @@ constexpr char kSeekLikelihood[] = "0.05";
 
 std::string AfterClause(const OrderBy& order,
                         const std::vector<FieldValue>& after,
-                        std::vector<FieldValue>* params) {
+                        const Builder& b) {
   bool same_direction = true;
   for (const OrderKey& key : order) {
     same_direction &= key.descending == order.front().descending;
@@ -185,27 +202,29 @@ std::string AfterClause(const OrderBy& order,
     std::vector<std::string> columns, values;
     for (size_t i = 0; i < order.size(); ++i) {
       columns.push_back(ColumnOf(order[i].field));
-      values.push_back(Param(after[i], params));
+      values.push_back(b.Param(after[i]));
     }
-    return absl::StrCat("likelihood((", absl::StrJoin(columns, ", "), ") ",
-                        order.front().descending ? "<" : ">", " (",
-                        absl::StrJoin(values, ", "), "), ", kSeekLikelihood,
-                        ")");
+    return b.Likely(
+        absl::StrCat("(", absl::StrJoin(columns, ", "), ") ",
+                     order.front().descending ? "<" : ">", " (",
+                     absl::StrJoin(values, ", "), ")"),
+        kSeekLikelihood);
   }
   std::vector<std::string> alternatives;
-  const std::string bound = absl::StrCat(
-      "likelihood(", ColumnOf(order.front().field),
-      order.front().descending ? " <= " : " >= ", Param(after.front(), params),
-      ", ", kSeekLikelihood, ")");
+  const std::string bound =
+      b.Likely(absl::StrCat(ColumnOf(order.front().field),
+                            order.front().descending ? " <= " : " >= ",
+                            b.Param(after.front())),
+               kSeekLikelihood);
   for (size_t i = 0; i < order.size(); ++i) {
     std::vector<std::string> terms;
     for (size_t j = 0; j < i; ++j) {
       terms.push_back(absl::StrCat(ColumnOf(order[j].field), " = ",
-                                   Param(after[j], params)));
+                                   b.Param(after[j])));
     }
     terms.push_back(absl::StrCat(ColumnOf(order[i].field),
                                  order[i].descending ? " < " : " > ",
-                                 Param(after[i], params)));
+                                 b.Param(after[i])));
     alternatives.push_back(
         absl::StrCat("(", absl::StrJoin(terms, " AND "), ")"));
   }
@@ -260,20 +279,21 @@ const char* ColumnOf(TaskField field) {
 }
 
 std::string WhereClause(const FilterExpr* filter,
-                        std::vector<FieldValue>* params) {
+                        std::vector<FieldValue>* params, Dialect dialect) {
   if (filter == nullptr) return "";
-  return absl::StrCat(" WHERE ", Compile(*filter, params));
+  return absl::StrCat(" WHERE ", Compile(*filter, Builder{dialect, params}));
 }
 
-SqlQuery BuildListQuery(const ListQuery& query, int limit) {
+SqlQuery BuildListQuery(const ListQuery& query, int limit, Dialect dialect) {
   SqlQuery result;
+  const Builder b{dialect, &result.params};
   std::vector<std::string> conditions;
   // The cursor first: see AfterClause.
   if (!query.after.empty()) {
-    conditions.push_back(AfterClause(query.order, query.after, &result.params));
+    conditions.push_back(AfterClause(query.order, query.after, b));
   }
   if (query.filter != nullptr) {
-    conditions.push_back(Compile(*query.filter, &result.params));
+    conditions.push_back(Compile(*query.filter, b));
   }
   std::vector<std::string> keys;
   for (const OrderKey& key : query.order) {
@@ -289,8 +309,9 @@ SqlQuery BuildListQuery(const ListQuery& query, int limit) {
   return result;
 }
 
-SqlQuery BuildCountQuery(const CountQuery& query) {
+SqlQuery BuildCountQuery(const CountQuery& query, Dialect dialect) {
   SqlQuery result;
+  const Builder b{dialect, &result.params};
   std::vector<std::string> columns;
   for (TaskField field : query.group_by) columns.push_back(ColumnOf(field));
   const std::string groups = absl::StrJoin(columns, ", ");
@@ -298,9 +319,19 @@ SqlQuery BuildCountQuery(const CountQuery& query) {
       "SELECT ", groups, columns.empty() ? "" : ", ", "COUNT(*) FROM tasks",
       query.filter == nullptr
           ? ""
-          : absl::StrCat(" WHERE ", Compile(*query.filter, &result.params)),
+          : absl::StrCat(" WHERE ", Compile(*query.filter, b)),
       columns.empty() ? "" : absl::StrCat(" GROUP BY ", groups));
   return result;
+}
+
+bool AnsweredByCounters(const CountQuery& query) {
+  auto counted = [](TaskField field) {
+    return std::find(std::begin(kCountedFields), std::end(kCountedFields),
+                     field) != std::end(kCountedFields);
+  };
+  const std::set<TaskField> read = FieldsOf(query.filter.get());
+  return std::all_of(read.begin(), read.end(), counted) &&
+         std::all_of(query.group_by.begin(), query.group_by.end(), counted);
 }
 
 }  // namespace taskd::sqlite

@@ -1,6 +1,7 @@
-// Turns a ListQuery into SQLite SQL with bound parameters. Nothing a caller
-// wrote reaches the SQL text: field names come from a fixed table of
-// columns, and every value is a parameter.
+// Turns a ListQuery into SQL with bound parameters, for SQLite or (with
+// Dialect::kPostgres) PostgreSQL, whose tables have the same columns.
+// Nothing a caller wrote reaches the SQL text: field names come from a fixed
+// table of columns, and every value is a parameter.
 #ifndef TASKD_STORAGE_SQLITE_QUERY_H_
 #define TASKD_STORAGE_SQLITE_QUERY_H_
 
@@ -31,25 +32,32 @@ inline constexpr char kTaskColumns[] =
 inline constexpr char kByDeadlineWhere[] =
     " FROM tasks WHERE deadline <> 0 ORDER BY deadline LIMIT ?1";
 
+// Where the SQL goes: SQLite (parameters ?1, ?2, ..., with its planner
+// hints) or PostgreSQL (parameters $1, $2, ...).
+enum class Dialect { kSqlite, kPostgres };
+
 // The column that holds `field` in the tasks table.
 const char* ColumnOf(TaskField field);
 
 struct SqlQuery {
   std::string sql;
-  std::vector<FieldValue> params;  // bound to ?1, ?2, ... in order
+  std::vector<FieldValue> params;  // bound to ?1 or $1, ... in order
 };
 
 // "WHERE ..." fragment (possibly empty) for a filter; appends to params.
 std::string WhereClause(const FilterExpr* filter,
-                        std::vector<FieldValue>* params);
+                        std::vector<FieldValue>* params,
+                        Dialect dialect = Dialect::kSqlite);
 
 // SELECT <kTaskColumns> FROM tasks WHERE <filter> AND <after cursor>
 // ORDER BY <order> LIMIT <limit>.
-SqlQuery BuildListQuery(const ListQuery& query, int limit);
+SqlQuery BuildListQuery(const ListQuery& query, int limit,
+                        Dialect dialect = Dialect::kSqlite);
 
 // SELECT <group_by columns>, COUNT(*) FROM tasks WHERE <filter>
 // GROUP BY <group_by columns>: a count read from the tasks themselves.
-SqlQuery BuildCountQuery(const CountQuery& query);
+SqlQuery BuildCountQuery(const CountQuery& query,
+                         Dialect dialect = Dialect::kSqlite);
 
 // The counters the store keeps in the same transaction as each change: how
 // many tasks each (tenant_id, state, result_code) has. A count whose filter
@@ -57,6 +65,10 @@ SqlQuery BuildCountQuery(const CountQuery& query);
 // (one row per combination that ever had a task) instead of the tasks.
 inline constexpr TaskField kCountedFields[] = {
     TaskField::kTenantId, TaskField::kState, TaskField::kResultCode};
+
+// Whether `query` reads and groups by only kCountedFields, so that the
+// counters answer it.
+bool AnsweredByCounters(const CountQuery& query);
 
 }  // namespace taskd::sqlite
 

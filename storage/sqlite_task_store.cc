@@ -23,8 +23,10 @@
 #include "absl/time/clock.h"
 #include "base/error_details.h"
 #include "storage/fsync_guard_vfs.h"
+#include "storage/group_commit.h"
 #include "storage/sqlite_query.h"
 #include "storage/sqlite_statement.h"
+#include "storage/task_row.h"
 
 namespace taskd {
 namespace {
@@ -194,7 +196,6 @@ constexpr const char* kMigrations[] = {
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
-std::string EtagOf(int64_t revision) { return absl::StrCat("r", revision); }
 
 absl::Status NewerSchemaError(const std::string& path, int64_t version) {
   return absl::FailedPreconditionError(absl::StrCat(
@@ -233,91 +234,6 @@ absl::Status CompactedError(int64_t from, int64_t oldest) {
       "REVISION_COMPACTED", {{"oldest_revision", absl::StrCat(oldest)}});
 }
 
-// The fields that have columns of their own (TaskField), in kTaskColumns
-// order; every other stored field goes into `detail`.
-constexpr TaskField kColumnFields[] = {TaskField::kId,
-                                       TaskField::kUuid,
-                                       TaskField::kType,
-                                       TaskField::kState,
-                                       TaskField::kResultCode,
-                                       TaskField::kPriority,
-                                       TaskField::kPolicyId,
-                                       TaskField::kResourceId,
-                                       TaskField::kExecutorId,
-                                       TaskField::kTenantId,
-                                       TaskField::kEnqueuedAt,
-                                       TaskField::kStartedAt,
-                                       TaskField::kCompletedAt,
-                                       TaskField::kUpdatedAt,
-                                       TaskField::kRevision,
-                                       TaskField::kAssignCount,
-                                       TaskField::kCancelRequested,
-                                       TaskField::kAssignedAt,
-                                       TaskField::kDeadline};
-constexpr int kDetailColumn = 19;  // 0-based, after the column fields
-
-// The `detail` column of `task`: the task without the fields that have
-// columns, without etag (derived from revision) and without lease_token
-// (never stored).
-std::string DetailOf(const Task& task) {
-  static const auto* cleared = [] {
-    auto* fields = new std::vector<const google::protobuf::FieldDescriptor*>;
-    const google::protobuf::Descriptor* descriptor = Task::descriptor();
-    for (TaskField field : kColumnFields) {
-      fields->push_back(descriptor->FindFieldByName(InfoOf(field).proto_name));
-    }
-    fields->push_back(descriptor->FindFieldByName("etag"));
-    fields->push_back(descriptor->FindFieldByName("lease_token"));
-    return fields;
-  }();
-  Task detail = task;
-  const google::protobuf::Reflection* reflection = detail.GetReflection();
-  for (const google::protobuf::FieldDescriptor* field : *cleared) {
-    reflection->ClearField(&detail, field);
-  }
-  return detail.SerializeAsString();
-}
-
-// Reads the current row of a statement that selected kTaskColumns.
-Task ReadTask(const Statement& row) {
-  Task task;
-  task.set_id(row.ColumnText(0));
-  task.set_uuid(row.ColumnText(1));
-  task.set_type(row.ColumnText(2));
-  task.set_state(static_cast<Task::State>(row.ColumnInt64(3)));
-  task.set_result_code(static_cast<Task::ResultCode>(row.ColumnInt64(4)));
-  task.set_priority(std::string(PriorityName(row.ColumnInt64(5))));
-  task.set_policy_id(row.ColumnText(6));
-  task.set_resource_id(row.ColumnText(7));
-  task.set_executor_id(row.ColumnText(8));
-  task.set_tenant_id(row.ColumnText(9));
-  struct {
-    int column;
-    google::protobuf::Timestamp* (Task::*mutable_field)();
-  } times[] = {{10, &Task::mutable_enqueued_at},
-               {11, &Task::mutable_started_at},
-               {12, &Task::mutable_completed_at},
-               {13, &Task::mutable_updated_at}};
-  for (const auto& time : times) {
-    int64_t micros = row.ColumnInt64(time.column);
-    if (micros != 0) SetTimestampMicros(micros, (task.*time.mutable_field)());
-  }
-  task.set_revision(row.ColumnInt64(14));
-  task.set_assign_count(static_cast<int32_t>(row.ColumnInt64(15)));
-  task.set_cancel_requested(row.ColumnInt64(16) != 0);
-  if (int64_t micros = row.ColumnInt64(17); micros != 0) {
-    SetTimestampMicros(micros, task.mutable_assigned_at());
-  }
-  if (int64_t micros = row.ColumnInt64(18); micros != 0) {
-    SetTimestampMicros(micros, task.mutable_deadline());
-  }
-  // The detail holds no column field, so merging cannot overwrite one.
-  std::string detail = row.ColumnBlob(kDetailColumn);
-  if (!detail.empty()) task.MergeFromString(detail);
-  task.set_etag(EtagOf(task.revision()));
-  return task;
-}
-
 // Binds `task` to ?1 .. ?20 in kTaskColumns order.
 void BindTask(Statement& statement, const Task& task) {
   int i = 1;
@@ -326,61 +242,6 @@ void BindTask(Statement& statement, const Task& task) {
   }
   statement.BindBlob(i, DetailOf(task));
 }
-
-// The tasks columns an UPDATE may set, with the field each one holds, in
-// kTaskColumns order (id, the key, is never set).
-struct UpdatableColumn {
-  TaskField field;
-  const char* name;
-};
-constexpr UpdatableColumn kUpdatableColumns[] = {
-    {TaskField::kUuid, "uuid"},
-    {TaskField::kType, "type"},
-    {TaskField::kState, "state"},
-    {TaskField::kResultCode, "result_code"},
-    {TaskField::kPriority, "priority"},
-    {TaskField::kPolicyId, "policy_id"},
-    {TaskField::kResourceId, "resource_id"},
-    {TaskField::kExecutorId, "executor_id"},
-    {TaskField::kTenantId, "tenant_id"},
-    {TaskField::kEnqueuedAt, "enqueued_at"},
-    {TaskField::kStartedAt, "started_at"},
-    {TaskField::kCompletedAt, "completed_at"},
-    {TaskField::kUpdatedAt, "updated_at"},
-    {TaskField::kRevision, "revision"},
-    {TaskField::kAssignCount, "assign_count"},
-    {TaskField::kCancelRequested, "cancel_requested"},
-    {TaskField::kAssignedAt, "assigned_at"},
-    {TaskField::kDeadline, "deadline"},
-};
-
-// One Write call, queued for the writer thread: the write and its
-// completion.
-struct PendingWrite {
-  PendingWrite(TaskWrite&& write, TaskStore::WriteDone&& done)
-      : write(std::move(write)), done(std::move(done)) {}
-
-  const TaskWrite write;
-  TaskStore::WriteDone done;
-  // Set by the writer: the result; whether the write made a change (took a
-  // revision); whether it failed half way through its statements (a storage
-  // error after its first statement); and whether it is left out of the
-  // batch (it failed so, and the batch was applied again without it).
-  absl::StatusOr<Task> result = absl::UnknownError("write not applied");
-  bool changed = false;
-  bool half_written = false;
-  bool left_out = false;
-};
-
-// Where one write is applied: the write (Apply sets its half_written and
-// changed), the revision it gets if it makes a change, the batch's time, and
-// the batch's changes so far (its change is appended).
-struct ApplyContext {
-  PendingWrite* write;
-  int64_t revision;
-  absl::Time now;
-  std::vector<Change>* changes;
-};
 
 std::string RandomSecret() {
   std::random_device device;
@@ -490,7 +351,12 @@ absl::Status SyncFileAndDirectory(const std::string& path) {
   return absl::OkStatus();
 }
 
-class SqliteTaskStore final : public TaskStore {
+// The store. Its writes go through a GroupCommitWriter (group_commit.h),
+// for which the store is also the WriteTransaction: the statements of a
+// batch, on the one writer connection. That connection is used by Open,
+// then only by the writer thread, then by the destructor once the writer
+// has stopped.
+class SqliteTaskStore final : public TaskStore, private WriteTransaction {
  public:
   static absl::StatusOr<std::unique_ptr<SqliteTaskStore>> Open(
       const SqliteTaskStoreOptions& options);
@@ -512,7 +378,7 @@ class SqliteTaskStore final : public TaskStore {
 
  protected:
   bool WaitingWouldDeadlock() const override {
-    return std::this_thread::get_id() == writer_id_;
+    return writer_thread_ != nullptr && writer_thread_->OnWriterThread();
   }
 
  private:
@@ -542,8 +408,8 @@ class SqliteTaskStore final : public TaskStore {
   explicit SqliteTaskStore(const SqliteTaskStoreOptions& options)
       : options_(options) {}
 
-  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::Status LoadState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status Migrate();
+  absl::Status LoadState();
 
   // The task whose id, or else uuid, is `id`, read on `connection`.
   static absl::StatusOr<Task> Find(Connection* connection,
@@ -552,126 +418,59 @@ class SqliteTaskStore final : public TaskStore {
   // if any) into result->tasks and result->more.
   static absl::Status ReadPage(Connection* connection, const ListQuery& query,
                                ListResult* result);
-
-  // ---- The write path (group commit) ----
-  //
-  // Write queues a PendingWrite (Submit); the writer thread (WriterLoop)
-  // takes every write queued, up to max_batch, applies them in one
-  // transaction and commits it (ApplyBatch, CommitBatch, Apply), publishes
-  // the batch (Publish) and completes the calls.
-  //
-  // A write fails alone: each one first checks (reads only, so a refused
-  // write has changed nothing), then runs its two statements, each atomic
-  // (a constraint violation in the first fails that write alone). A write
-  // whose second statement fails (the disk: an I/O error, a full disk) is
-  // half applied, and a storage error may make SQLite roll the whole
-  // transaction back: then the transaction is rolled back and the batch
-  // applied again without that write, once; if the disk fails again the
-  // whole batch fails. (A SAVEPOINT per write would undo just that write,
-  // but copies every page the write touches into a statement journal; an
-  // earlier measurement put that at about a third of the store's time per
-  // move. It is not recorded in bench/RESULTS.md.)
-
-  // Queues `write`, or completes it at once with an error if the store is
-  // closing. Waits for room in the queue unless called from the writer
-  // thread (a WriteDone that starts another write).
-  void Submit(std::unique_ptr<PendingWrite> write)
-      ABSL_LOCKS_EXCLUDED(queue_mu_);
-  void WriterLoop();
-  void ApplyBatch(std::vector<std::unique_ptr<PendingWrite>>* batch)
-      ABSL_LOCKS_EXCLUDED(write_mu_);
-  // Applies the batch's writes (except those left out) in one transaction
-  // and commits it; the changes made go to *changes, in revision order. On
-  // success, *oldest is the history's new lower bound if the history was
-  // trimmed with the batch, else 0. An error: nothing was committed.
-  absl::Status CommitBatch(std::vector<std::unique_ptr<PendingWrite>>* batch,
-                           std::vector<Change>* changes, int64_t* oldest)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Applies one write inside the open transaction; a change gets
-  // `revision`. On success appends the change (if any) to *changes.
-  absl::StatusOr<Task> Apply(PendingWrite* write, int64_t revision,
-                             absl::Time now, std::vector<Change>* changes)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // One overload per kind of TaskWrite: checks, then writes the task row
-  // (the first statement) and calls Record (the second).
-  absl::StatusOr<Task> Apply(const TaskWrite::Create& create,
-                             const ApplyContext& at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::StatusOr<Task> Apply(const TaskWrite::Update& update,
-                             const ApplyContext& at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::StatusOr<Task> Apply(const TaskWrite::Delete& del,
-                             const ApplyContext& at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::StatusOr<Task> Apply(const TaskWrite::Claim& claim,
-                             const ApplyContext& at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::StatusOr<Task> Apply(const TaskWrite::Touch& touch,
-                             const ApplyContext& at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Update and Claim once the task is found: the mutation, the row, the
-  // history.
-  absl::StatusOr<Task> UpdateFound(Task current, const TaskMutation& mutation,
-                                   const ApplyContext& at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // The second statement of a write whose task row is written: the history
-  // row of its change (`task` after it, `previous` before). Marks the write
-  // half written while it runs and changed once it has; on success appends
-  // the change and returns `task`.
-  absl::StatusOr<Task> Record(Change::Kind kind, Task task,
-                              std::optional<Task> previous,
-                              const ApplyContext& at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // False once SQLite has rolled the open transaction back by itself.
-  bool InTransaction() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
-    return sqlite3_get_autocommit(writer_->handle()) == 0;
-  }
-  // Sets only the columns whose values differ between `current` and `next`:
-  // SQLite then rewrites only the indexes over those columns.
-  absl::Status UpdateRow(const Task& current, const Task& next)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Keeps task_counts up to date with `change` (see migration 5).
-  absl::Status CountChange(const Change& change)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Adds `delta` to the counter of `task`'s (tenant, state, result code).
-  absl::Status AddToCounter(const Task& task, int64_t delta)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Count from task_counts, on `connection` in its read transaction.
   static absl::Status CountFromCounters(Connection* connection,
                                         const CountQuery& query,
                                         CountResult* result);
-  // Writes the history row of `change`, whose task's revision must already
-  // be the new revision.
-  absl::Status RecordChange(const Change& change)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // The revision counter, written once per batch.
-  absl::Status WriteRevision(int64_t revision)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+
+  // ---- WriteTransaction: a batch's statements on writer_ ----
+  //
+  // A write's two statements (the task row, then the history row) are each
+  // atomic: SQLite undoes a failed statement, and only a storage error may
+  // make it roll back the whole transaction (InTransaction() then false).
+  // (A SAVEPOINT per write would undo just that write, but copies every
+  // page the write touches into a statement journal; an earlier measurement
+  // put that at about a third of the store's time per move. It is not
+  // recorded in bench/RESULTS.md.)
+  absl::StatusOr<int64_t> Begin() override;
+  bool InTransaction() override {
+    return sqlite3_get_autocommit(writer_->handle()) == 0;
+  }
+  absl::StatusOr<Task> Find(absl::string_view id) override {
+    return Find(writer_.get(), id);
+  }
+  absl::StatusOr<std::optional<Task>> FindByRequest(
+      const std::string& tenant_id, const std::string& request_id) override;
+  absl::StatusOr<bool> Taken(const Task& task) override;
+  absl::StatusOr<ListResult> ReadPage(const ListQuery& query) override;
+  absl::Status Insert(const Task& task, const std::string& request_id) override;
+  // Sets only the columns whose values differ between `current` and `next`:
+  // SQLite then rewrites only the indexes over those columns.
+  absl::Status Replace(const Task& current, const Task& next) override;
+  absl::Status Remove(const std::string& id) override;
+  absl::Status Record(const Change& change) override;
+  absl::Status AddToCounter(const Task& task, int64_t delta) override;
+  absl::StatusOr<int64_t> Finish(int64_t last_revision, bool changed,
+                                 bool trim) override;
+  absl::Status Commit() override;
+  void Rollback() override { transaction_.reset(); }
+
   // After a successful commit: publish the revision and the history's new
-  // lower bound `oldest` (0: unchanged), notify.
-  void Publish(const std::vector<Change>& changes, int64_t oldest,
-               absl::Duration took) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // lower bound, notify.
+  void Publish(const CommittedBatch& batch);
   // Drops the history beyond the limits, inside the batch's transaction
   // (`last_revision` is the batch's last revision). Returns the new lower
   // bound, to publish once the batch has committed, or 0 if nothing was
   // dropped.
-  int64_t TrimHistory(int64_t last_revision)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  int64_t TrimHistory(int64_t last_revision);
 
   const SqliteTaskStoreOptions options_;
   std::unique_ptr<FileLock> lock_;
   std::string secret_;
 
-  absl::Mutex write_mu_;
-  std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(write_mu_);
-  int64_t commits_since_trim_ ABSL_GUARDED_BY(write_mu_) = 0;
-
-  absl::Mutex queue_mu_;
-  std::deque<std::unique_ptr<PendingWrite>> queue_ ABSL_GUARDED_BY(queue_mu_);
-  bool closing_ ABSL_GUARDED_BY(queue_mu_) = false;
-  std::thread writer_thread_;
-  // writer_thread_'s id, set before the first write can be submitted.
-  std::thread::id writer_id_;
+  std::unique_ptr<Connection> writer_;
+  // The batch's open transaction (rolls back when reset uncommitted).
+  std::unique_ptr<Transaction> transaction_;
 
   std::atomic<int64_t> current_revision_{0};
   std::atomic<int64_t> oldest_revision_{1};
@@ -679,6 +478,9 @@ class SqliteTaskStore final : public TaskStore {
   std::vector<std::unique_ptr<Connection>> readers_;
   absl::Mutex pool_mu_;
   std::vector<Connection*> idle_readers_ ABSL_GUARDED_BY(pool_mu_);
+
+  // Last: started once the store is open, stopped first.
+  std::unique_ptr<GroupCommitWriter> writer_thread_;
 };
 
 absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
@@ -715,7 +517,6 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
     return newer;
   }
   {
-    absl::MutexLock lock(&store->write_mu_);
     absl::StatusOr<std::unique_ptr<Connection>> writer =
         Connection::Open(options.path, connection_options);
     if (!writer.ok()) return writer.status();
@@ -741,20 +542,21 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
     store->idle_readers_.push_back(reader->get());
     store->readers_.push_back(std::move(*reader));
   }
+  GroupCommitOptions writer_options;
+  writer_options.max_batch = options.max_batch;
+  writer_options.max_queue = options.max_queue;
+  writer_options.history_trim_interval = options.history_trim_interval;
+  writer_options.clock = options.clock;
   SqliteTaskStore* self = store.get();
-  store->writer_thread_ = std::thread([self] { self->WriterLoop(); });
-  store->writer_id_ = store->writer_thread_.get_id();
+  store->writer_thread_ = std::make_unique<GroupCommitWriter>(
+      writer_options, static_cast<WriteTransaction*>(self),
+      [self](const CommittedBatch& batch) { self->Publish(batch); });
   return store;
 }
 
 SqliteTaskStore::~SqliteTaskStore() {
-  {
-    absl::MutexLock lock(&queue_mu_);
-    closing_ = true;
-  }
   // The writer completes every write queued before it stops.
-  if (writer_thread_.joinable()) writer_thread_.join();
-  absl::MutexLock lock(&write_mu_);
+  writer_thread_.reset();
   readers_.clear();
   if (writer_ != nullptr) {
     // Fold the WAL back into the database so that the file is complete on
@@ -841,7 +643,7 @@ absl::StatusOr<Task> SqliteTaskStore::Find(Connection* connection,
   return absl::NotFoundError(absl::StrCat("task \"", id, "\" not found"));
 }
 
-absl::Status SqliteTaskStore::RecordChange(const Change& change) {
+absl::Status SqliteTaskStore::Record(const Change& change) {
   Statement insert = writer_->Prepare(
       "INSERT INTO changes (revision, kind, task_id, task, previous, "
       "committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
@@ -856,16 +658,12 @@ absl::Status SqliteTaskStore::RecordChange(const Change& change) {
   return insert.Run();
 }
 
-absl::Status SqliteTaskStore::WriteRevision(int64_t revision) {
-  Statement bump =
-      writer_->Prepare("UPDATE meta SET value = ?1 WHERE key = 'revision'");
-  bump.BindInt64(1, revision);
-  return bump.Run();
-}
-
-void SqliteTaskStore::Publish(const std::vector<Change>& changes,
-                              int64_t oldest, absl::Duration took) {
-  if (options_.observe_commit) options_.observe_commit(took, changes.size());
+void SqliteTaskStore::Publish(const CommittedBatch& batch) {
+  const std::vector<Change>& changes = batch.changes;
+  const int64_t oldest = batch.oldest;
+  if (options_.observe_commit) {
+    options_.observe_commit(batch.took, changes.size());
+  }
   current_revision_ = changes.back().revision;
   if (oldest > 0) {
     // The trim is committed: readers of the dropped revisions meanwhile
@@ -903,330 +701,125 @@ int64_t SqliteTaskStore::TrimHistory(int64_t last_revision) {
   return keep_from;
 }
 
-absl::Status SqliteTaskStore::UpdateRow(const Task& current, const Task& next) {
+absl::Status SqliteTaskStore::Replace(const Task& current,
+                                      const Task& next) {
+  const std::vector<ColumnChange> columns = ChangedColumns(current, next);
+  // A touch that changes nothing writes nothing (an update changes at least
+  // the revision).
+  if (columns.empty()) return absl::OkStatus();
   std::string sql = "UPDATE tasks SET ";
-  std::vector<FieldValue> values;
-  for (const UpdatableColumn& column : kUpdatableColumns) {
-    FieldValue value = FieldValueOf(next, column.field);
-    if (value == FieldValueOf(current, column.field)) continue;
-    if (!values.empty()) sql += ", ";
-    absl::StrAppend(&sql, column.name, " = ?", values.size() + 2);
-    values.push_back(std::move(value));
+  for (size_t i = 0; i < columns.size(); ++i) {
+    absl::StrAppend(&sql, i == 0 ? "" : ", ", columns[i].column, " = ?",
+                    i + 2);
   }
-  std::string detail = DetailOf(next);
-  bool detail_changed = detail != DetailOf(current);
-  if (detail_changed) {
-    if (!values.empty()) sql += ", ";
-    absl::StrAppend(&sql, "detail = ?", values.size() + 2);
-  }
-  if (values.empty() && !detail_changed) return absl::OkStatus();
   sql += " WHERE id = ?1";
-  // An update changes the revision, so there is at least one column; a
-  // touch that changes nothing writes nothing. The
-  // statement texts are a few shapes (one per kind of move), each prepared
-  // once and cached by the connection.
+  // The statement texts are a few shapes (one per kind of move), each
+  // prepared once and cached by the connection.
   Statement update = writer_->Prepare(sql);
   update.BindText(1, current.id());
-  for (size_t i = 0; i < values.size(); ++i) {
-    update.Bind(static_cast<int>(i) + 2, values[i]);
-  }
-  if (detail_changed) {
-    update.BindBlob(static_cast<int>(values.size()) + 2, detail);
+  for (size_t i = 0; i < columns.size(); ++i) {
+    const int index = static_cast<int>(i) + 2;
+    if (columns[i].blob) {
+      update.BindBlob(index, std::get<std::string>(columns[i].value));
+    } else {
+      update.Bind(index, columns[i].value);
+    }
   }
   return update.Run();
 }
 
-void SqliteTaskStore::Submit(std::unique_ptr<PendingWrite> write) {
-  bool on_writer = std::this_thread::get_id() == writer_id_;
-  {
-    absl::MutexLock lock(&queue_mu_);
-    if (!on_writer) {
-      auto room = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return closing_ ||
-               queue_.size() < static_cast<size_t>(options_.max_queue);
-      };
-      queue_mu_.Await(absl::Condition(&room));
-    }
-    if (!closing_) {
-      queue_.push_back(std::move(write));
-      return;
-    }
-  }
-  write->done(absl::UnavailableError("the store is closed"));
-}
-
-void SqliteTaskStore::WriterLoop() {
-  std::vector<std::unique_ptr<PendingWrite>> batch;
-  size_t max_batch = static_cast<size_t>(std::max(1, options_.max_batch));
-  while (true) {
-    {
-      absl::MutexLock lock(&queue_mu_);
-      auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return closing_ || !queue_.empty();
-      };
-      queue_mu_.Await(absl::Condition(&ready));
-      if (queue_.empty()) return;  // closing, and every write is done
-      while (!queue_.empty() && batch.size() < max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    ApplyBatch(&batch);
-    batch.clear();
-  }
-}
-
-void SqliteTaskStore::ApplyBatch(
-    std::vector<std::unique_ptr<PendingWrite>>* batch) {
-  {
-    absl::MutexLock lock(&write_mu_);
-    absl::Time start = absl::Now();
-    std::vector<Change> changes;
-    int64_t oldest = 0;
-    absl::Status status = CommitBatch(batch, &changes, &oldest);
-    if (!status.ok()) {
-      // Nothing was committed and nothing is published: the revision stays
-      // where it was. Every write fails with the batch's error, except those
-      // that were refused by their checks or left out, which keep their own.
-      for (std::unique_ptr<PendingWrite>& write : *batch) {
-        if (write->result.ok()) write->result = status;
-      }
-    } else if (!changes.empty()) {
-      Publish(changes, oldest, absl::Now() - start);
-    }
-  }
-  for (std::unique_ptr<PendingWrite>& write : *batch) {
-    write->done(std::move(write->result));
-  }
-}
-
-absl::Status SqliteTaskStore::CommitBatch(
-    std::vector<std::unique_ptr<PendingWrite>>* batch,
-    std::vector<Change>* changes, int64_t* oldest) {
-  for (int attempt = 0;; ++attempt) {
-    changes->clear();
-    *oldest = 0;
-    Transaction transaction(writer_.get());  // rolls back unless committed
-    if (absl::Status status = transaction.Begin(); !status.ok()) {
-      for (auto& write : *batch) {
-        if (!write->left_out) write->result = status;
-      }
-      return status;
-    }
-    int64_t revision = current_revision_.load();
-    absl::Time now = options_.clock->Now();
-    PendingWrite* broken = nullptr;
-    for (std::unique_ptr<PendingWrite>& write : *batch) {
-      if (write->left_out) continue;
-      write->changed = false;
-      write->half_written = false;
-      write->result = Apply(write.get(), revision + 1, now, changes);
-      if (write->changed) ++revision;
-      if (!write->result.ok() && (write->half_written || !InTransaction())) {
-        broken = write.get();
-        break;
-      }
-    }
-    if (broken != nullptr) {
-      // It is half applied (or SQLite rolled the whole transaction back on a
-      // storage error): apply the others again, without it.
-      absl::Status status = broken->result.status();
-      broken->left_out = true;
-      if (attempt > 0) {
-        // The disk failed twice in one batch: give up on the batch.
-        for (auto& write : *batch) {
-          if (!write->left_out) write->result = status;
-        }
-        return status;
-      }
-      continue;
-    }
-    absl::Status status;
-    bool trim = !changes->empty() &&
-                commits_since_trim_ + static_cast<int64_t>(changes->size()) >=
-                    options_.history_trim_interval;
-    if (trim) {
-      // The history trim rides along with the batch: no sync of its own,
-      // and done before the batch's calls return.
-      *oldest = TrimHistory(revision);
-      if (!InTransaction()) {
-        status = absl::UnavailableError(
-            "the write transaction was rolled back while trimming the "
-            "history");
-      }
-    }
-    if (status.ok() && !changes->empty()) status = WriteRevision(revision);
-    if (status.ok()) status = transaction.Commit();
-    if (status.ok()) {
-      commits_since_trim_ =
-          trim ? 0
-               : commits_since_trim_ + static_cast<int64_t>(changes->size());
-    }
+absl::StatusOr<int64_t> SqliteTaskStore::Begin() {
+  transaction_ = std::make_unique<Transaction>(writer_.get());
+  if (absl::Status status = transaction_->Begin(); !status.ok()) {
+    transaction_.reset();
     return status;
   }
+  return current_revision_.load();
 }
 
-absl::StatusOr<Task> SqliteTaskStore::Apply(PendingWrite* write,
-                                            int64_t revision, absl::Time now,
-                                            std::vector<Change>* changes) {
-  const ApplyContext at{write, revision, now, changes};
-  // The overload for the write's kind.
-  return std::visit([&](const auto& op) { return Apply(op, at); },
-                    write->write.op);
+absl::Status SqliteTaskStore::Commit() {
+  absl::Status status = transaction_->Commit();
+  transaction_.reset();
+  return status;
 }
 
-// Each Apply checks first (reads only: a refused write changed nothing),
-// then writes its two statements: the task row, then the history row
-// (Record). One statement is atomic (SQLite undoes a failed one), so a write
-// is half done only if the second fails: Record leaves half_written set then.
-
-absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Create& create,
-                                            const ApplyContext& at) {
-  const Task& task = create.task;
-  if (!create.request_id.empty()) {
-    static const std::string by_request =
-        absl::StrCat("SELECT ", kTaskColumns,
-                     " FROM tasks WHERE tenant_id = ?1 AND request_id = ?2");
-    Statement earlier = writer_->Prepare(by_request);
-    earlier.BindText(1, task.tenant_id());
-    earlier.BindText(2, create.request_id);
-    if (earlier.Step()) return ReadTask(earlier);
-    if (!earlier.status().ok()) return earlier.status();
-  }
-  {
-    // Ids and uuids share one namespace (Get takes either): neither may
-    // match an existing id or uuid. Four index seeks; the equivalent
-    // "id IN (?1, ?2) OR uuid IN (?1, ?2)" builds temporary tables for its
-    // IN lists and cost more than the insert itself.
-    Statement taken = writer_->Prepare(
-        "SELECT 1 FROM tasks WHERE id = ?1 UNION ALL "
-        "SELECT 1 FROM tasks WHERE uuid = ?1 UNION ALL "
-        "SELECT 1 FROM tasks WHERE id = ?2 UNION ALL "
-        "SELECT 1 FROM tasks WHERE uuid = ?2 LIMIT 1");
-    taken.BindText(1, task.id());
-    taken.BindText(2, task.uuid());
-    if (taken.Step()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("task \"", task.id(), "\" already exists"));
-    }
-    if (!taken.status().ok()) return taken.status();
-  }
-
-  Task stored = task;
-  stored.set_revision(at.revision);
-  stored.set_etag(EtagOf(at.revision));
-  {
-    static const std::string sql =
-        absl::StrCat("INSERT INTO tasks (", kTaskColumns,
-                     ", request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                     "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, "
-                     "?20, ?21)");
-    Statement insert = writer_->Prepare(sql);
-    BindTask(insert, stored);
-    insert.BindText(21, create.request_id);
-    if (absl::Status status = insert.Run(); !status.ok()) return status;
-  }
-  return Record(Change::Kind::kCreated, std::move(stored), std::nullopt, at);
-}
-
-absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Update& update,
-                                            const ApplyContext& at) {
-  absl::StatusOr<Task> current = Find(writer_.get(), update.id);
-  if (!current.ok()) return current.status();
-  return UpdateFound(*std::move(current), update.mutation, at);
-}
-
-absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Claim& claim,
-                                            const ApplyContext& at) {
-  Connection* writer = writer_.get();
-  TaskLister list =
-      [writer](const ListQuery& query) -> absl::StatusOr<ListResult> {
-    ListResult result;
-    if (absl::Status s = ReadPage(writer, query, &result); !s.ok()) return s;
-    return result;
-  };
-  absl::StatusOr<std::optional<Task>> picked = claim.pick(list);
-  if (!picked.ok()) return picked.status();
-  if (!picked->has_value()) {
-    return WithReason(absl::NotFoundError("no task matches the claim"),
-                      "NOTHING_TO_CLAIM");
-  }
-  return UpdateFound(**std::move(picked), claim.mutation, at);
-}
-
-absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Touch& touch,
-                                            const ApplyContext& at) {
-  absl::StatusOr<Task> current = Find(writer_.get(), touch.id);
-  if (!current.ok()) return current.status();
-  absl::StatusOr<Task> next = touch.mutation(*current);
-  if (!next.ok()) return next.status();
-  if (next->id() != current->id() || next->uuid() != current->uuid() ||
-      next->revision() != current->revision()) {
-    return absl::InternalError("a touch changed a task's id, uuid or revision");
-  }
-  next->set_etag(EtagOf(next->revision()));
-  // One statement, no history row: it is atomic on its own, and makes no
-  // change for the batch to publish.
-  if (absl::Status status = UpdateRow(*current, *next); !status.ok()) {
-    return status;
-  }
-  return next;
-}
-
-absl::StatusOr<Task> SqliteTaskStore::UpdateFound(Task current,
-                                                  const TaskMutation& mutation,
-                                                  const ApplyContext& at) {
-  absl::StatusOr<Task> next = mutation(current);
-  if (!next.ok()) return next.status();
-  if (next->id() != current.id() || next->uuid() != current.uuid()) {
-    return absl::InternalError("a mutation changed a task's id or uuid");
-  }
-  next->set_revision(at.revision);
-  next->set_etag(EtagOf(at.revision));
-  if (absl::Status status = UpdateRow(current, *next); !status.ok()) {
-    return status;
-  }
-  return Record(Change::Kind::kUpdated, *std::move(next), std::move(current),
-                at);
-}
-
-absl::StatusOr<Task> SqliteTaskStore::Apply(const TaskWrite::Delete& del,
-                                            const ApplyContext& at) {
-  absl::StatusOr<Task> current = Find(writer_.get(), del.id);
-  if (!current.ok()) return current.status();
-  if (del.precondition) {
-    if (absl::Status status = del.precondition(*current); !status.ok()) {
-      return status;
+absl::StatusOr<int64_t> SqliteTaskStore::Finish(int64_t last_revision,
+                                                bool changed, bool trim) {
+  int64_t oldest = 0;
+  if (trim) {
+    oldest = TrimHistory(last_revision);
+    if (!InTransaction()) {
+      return absl::UnavailableError(
+          "the write transaction was rolled back while trimming the history");
     }
   }
-  Task deleted = *current;
-  deleted.set_revision(at.revision);
-  deleted.set_etag(EtagOf(at.revision));
-  {
-    Statement row = writer_->Prepare("DELETE FROM tasks WHERE id = ?1");
-    row.BindText(1, current->id());
-    if (absl::Status status = row.Run(); !status.ok()) return status;
+  if (changed) {
+    Statement bump =
+        writer_->Prepare("UPDATE meta SET value = ?1 WHERE key = 'revision'");
+    bump.BindInt64(1, last_revision);
+    if (absl::Status status = bump.Run(); !status.ok()) return status;
   }
-  return Record(Change::Kind::kDeleted, std::move(deleted), *std::move(current),
-                at);
+  return oldest;
 }
 
-absl::StatusOr<Task> SqliteTaskStore::Record(Change::Kind kind, Task task,
-                                             std::optional<Task> previous,
-                                             const ApplyContext& at) {
-  Change change{at.revision, kind, std::move(task), std::move(previous),
-                at.now};
-  at.write->half_written = true;
-  if (absl::Status status = RecordChange(change); !status.ok()) return status;
-  if (absl::Status status = CountChange(change); !status.ok()) return status;
-  at.write->half_written = false;
-  at.write->changed = true;
-  at.changes->push_back(std::move(change));
-  return at.changes->back().task;
+absl::StatusOr<std::optional<Task>> SqliteTaskStore::FindByRequest(
+    const std::string& tenant_id, const std::string& request_id) {
+  static const std::string by_request =
+      absl::StrCat("SELECT ", kTaskColumns,
+                   " FROM tasks WHERE tenant_id = ?1 AND request_id = ?2");
+  Statement earlier = writer_->Prepare(by_request);
+  earlier.BindText(1, tenant_id);
+  earlier.BindText(2, request_id);
+  if (earlier.Step()) return ReadTask(earlier);
+  if (!earlier.status().ok()) return earlier.status();
+  return std::nullopt;
+}
+
+absl::StatusOr<bool> SqliteTaskStore::Taken(const Task& task) {
+  // Four index seeks; the equivalent "id IN (?1, ?2) OR uuid IN (?1, ?2)"
+  // builds temporary tables for its IN lists and cost more than the insert
+  // itself.
+  Statement taken = writer_->Prepare(
+      "SELECT 1 FROM tasks WHERE id = ?1 UNION ALL "
+      "SELECT 1 FROM tasks WHERE uuid = ?1 UNION ALL "
+      "SELECT 1 FROM tasks WHERE id = ?2 UNION ALL "
+      "SELECT 1 FROM tasks WHERE uuid = ?2 LIMIT 1");
+  taken.BindText(1, task.id());
+  taken.BindText(2, task.uuid());
+  if (taken.Step()) return true;
+  if (!taken.status().ok()) return taken.status();
+  return false;
+}
+
+absl::StatusOr<ListResult> SqliteTaskStore::ReadPage(const ListQuery& query) {
+  ListResult result;
+  if (absl::Status s = ReadPage(writer_.get(), query, &result); !s.ok()) {
+    return s;
+  }
+  return result;
+}
+
+absl::Status SqliteTaskStore::Insert(const Task& task,
+                                     const std::string& request_id) {
+  static const std::string sql =
+      absl::StrCat("INSERT INTO tasks (", kTaskColumns,
+                   ", request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                   "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, "
+                   "?20, ?21)");
+  Statement insert = writer_->Prepare(sql);
+  BindTask(insert, task);
+  insert.BindText(21, request_id);
+  return insert.Run();
+}
+
+absl::Status SqliteTaskStore::Remove(const std::string& id) {
+  Statement row = writer_->Prepare("DELETE FROM tasks WHERE id = ?1");
+  row.BindText(1, id);
+  return row.Run();
 }
 
 void SqliteTaskStore::Write(TaskWrite write, WriteDone done) {
-  Submit(std::make_unique<PendingWrite>(std::move(write), std::move(done)));
+  writer_thread_->Submit(std::move(write), std::move(done));
 }
 
 absl::StatusOr<Task> SqliteTaskStore::Get(absl::string_view id) {
@@ -1337,14 +930,7 @@ absl::StatusOr<CountResult> SqliteTaskStore::Count(const CountQuery& query) {
     result.revision = revision.Step() ? revision.ColumnInt64(0) : 0;
     if (!revision.status().ok()) return revision.status();
   }
-  auto counted = [](TaskField field) {
-    return std::find(std::begin(sqlite::kCountedFields),
-                     std::end(sqlite::kCountedFields),
-                     field) != std::end(sqlite::kCountedFields);
-  };
-  const std::set<TaskField> read = FieldsOf(query.filter.get());
-  if (std::all_of(read.begin(), read.end(), counted) &&
-      std::all_of(query.group_by.begin(), query.group_by.end(), counted)) {
+  if (sqlite::AnsweredByCounters(query)) {
     if (absl::Status s = CountFromCounters(reader.get(), query, &result);
         !s.ok()) {
       return s;
@@ -1402,26 +988,6 @@ absl::Status SqliteTaskStore::CountFromCounters(Connection* connection,
   if (!rows.status().ok()) return rows.status();
   result->groups = counts.groups();
   return absl::OkStatus();
-}
-
-absl::Status SqliteTaskStore::CountChange(const Change& change) {
-  switch (change.kind) {
-    case Change::Kind::kCreated:
-      return AddToCounter(change.task, 1);
-    case Change::Kind::kDeleted:
-      return AddToCounter(change.task, -1);
-    case Change::Kind::kUpdated:
-      break;
-  }
-  const Task& before = *change.previous;
-  const Task& after = change.task;
-  if (before.tenant_id() == after.tenant_id() &&
-      before.state() == after.state() &&
-      before.result_code() == after.result_code()) {
-    return absl::OkStatus();  // most updates: nothing counted changes
-  }
-  if (absl::Status s = AddToCounter(before, -1); !s.ok()) return s;
-  return AddToCounter(after, 1);
 }
 
 absl::Status SqliteTaskStore::AddToCounter(const Task& task, int64_t delta) {

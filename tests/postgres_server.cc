@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -132,9 +133,37 @@ std::unique_ptr<pg::Connection> PostgresTest::Connect() {
   return db.ok() ? std::move(*db) : nullptr;
 }
 
-std::string PostgresServer::uri() const {
-  return absl::StrCat("postgresql:///taskd?host=", dir_, "&port=", kPort,
-                      "&user=taskd");
+std::string PostgresServer::uri(const std::string& database) const {
+  return absl::StrCat("postgresql:///", database, "?host=", dir_,
+                      "&port=", kPort, "&user=taskd");
+}
+
+absl::StatusOr<PostgresServer*> SharedPostgresServer() {
+  // Never destroyed before exit; its destructor at exit stops the server.
+  static PostgresServer* server = new PostgresServer();
+  static const absl::Status* started = new absl::Status(server->Start());
+  static const int cleanup = std::atexit([] { delete server; });
+  (void)cleanup;
+  if (!started->ok()) return *started;
+  return server;
+}
+
+absl::StatusOr<std::string> NewPostgresDatabase() {
+  absl::StatusOr<PostgresServer*> server = SharedPostgresServer();
+  if (!server.ok()) return server.status();
+  static std::atomic<int> next{0};
+  const std::string name = absl::StrCat("test_", ::getpid(), "_", next++);
+  pg::Connection::Options options;
+  options.uri = (*server)->uri();
+  absl::StatusOr<std::unique_ptr<pg::Connection>> admin =
+      pg::Connection::Open(options);
+  if (!admin.ok()) return admin.status();
+  if (absl::Status s = (*admin)->ExecScript(
+          absl::StrCat("CREATE DATABASE ", name));
+      !s.ok()) {
+    return s;
+  }
+  return (*server)->uri(name);
 }
 
 }  // namespace taskd::testing

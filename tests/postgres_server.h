@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 #include "storage/pg_connection.h"
 
@@ -41,8 +42,8 @@ class PostgresServer {
   // A fast shutdown: sessions are ended, and the data stays.
   absl::Status Stop();
 
-  // A libpq URI for the database "taskd" as the user "taskd".
-  std::string uri() const;
+  // A libpq URI for the database `database` as the user "taskd".
+  std::string uri(const std::string& database = "taskd") const;
   // The directory holding the socket, the data (data/) and the log (log).
   const std::string& dir() const { return dir_; }
 
@@ -53,6 +54,12 @@ class PostgresServer {
   std::string dir_;
   bool running_ = false;
 };
+
+// One PostgresServer for the whole test process, started on first use (the
+// same result for every later call), stopped at exit.
+absl::StatusOr<PostgresServer*> SharedPostgresServer();
+// A new, empty database on SharedPostgresServer(); its URI.
+absl::StatusOr<std::string> NewPostgresDatabase();
 
 // Whether a test must fail, rather than skip, when PostgreSQL is missing:
 // scripts/test (so CI) sets TASKD_REQUIRE_POSTGRES=1.

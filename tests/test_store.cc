@@ -5,18 +5,28 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "query/task_fields.h"
+#include "storage/open_task_store.h"
+#include "tests/postgres_server.h"
 
 namespace taskd::testing {
 
-TempStore::TempStore() {
-  options.path = dir.File("tasks.db");
+std::string EngineName(Engine engine) {
+  return engine == Engine::kSqlite ? "sqlite" : "postgres";
+}
+
+TempStore::TempStore(Engine engine) : engine(engine) {
+  if (engine == Engine::kSqlite) options.path = dir.File("tasks.db");
   options.clock = &clock;
 }
 
 absl::Status TempStore::Open() {
   store.reset();
-  absl::StatusOr<std::unique_ptr<TaskStore>> opened =
-      OpenSqliteTaskStore(options);
+  if (engine == Engine::kPostgres && options.path.empty()) {
+    absl::StatusOr<std::string> uri = NewPostgresDatabase();
+    if (!uri.ok()) return uri.status();
+    options.path = *uri;
+  }
+  absl::StatusOr<std::unique_ptr<TaskStore>> opened = OpenTaskStore(options);
   if (!opened.ok()) return opened.status();
   store = std::move(*opened);
   return absl::OkStatus();

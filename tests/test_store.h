@@ -1,5 +1,7 @@
-// TempStore: the SQLite task store on a file in a temporary directory of
-// its own, on a fake clock; the common part of the store fixtures.
+// TempStore: a task store on a fake clock, the common part of the store
+// fixtures: by default SQLite on a file in a temporary directory of its
+// own; with Engine::kPostgres, a new database of its own on the test
+// process's PostgreSQL (tests/postgres_server.h).
 //
 //   testing::TempStore temp;
 //   temp.options.history_max_changes = 3;  // anything, before Open()
@@ -23,16 +25,26 @@
 
 namespace taskd::testing {
 
+enum class Engine { kSqlite, kPostgres };
+
+// "sqlite" or "postgres", for test names.
+std::string EngineName(Engine engine);
+
 struct TempStore {
-  // options.path is dir/tasks.db and options.clock is &clock; the rest are
+  // options.path is dir/tasks.db (for PostgreSQL: the database's URI, once
+  // the first Open() has made it) and options.clock is &clock; the rest are
   // SqliteTaskStoreOptions' defaults.
-  TempStore();
+  explicit TempStore(Engine engine = Engine::kSqlite);
   TempStore(const TempStore&) = delete;
   TempStore& operator=(const TempStore&) = delete;
 
   // Closes `store` if open, then opens it with `options`; the store's error
-  // if that fails (`store` is then null).
+  // if that fails (`store` is then null). For PostgreSQL the first call
+  // makes the database; NotFound if PostgreSQL is not installed (see
+  // TASKD_SKIP_WITHOUT_POSTGRES).
   absl::Status Open();
+
+  const Engine engine;
 
   // Declared in this order so that the store goes first.
   TempDir dir;

@@ -1,4 +1,6 @@
-// The SQLite TaskStore on real temporary files.
+// The store conformance suite: every TaskStore engine (SQLite on real
+// temporary files, PostgreSQL on a real server) against the same tests
+// (StoreTest, run once per engine); then what only SQLite has.
 #include "storage/sqlite_task_store.h"
 
 #include <sqlite3.h>
@@ -12,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "query/task_fields.h"
 #include "storage/sqlite_statement.h"
+#include "tests/postgres_server.h"
 #include "tests/test_store.h"
 #include "tests/test_util.h"
 
@@ -20,9 +23,15 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class SqliteTaskStoreTest : public ::testing::Test {
+class StoreTest : public ::testing::TestWithParam<testing::Engine> {
  protected:
-  void SetUp() override { Reopen(); }
+  StoreTest() : StoreTest(GetParam()) {}
+  explicit StoreTest(testing::Engine engine) : temp_(engine) {}
+
+  void SetUp() override {
+    absl::Status opened = temp_.Open();
+    TASKD_SKIP_WITHOUT_POSTGRES(opened);
+  }
 
   void Reopen() {
     absl::Status opened = temp_.Open();
@@ -42,7 +51,20 @@ class SqliteTaskStoreTest : public ::testing::Test {
   int n_ = 0;
 };
 
-TEST_F(SqliteTaskStoreTest, CreateGetRoundTrip) {
+INSTANTIATE_TEST_SUITE_P(
+    Engines, StoreTest,
+    ::testing::Values(testing::Engine::kSqlite, testing::Engine::kPostgres),
+    [](const ::testing::TestParamInfo<testing::Engine>& info) {
+      return testing::EngineName(info.param);
+    });
+
+// What only the SQLite engine has.
+class SqliteTaskStoreTest : public StoreTest {
+ protected:
+  SqliteTaskStoreTest() : StoreTest(testing::Engine::kSqlite) {}
+};
+
+TEST_P(StoreTest, CreateGetRoundTrip) {
   Task task = NewTask("t1");
   task.set_policy_id("11111111-1111-4111-8111-111111111111");
   absl::StatusOr<Task> created = store_->Create(task, "");
@@ -57,11 +79,11 @@ TEST_F(SqliteTaskStoreTest, CreateGetRoundTrip) {
   EXPECT_EQ(by_uuid->id(), "t1");
 }
 
-TEST_F(SqliteTaskStoreTest, GetMissingIsNotFound) {
+TEST_P(StoreTest, GetMissingIsNotFound) {
   EXPECT_EQ(store_->Get("nope").status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(SqliteTaskStoreTest, DuplicateIdIsAlreadyExists) {
+TEST_P(StoreTest, DuplicateIdIsAlreadyExists) {
   ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
   absl::Status status = store_->Create(NewTask("t1"), "").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists);
@@ -69,7 +91,7 @@ TEST_F(SqliteTaskStoreTest, DuplicateIdIsAlreadyExists) {
   EXPECT_EQ(store_->CurrentRevision(), 1);
 }
 
-TEST_F(SqliteTaskStoreTest, RequestIdMakesCreateIdempotentPerTenant) {
+TEST_P(StoreTest, RequestIdMakesCreateIdempotentPerTenant) {
   Task first = NewTask("a");
   first.set_tenant_id("22222222-2222-4222-8222-222222222222");
   absl::StatusOr<Task> created = store_->Create(first, "req-1");
@@ -86,7 +108,7 @@ TEST_F(SqliteTaskStoreTest, RequestIdMakesCreateIdempotentPerTenant) {
   EXPECT_EQ(store_->CurrentRevision(), 2);
 }
 
-TEST_F(SqliteTaskStoreTest, UpdateBumpsRevisionAndRecordsChange) {
+TEST_P(StoreTest, UpdateBumpsRevisionAndRecordsChange) {
   ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
   absl::StatusOr<Task> updated =
       store_->Update("t1", [](const Task& current) -> absl::StatusOr<Task> {
@@ -107,7 +129,7 @@ TEST_F(SqliteTaskStoreTest, UpdateBumpsRevisionAndRecordsChange) {
   EXPECT_EQ((*changes)[1].revision, 2);
 }
 
-TEST_F(SqliteTaskStoreTest, FailedMutationChangesNothing) {
+TEST_P(StoreTest, FailedMutationChangesNothing) {
   ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
   absl::Status status =
       store_
@@ -121,7 +143,7 @@ TEST_F(SqliteTaskStoreTest, FailedMutationChangesNothing) {
   EXPECT_EQ(store_->ReadChanges(1, 10)->size(), 1u);
 }
 
-TEST_F(SqliteTaskStoreTest, DeleteRecordsTheTaskAsItWas) {
+TEST_P(StoreTest, DeleteRecordsTheTaskAsItWas) {
   ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
   absl::StatusOr<Task> deleted =
       store_->Delete("t1", [](const Task&) { return absl::OkStatus(); });
@@ -137,7 +159,7 @@ TEST_F(SqliteTaskStoreTest, DeleteRecordsTheTaskAsItWas) {
             absl::StatusCode::kNotFound);
 }
 
-TEST_F(SqliteTaskStoreTest, EverythingSurvivesReopen) {
+TEST_P(StoreTest, EverythingSurvivesReopen) {
   for (int i = 0; i < 20; ++i) {
     ASSERT_TRUE(store_->Create(NewTask(absl::StrCat("t", i)), "").ok());
   }
@@ -155,7 +177,7 @@ TEST_F(SqliteTaskStoreTest, EverythingSurvivesReopen) {
   EXPECT_EQ(next->revision(), 21);
 }
 
-TEST_F(SqliteTaskStoreTest, ListPagesInOrderWithCursor) {
+TEST_P(StoreTest, ListPagesInOrderWithCursor) {
   for (int i = 0; i < 25; ++i) {
     ASSERT_TRUE(store_->Create(NewTask(absl::StrCat("t", 100 + i)), "").ok());
   }
@@ -173,7 +195,7 @@ TEST_F(SqliteTaskStoreTest, ListPagesInOrderWithCursor) {
   for (int i = 0; i < 25; ++i) EXPECT_EQ(seen[i], absl::StrCat("t", 100 + i));
 }
 
-TEST_F(SqliteTaskStoreTest, ListDescendingAndMixedOrders) {
+TEST_P(StoreTest, ListDescendingAndMixedOrders) {
   for (int i = 0; i < 12; ++i) {
     Task task = NewTask(absl::StrCat("t", 10 + i));
     task.set_priority(i % 2 ? "high" : "low");
@@ -210,7 +232,7 @@ TEST_F(SqliteTaskStoreTest, ListDescendingAndMixedOrders) {
   }
 }
 
-TEST_F(SqliteTaskStoreTest, ConcurrentUpdatesAreSerialised) {
+TEST_P(StoreTest, ConcurrentUpdatesAreSerialised) {
   ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
   constexpr int kThreads = 4, kEach = 50;
   std::vector<std::thread> threads;
@@ -238,7 +260,7 @@ TEST_F(SqliteTaskStoreTest, ConcurrentUpdatesAreSerialised) {
   EXPECT_EQ(store_->CurrentRevision(), 1 + kThreads * kEach);
 }
 
-TEST_F(SqliteTaskStoreTest, TrimmedHistoryIsOutOfRange) {
+TEST_P(StoreTest, TrimmedHistoryIsOutOfRange) {
   options_.history_max_changes = 10;
   options_.history_trim_interval = 1;
   Reopen();
@@ -256,7 +278,7 @@ TEST_F(SqliteTaskStoreTest, TrimmedHistoryIsOutOfRange) {
   EXPECT_EQ(store_->OldestRevision(), 21);
 }
 
-TEST_F(SqliteTaskStoreTest, HistoryAgeLimit) {
+TEST_P(StoreTest, HistoryAgeLimit) {
   options_.history_max_changes = 0;
   options_.history_max_age = absl::Hours(1);
   options_.history_trim_interval = 1;
@@ -292,7 +314,7 @@ TEST_F(SqliteTaskStoreTest, NewerSchemaIsRefusedUntouched) {
   EXPECT_THAT(store.status().message(), HasSubstr("999"));
 }
 
-TEST_F(SqliteTaskStoreTest, OnCommitSeesEveryChangeInOrder) {
+TEST_P(StoreTest, OnCommitSeesEveryChangeInOrder) {
   std::vector<int64_t> revisions;
   options_.on_commit = [&](const std::vector<Change>& changes) {
     for (const Change& c : changes) revisions.push_back(c.revision);
