@@ -232,6 +232,12 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
   // Up to `limit` changes with from <= revision < below, in order.
   static absl::StatusOr<std::vector<Change>> ReadHistory(
       pg::Connection* connection, int64_t from, int64_t below, int limit);
+  // Runs `read` on a pooled connection; if that connection turns out to
+  // have failed (PostgreSQL restarted since it was last used), once more on
+  // a new one: a read changes nothing, so it may be repeated.
+  template <typename T>
+  absl::StatusOr<T> Read(
+      const std::function<absl::StatusOr<T>(pg::Connection*)>& read);
   // A List or Count: `read` inside one REPEATABLE READ snapshot, whose
   // revision it gets.
   absl::Status InSnapshot(
@@ -459,10 +465,21 @@ absl::StatusOr<Task> PgTaskStore::Find(pg::Connection* connection,
   return absl::NotFoundError(absl::StrCat("task \"", id, "\" not found"));
 }
 
+template <typename T>
+absl::StatusOr<T> PgTaskStore::Read(
+    const std::function<absl::StatusOr<T>(pg::Connection*)>& read) {
+  for (int attempt = 0;; ++attempt) {
+    Pooled connection(this);
+    if (!connection.status().ok()) return connection.status();
+    absl::StatusOr<T> result = read(connection.get());
+    if (result.ok() || attempt > 0 || !connection->broken()) return result;
+  }
+}
+
 absl::StatusOr<Task> PgTaskStore::Get(absl::string_view id) {
-  Pooled connection(this);
-  if (!connection.status().ok()) return connection.status();
-  return Find(connection.get(), id);
+  const std::string key(id);
+  return Read<Task>(
+      [&key](pg::Connection* connection) { return Find(connection, key); });
 }
 
 absl::Status PgTaskStore::ReadPage(pg::Connection* connection,
@@ -489,18 +506,25 @@ absl::Status PgTaskStore::ReadPage(pg::Connection* connection,
 
 absl::Status PgTaskStore::InSnapshot(
     const std::function<absl::Status(pg::Connection*, int64_t)>& read) {
-  Pooled connection(this);
-  if (!connection.status().ok()) return connection.status();
-  absl::Status status = connection->ExecScript(
-      "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-  if (!status.ok()) return status;
-  absl::StatusOr<pg::Result> meta =
-      connection->Exec("SELECT revision FROM meta");
-  if (!meta.ok()) return meta.status();
-  absl::StatusOr<int64_t> revision = meta->Int64(0, 0);
-  if (!revision.ok()) return revision.status();
-  if (status = read(connection.get(), *revision); !status.ok()) return status;
-  return connection->ExecScript("COMMIT");
+  return Read<bool>([&read](pg::Connection* connection)
+                        -> absl::StatusOr<bool> {
+           absl::Status status = connection->ExecScript(
+               "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+           if (!status.ok()) return status;
+           absl::StatusOr<pg::Result> meta =
+               connection->Exec("SELECT revision FROM meta");
+           if (!meta.ok()) return meta.status();
+           absl::StatusOr<int64_t> revision = meta->Int64(0, 0);
+           if (!revision.ok()) return revision.status();
+           if (status = read(connection, *revision); !status.ok()) {
+             return status;
+           }
+           if (status = connection->ExecScript("COMMIT"); !status.ok()) {
+             return status;
+           }
+           return true;
+         })
+      .status();
 }
 
 absl::StatusOr<ListResult> PgTaskStore::List(const ListQuery& query) {
@@ -519,12 +543,13 @@ absl::StatusOr<std::vector<Task>> PgTaskStore::ListByDeadline(int limit) {
       absl::StrCat("SELECT ", kTaskColumns,
                    " FROM tasks WHERE deadline <> 0 ORDER BY deadline "
                    "LIMIT $1");
-  Pooled connection(this);
-  if (!connection.status().ok()) return connection.status();
-  absl::StatusOr<pg::Result> rows =
-      connection->Exec(sql, {absl::StrCat(std::max(1, limit))});
-  if (!rows.ok()) return rows.status();
-  return ReadTasks(*rows);
+  return Read<std::vector<Task>>(
+      [limit](pg::Connection* connection) -> absl::StatusOr<std::vector<Task>> {
+        absl::StatusOr<pg::Result> rows =
+            connection->Exec(sql, {absl::StrCat(std::max(1, limit))});
+        if (!rows.ok()) return rows.status();
+        return ReadTasks(*rows);
+      });
 }
 
 absl::StatusOr<CountResult> PgTaskStore::Count(const CountQuery& query) {
@@ -623,11 +648,11 @@ absl::StatusOr<std::vector<Change>> PgTaskStore::ReadChanges(int64_t from,
                                                              int limit) {
   if (from < 1) from = 1;
   if (from < oldest_.load()) return CompactedError(from, oldest_.load());
-  Pooled connection(this);
-  if (!connection.status().ok()) return connection.status();
   absl::StatusOr<std::vector<Change>> changes =
-      ReadHistory(connection.get(), from, std::numeric_limits<int64_t>::max(),
-                  limit);
+      Read<std::vector<Change>>([from, limit](pg::Connection* connection) {
+        return ReadHistory(connection, from,
+                           std::numeric_limits<int64_t>::max(), limit);
+      });
   if (!changes.ok()) return changes.status();
   // Revisions have no gaps (pg_task_store.h): a first revision other than
   // `from` means the history below it was trimmed, perhaps by another
@@ -641,14 +666,18 @@ absl::StatusOr<std::vector<Change>> PgTaskStore::ReadChanges(int64_t from,
 // ---- Writes --------------------------------------------------------------
 
 absl::StatusOr<int64_t> PgTaskStore::Begin() {
-  if (writer_ == nullptr || writer_->broken()) {
-    writer_.reset();
-    absl::StatusOr<std::unique_ptr<pg::Connection>> connected = Connect();
-    if (!connected.ok()) return connected.status();
-    writer_ = std::move(*connected);
-  }
-  if (absl::Status status = writer_->ExecScript("BEGIN"); !status.ok()) {
-    return status;
+  for (int attempt = 0;; ++attempt) {
+    if (writer_ == nullptr || writer_->broken()) {
+      writer_.reset();
+      absl::StatusOr<std::unique_ptr<pg::Connection>> connected = Connect();
+      if (!connected.ok()) return connected.status();
+      writer_ = std::move(*connected);
+    }
+    absl::Status status = writer_->ExecScript("BEGIN");
+    if (status.ok()) break;
+    // A connection that failed while idle (PostgreSQL restarted): nothing
+    // was sent, so a new connection may try again, once.
+    if (attempt > 0 || !writer_->broken()) return status;
   }
   // The lock that orders revisions (pg_task_store.h), held to the commit.
   absl::StatusOr<pg::Result> meta =

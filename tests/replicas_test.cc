@@ -91,6 +91,13 @@ class Watcher {
     absl::MutexLock lock(&mu_);
     return seen_;
   }
+  // How the stream ended, for a failure's message; "" while it runs.
+  std::string ending() {
+    absl::MutexLock lock(&mu_);
+    if (!ended_) return "";
+    return absl::StrCat(" (the stream ended: ", end_.error_code(), " ",
+                        end_.error_message(), ")");
+  }
 
  private:
   std::unique_ptr<tasks::v1::TaskService::Stub> stub_;
@@ -112,6 +119,7 @@ struct Acknowledged {
 class ReplicasTest : public ::testing::Test {
  protected:
   static constexpr int kReplicas = 3;
+  static constexpr absl::Duration kBackOff = absl::Milliseconds(50);
 
   void SetUp() override {
     absl::StatusOr<std::string> uri = testing::NewPostgresDatabase();
@@ -129,7 +137,8 @@ class ReplicasTest : public ::testing::Test {
   // `writes` writes per thread from `threads` threads, each through a
   // random live replica among `through`: creates, cancels of tasks
   // created before, deletes of cancelled ones. Returns what was
-  // acknowledged; calls that failed are counted in *failed.
+  // acknowledged; calls that failed are counted in *failed. A thread backs
+  // off 50 ms after a failure, as a client should.
   std::vector<Acknowledged> WriteRandomly(const std::vector<int>& through,
                                           int threads, int writes,
                                           int* failed = nullptr) {
@@ -155,6 +164,7 @@ class ReplicasTest : public ::testing::Test {
             absl::StatusOr<Task> done = client.Cancel(id, "", /*force=*/true);
             if (!done.ok()) {
               ++failures;
+              absl::SleepFor(kBackOff);
               continue;
             }
             cancelled.push_back(id);
@@ -166,6 +176,7 @@ class ReplicasTest : public ::testing::Test {
             cancelled.pop_back();
             if (!client.Delete(id).ok()) {
               ++failures;
+              absl::SleepFor(kBackOff);
               continue;
             }
             absl::MutexLock lock(&mu);
@@ -176,6 +187,7 @@ class ReplicasTest : public ::testing::Test {
             absl::StatusOr<Task> created = client.Create(task);
             if (!created.ok()) {
               ++failures;
+              absl::SleepFor(kBackOff);
               continue;
             }
             enqueued.push_back(created->id());
@@ -246,7 +258,8 @@ TEST_F(ReplicasTest, EveryReplicaWatchesEveryWriteOnceInOrder) {
   for (int i = 0; i < kReplicas; ++i) {
     EXPECT_EQ(NewestRevision(i), newest) << "replica " << i;
     ASSERT_TRUE(watchers[i]->AwaitRevision(newest, absl::Seconds(30)))
-        << "replica " << i << " never delivered revision " << newest;
+        << "replica " << i << " never delivered revision " << newest
+        << watchers[i]->ending();
   }
   // A moment for any stray event after the last one to arrive (none may).
   absl::SleepFor(absl::Milliseconds(300));
@@ -326,16 +339,19 @@ TEST_F(ReplicasTest, PostgresRestartedUnderLoadLosesNothingAcknowledged) {
   absl::Time deadline = absl::Now() + absl::Seconds(30);
   bool recovered = false;
   TaskClient client(replicas_[0]->NewChannel());
+  absl::Status last;
   while (!recovered && absl::Now() < deadline) {
     Task task;
     task.set_type("backup");
-    recovered = client.Create(task).ok();
+    last = client.Create(task).status();
+    recovered = last.ok();
     if (!recovered) absl::SleepFor(absl::Milliseconds(200));
   }
   absl::SleepFor(absl::Milliseconds(500));
   stop = true;
   load.join();
-  ASSERT_TRUE(recovered) << "no write succeeded within 30 s of the restart";
+  ASSERT_TRUE(recovered) << "no write succeeded within 30 s of the restart: "
+                         << last;
   EXPECT_GT(failed, 0) << "the restart went unnoticed: the test did not "
                           "test it";
   // Every acknowledged write is in the history, which every replica

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +36,11 @@ TempDir::~TempDir() {
 Subprocess::Subprocess(const std::vector<std::string>& argv) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  // stderr is read only when the test asks (WaitForLine, ReadAvailable,
+  // Wait): room for 1 MiB of log meanwhile (Linux's default limit for an
+  // unprivileged pipe), so that a chatty child does not block on a full
+  // pipe as soon as 64 KiB are waiting.
+  (void)fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
   const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
@@ -146,21 +152,25 @@ int RunCommand(const std::vector<std::string>& argv,
   FILE* in = fopen(in_path.c_str(), "w");
   fwrite(stdin_text.data(), 1, stdin_text.size(), in);
   fclose(in);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int i = open(in_path.c_str(), O_RDONLY);
-    int o = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(i, STDIN_FILENO);
-    dup2(o, STDOUT_FILENO);
-    dup2(e, STDERR_FILENO);
-    std::vector<char*> args;
-    for (const std::string& a : argv)
-      args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
+  // posix_spawn, not fork: a fork runs the pthread_atfork handlers of
+  // every library in the test (gRPC's among them), which may stop a client
+  // busy on other threads; a spawned child runs none.
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_addopen(&files, STDIN_FILENO, in_path.c_str(),
+                                   O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, out_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&files, STDERR_FILENO, err_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int spawned =
+      posix_spawn(&pid, args[0], &files, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&files);
+  if (spawned != 0) return 127;
   int status = 0;
   waitpid(pid, &status, 0);
   auto slurp = [](const std::string& path) {
