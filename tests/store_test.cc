@@ -5,14 +5,18 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <set>
 #include <thread>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "query/task_fields.h"
+#include "storage/open_task_store.h"
+#include "storage/pg_connection.h"
 #include "storage/sqlite_statement.h"
 #include "tests/postgres_server.h"
 #include "tests/test_store.h"
@@ -324,6 +328,135 @@ TEST_P(StoreTest, OnCommitSeesEveryChangeInOrder) {
   ASSERT_TRUE(store_->Create(NewTask("b"), "").ok());
   ASSERT_TRUE(store_->Delete("a", nullptr).ok());
   EXPECT_EQ(revisions, (std::vector<int64_t>{1, 2, 3}));
+}
+
+// ---- What only the PostgreSQL engine has ----------------------------------
+
+class PostgresTaskStoreTest : public StoreTest {
+ protected:
+  PostgresTaskStoreTest() : StoreTest(testing::Engine::kPostgres) {}
+
+  // A connection of the test's own to the store's database.
+  std::unique_ptr<pg::Connection> Admin() {
+    pg::Connection::Options options;
+    options.uri = options_.path;
+    absl::StatusOr<std::unique_ptr<pg::Connection>> admin =
+        pg::Connection::Open(options);
+    EXPECT_TRUE(admin.ok()) << admin.status();
+    return admin.ok() ? std::move(*admin) : nullptr;
+  }
+};
+
+TEST_F(PostgresTaskStoreTest, NewerSchemaIsRefused) {
+  store_.reset();
+  std::unique_ptr<pg::Connection> admin = Admin();
+  ASSERT_NE(admin, nullptr);
+  ASSERT_TRUE(admin->ExecScript("UPDATE schema_version SET version = 999").ok());
+  absl::Status opened = temp_.Open();
+  EXPECT_EQ(opened.code(), absl::StatusCode::kFailedPrecondition) << opened;
+  EXPECT_THAT(opened.message(), HasSubstr("999"));
+}
+
+TEST_F(PostgresTaskStoreTest, ReplicasStartingTogetherMigrateOnce) {
+  // A fresh database, opened by four stores at once: one creates the
+  // schema under the advisory lock, the others find it made.
+  absl::StatusOr<std::string> uri = testing::NewPostgresDatabase();
+  ASSERT_TRUE(uri.ok()) << uri.status();
+  std::vector<absl::Status> results(4);
+  std::vector<std::unique_ptr<TaskStore>> stores(4);
+  std::vector<std::thread> openers;
+  for (int i = 0; i < 4; ++i) {
+    openers.emplace_back([&, i] {
+      SqliteTaskStoreOptions options;
+      options.path = *uri;
+      absl::StatusOr<std::unique_ptr<TaskStore>> store = OpenTaskStore(options);
+      results[i] = store.status();
+      if (store.ok()) stores[i] = std::move(*store);
+    });
+  }
+  for (std::thread& opener : openers) opener.join();
+  for (const absl::Status& result : results) EXPECT_TRUE(result.ok()) << result;
+  // Every replica writes into the one schema, and sees the others' writes.
+  ASSERT_TRUE(stores[0]->Create(NewTask("from-0"), "").ok());
+  ASSERT_TRUE(stores[3]->Create(NewTask("from-3"), "").ok());
+  EXPECT_TRUE(stores[1]->Get("from-0").ok());
+  EXPECT_TRUE(stores[2]->Get("from-3").ok());
+  EXPECT_EQ(stores[3]->InstanceSecret(), stores[0]->InstanceSecret());
+}
+
+TEST_F(PostgresTaskStoreTest, AConnectionLostMidTransactionFailsItsWriteAlone) {
+  ASSERT_TRUE(store_->Create(NewTask("gate"), "").ok());
+  ASSERT_TRUE(store_->Create(NewTask("victim"), "").ok());
+  std::unique_ptr<pg::Connection> admin = Admin();
+  ASSERT_NE(admin, nullptr);
+  // The gate holds the writer until the two writes after it are queued, so
+  // that they share one transaction.
+  absl::Notification queued;
+  std::atomic<int> kills{0};
+  absl::Notification gate_done, create_done, kill_done;
+  absl::StatusOr<Task> created, killed;
+  store_->Write({TaskWrite::Update{"gate",
+                                   [&](const Task& current) {
+                                     queued.WaitForNotification();
+                                     Task next = current;
+                                     next.set_priority("high");
+                                     return next;
+                                   }}},
+                [&](absl::StatusOr<Task>) { gate_done.Notify(); });
+  store_->Write({TaskWrite::Create{NewTask("kept"), ""}},
+                [&](absl::StatusOr<Task> result) {
+                  created = std::move(result);
+                  create_done.Notify();
+                });
+  // Its mutation ends the writer's session in the middle of the
+  // transaction (after the create's statements): its own UPDATE then finds
+  // the connection gone.
+  store_->Write(
+      {TaskWrite::Update{
+          "victim",
+          [&](const Task& current) -> absl::StatusOr<Task> {
+            if (kills++ == 0) {
+              absl::StatusOr<pg::Result> ended = admin->Exec(
+                  "SELECT pg_terminate_backend(pid, 5000) FROM "
+                  "pg_stat_activity WHERE datname = current_database() AND "
+                  "state = 'idle in transaction'");
+              EXPECT_TRUE(ended.ok() && ended->rows() == 1)
+                  << "the writer was not in a transaction";
+            }
+            Task next = current;
+            next.set_priority("low");
+            return next;
+          }}},
+      [&](absl::StatusOr<Task> result) {
+        killed = std::move(result);
+        kill_done.Notify();
+      });
+  queued.Notify();
+  gate_done.WaitForNotification();
+  create_done.WaitForNotification();
+  kill_done.WaitForNotification();
+  // The write whose connection died failed; its neighbour was applied again
+  // on a new connection and committed.
+  EXPECT_EQ(killed.status().code(), absl::StatusCode::kUnavailable)
+      << killed.status();
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(kills.load(), 1);
+  // Nothing half-written: the victim as it was, the history whole and
+  // gapless, the counts right.
+  absl::StatusOr<Task> victim = store_->Get("victim");
+  ASSERT_TRUE(victim.ok());
+  EXPECT_EQ(victim->priority(), "normal");
+  EXPECT_EQ(victim->revision(), 2);
+  absl::StatusOr<std::vector<Change>> history = store_->ReadChanges(1, 100);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->size(), 4u);  // gate, victim, the gate's move, kept
+  for (size_t i = 0; i < history->size(); ++i) {
+    EXPECT_EQ((*history)[i].revision, static_cast<int64_t>(i) + 1);
+  }
+  EXPECT_EQ(history->back().task.id(), "kept");
+  absl::StatusOr<CountResult> counts = store_->Count(CountQuery{});
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->groups[GroupKey{}], 3);
 }
 
 // ---- sqlite::Statement, under the store ----------------------------------
