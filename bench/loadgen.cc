@@ -108,6 +108,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -121,7 +122,13 @@ ABSL_FLAG(std::string, scenario, "create",
           "create, get, list, moves, mix, watch, acquire, wake, heartbeat, "
           "etcd-put, etcd-range, sqlite-insert, sqlite-get");
 ABSL_FLAG(std::string, server, "127.0.0.1:50051",
-          "taskd's address (etcd's for etcd-*)");
+          "taskd's address (etcd's for etcd-*); several, comma-separated "
+          "(replicas on one PostgreSQL): connection i goes to the i-th, "
+          "round robin");
+ABSL_FLAG(std::string, watch_server, "",
+          "where the --watchers streams go (comma-separated as --server); "
+          "empty: --server. Writers on one replica and watchers on another "
+          "time the delivery across replicas");
 ABSL_FLAG(int, concurrency, 64, "calls kept in flight");
 ABSL_FLAG(int, connections, 1,
           "separate HTTP/2 connections the calls are spread over");
@@ -426,7 +433,12 @@ Task NewTask(const std::string& id_prefix, int64_t serial, int tenants) {
 
 // ---- The gRPC side ----------------------------------------------------------
 
-std::vector<std::shared_ptr<grpc::Channel>> Connect(int connections) {
+// `connections` channels, spread round robin over the comma-separated
+// addresses in `servers` (default --server).
+std::vector<std::shared_ptr<grpc::Channel>> Connect(int connections,
+                                                    std::string servers = "") {
+  if (servers.empty()) servers = absl::GetFlag(FLAGS_server);
+  const std::vector<std::string> addresses = absl::StrSplit(servers, ',');
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < std::max(1, connections); ++i) {
     grpc::ChannelArguments args;
@@ -435,13 +447,13 @@ std::vector<std::shared_ptr<grpc::Channel>> Connect(int connections) {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
     channels.push_back(grpc::CreateCustomChannel(
-        absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(), args));
+        addresses[i % addresses.size()], grpc::InsecureChannelCredentials(),
+        args));
   }
   for (auto& channel : channels) {
     if (!channel->WaitForConnected(
             absl::ToChronoTime(absl::Now() + absl::Seconds(10)))) {
-      std::cerr << "taskd_loadgen: cannot connect to "
-                << absl::GetFlag(FLAGS_server) << "\n";
+      std::cerr << "taskd_loadgen: cannot connect to " << servers << "\n";
       std::exit(1);
     }
   }
@@ -1152,7 +1164,8 @@ int RunGrpc(const std::string& scenario) {
   std::vector<std::shared_ptr<grpc::Channel>> watch_channels;
   std::vector<std::unique_ptr<TaskService::Stub>> watch_stubs;
   if (n_watchers > 0) {
-    watch_channels = Connect(absl::GetFlag(FLAGS_watch_connections));
+    watch_channels = Connect(absl::GetFlag(FLAGS_watch_connections),
+                             absl::GetFlag(FLAGS_watch_server));
     for (auto& channel : watch_channels) {
       watch_stubs.push_back(TaskService::NewStub(channel));
     }
