@@ -11,6 +11,7 @@
 #include "server/call_log.h"
 #include "server/grpc_status.h"
 #include "storage/open_task_store.h"
+#include "storage/pg_task_store.h"
 
 namespace taskd {
 
@@ -20,7 +21,10 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   WatchHubOptions watch_options = options.watch;
   SqliteTaskStoreOptions store_options = options.store;
   TaskServiceOptions service_options = options.service;
-  if (service_options.backup_scratch_path.empty()) {
+  // BackupDatabase copies SQLite files; a PostgreSQL database is backed
+  // up with PostgreSQL's own tools, and the call says so.
+  if (service_options.backup_scratch_path.empty() &&
+      !IsPostgresUri(options.store.path)) {
     service_options.backup_scratch_path = options.store.path + ".backup";
   }
   if (options.clock != nullptr) {

@@ -604,8 +604,13 @@ TaskService::BackupDatabase(grpc::CallbackServerContext* context,
         "of every tenant (*), not one of a single tenant"));
   }
   if (options_.backup_scratch_path.empty()) {
-    return BackupStream::Refuse(
-        absl::UnimplementedError("this taskd makes no backups"));
+    // (Not UNIMPLEMENTED: the edge reads that from gRPC as an undecodable
+    // request, server/grpc_status.h.)
+    return BackupStream::Refuse(WithReason(
+        absl::FailedPreconditionError(
+            "this taskd makes no backups: its database is PostgreSQL, backed "
+            "up with PostgreSQL's own tools (pg_dump, base backups)"),
+        "BACKUP_BY_DATABASE_TOOLS"));
   }
   return BackupStream::Start(store_, options_.backup_scratch_path,
                              &backup_running_);

@@ -70,8 +70,10 @@ struct TaskServiceOptions {
   absl::Duration max_acquire_wait = absl::Seconds(60);
 
   // Where BackupDatabase makes the copy it streams (removed once sent);
-  // empty: BackupDatabase is UNIMPLEMENTED. TaskServer sets it beside the
-  // database ("<db>.backup"), on the same disk.
+  // empty: BackupDatabase is FAILED_PRECONDITION (reason
+  // BACKUP_BY_DATABASE_TOOLS; TaskServer leaves it empty on PostgreSQL).
+  // TaskServer sets it beside the database ("<db>.backup"), on the same
+  // disk.
   std::string backup_scratch_path;
 };
 

@@ -19,14 +19,17 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/task_client.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tasks/v1/tasks.grpc.pb.h"
 #include "tests/postgres_server.h"
 #include "tests/taskd_process.h"
+#include "tests/test_util.h"
 
 namespace taskd {
 namespace {
 
+using ::testing::HasSubstr;
 using tasks::v1::Task;
 using tasks::v1::TaskEvent;
 
@@ -312,6 +315,24 @@ TEST_F(ReplicasTest, AWatchMayResumeFromARevisionThisReplicaHasNotSeenYet) {
   Watcher ahead(replicas_[1]->NewChannel(), created->revision() + 2);
   EXPECT_EQ(ahead.AwaitEnd(absl::Seconds(10)).error_code(),
             grpc::StatusCode::OUT_OF_RANGE);
+}
+
+TEST_F(ReplicasTest, BackupsAreLeftToPostgresqlsOwnTools) {
+  // BackupDatabase (taskctl backup) copies SQLite files: on PostgreSQL it
+  // fails saying what to use instead, and --restore refuses to start.
+  testing::TempDir dir;
+  testing::CommandResult backup = testing::RunTaskctl(
+      {"--server=" + replicas_[0]->address(), "backup", dir.File("copy.db")});
+  EXPECT_NE(backup.rc, 0) << backup;
+  EXPECT_THAT(backup.err, HasSubstr("FAILED_PRECONDITION")) << backup;
+  EXPECT_THAT(backup.err, HasSubstr("pg_dump")) << backup;
+  testing::TaskdProcess::Options options;
+  options.db_path = uri_;
+  options.flags = {"--restore=" + dir.File("copy.db")};
+  testing::TaskdProcess restoring(options);
+  restoring.Launch();
+  EXPECT_EQ(restoring.Wait(), 2) << restoring.log();
+  EXPECT_THAT(restoring.log(), HasSubstr("pg_restore"));
 }
 
 TEST_F(ReplicasTest, PostgresRestartedUnderLoadLosesNothingAcknowledged) {
