@@ -446,9 +446,9 @@ std::vector<std::shared_ptr<grpc::Channel>> Connect(int connections,
     // each, instead of one shared by every channel to the same address.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
-    channels.push_back(grpc::CreateCustomChannel(
-        addresses[i % addresses.size()], grpc::InsecureChannelCredentials(),
-        args));
+    channels.push_back(
+        grpc::CreateCustomChannel(addresses[i % addresses.size()],
+                                  grpc::InsecureChannelCredentials(), args));
   }
   for (auto& channel : channels) {
     if (!channel->WaitForConnected(

@@ -282,8 +282,7 @@ absl::StatusOr<Task> GroupCommitWriter::Apply(const TaskWrite::Delete& del,
   Task deleted = *current;
   deleted.set_revision(at.revision);
   deleted.set_etag(EtagOf(at.revision));
-  if (absl::Status status = transaction_->Remove(current->id());
-      !status.ok()) {
+  if (absl::Status status = transaction_->Remove(current->id()); !status.ok()) {
     return status;
   }
   return RecordChange(Change::Kind::kDeleted, std::move(deleted),

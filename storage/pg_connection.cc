@@ -203,8 +203,8 @@ absl::StatusOr<bool> Connection::AwaitNotification(absl::Duration timeout) {
   if (fd.fd < 0) {
     return absl::UnavailableError("PostgreSQL: the connection is closed");
   }
-  const int ready = ::poll(
-      &fd, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  const int ready =
+      ::poll(&fd, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
   if (ready > 0 && PQconsumeInput(conn_) == 0) {
     return absl::UnavailableError(absl::StrCat(
         "PostgreSQL: the connection failed: ", Trimmed(PQerrorMessage(conn_))));

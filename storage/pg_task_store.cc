@@ -145,9 +145,7 @@ struct PgRow {
   const pg::Result& result;
   int row;
 
-  std::string ColumnText(int column) const {
-    return result.Text(row, column);
-  }
+  std::string ColumnText(int column) const { return result.Text(row, column); }
   int64_t ColumnInt64(int column) const {
     absl::StatusOr<int64_t> value = result.Int64(row, column);
     return value.ok() ? *value : 0;
@@ -217,8 +215,7 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
     absl::Status status_;
   };
 
-  explicit PgTaskStore(const PgTaskStoreOptions& options)
-      : options_(options) {}
+  explicit PgTaskStore(const PgTaskStoreOptions& options) : options_(options) {}
 
   absl::StatusOr<std::unique_ptr<pg::Connection>> Connect() const;
   absl::Status Migrate();
@@ -292,8 +289,7 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
 
   absl::Mutex pool_mu_;
   // Idle read connections; null: not connected (yet, or since a failure).
-  std::vector<std::unique_ptr<pg::Connection>> idle_
-      ABSL_GUARDED_BY(pool_mu_);
+  std::vector<std::unique_ptr<pg::Connection>> idle_ ABSL_GUARDED_BY(pool_mu_);
 
   absl::Mutex follow_mu_;
   // The last revision handed to on_commit.
@@ -328,7 +324,8 @@ absl::StatusOr<std::unique_ptr<PgTaskStore>> PgTaskStore::Open(
   if (absl::Status status = store->LoadState(); !status.ok()) return status;
   {
     absl::MutexLock lock(&store->pool_mu_);
-    store->idle_.resize(static_cast<size_t>(std::max(1, options.read_connections)));
+    store->idle_.resize(
+        static_cast<size_t>(std::max(1, options.read_connections)));
   }
   PgTaskStore* self = store.get();
   store->follower_ = std::thread([self] { self->FollowLoop(); });
@@ -389,8 +386,8 @@ absl::Status PgTaskStore::Migrate() {
     }
     if (!status.ok()) {
       status = absl::Status(
-          status.code(), absl::StrCat("migrate to schema version ", v + 1,
-                                      ": ", status.message()));
+          status.code(), absl::StrCat("migrate to schema version ", v + 1, ": ",
+                                      status.message()));
     }
   }
   if (status.ok()) return writer_->ExecScript("COMMIT");
@@ -457,8 +454,7 @@ absl::StatusOr<Task> PgTaskStore::Find(pg::Connection* connection,
   static const std::string by_uuid =
       absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE uuid = $1");
   for (const std::string* sql : {&by_id, &by_uuid}) {
-    absl::StatusOr<pg::Result> rows =
-        connection->Exec(*sql, {std::string(id)});
+    absl::StatusOr<pg::Result> rows = connection->Exec(*sql, {std::string(id)});
     if (!rows.ok()) return rows.status();
     if (rows->rows() > 0) return ReadTask(PgRow{*rows, 0});
   }
@@ -506,24 +502,24 @@ absl::Status PgTaskStore::ReadPage(pg::Connection* connection,
 
 absl::Status PgTaskStore::InSnapshot(
     const std::function<absl::Status(pg::Connection*, int64_t)>& read) {
-  return Read<bool>([&read](pg::Connection* connection)
-                        -> absl::StatusOr<bool> {
-           absl::Status status = connection->ExecScript(
-               "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-           if (!status.ok()) return status;
-           absl::StatusOr<pg::Result> meta =
-               connection->Exec("SELECT revision FROM meta");
-           if (!meta.ok()) return meta.status();
-           absl::StatusOr<int64_t> revision = meta->Int64(0, 0);
-           if (!revision.ok()) return revision.status();
-           if (status = read(connection, *revision); !status.ok()) {
-             return status;
-           }
-           if (status = connection->ExecScript("COMMIT"); !status.ok()) {
-             return status;
-           }
-           return true;
-         })
+  return Read<bool>(
+             [&read](pg::Connection* connection) -> absl::StatusOr<bool> {
+               absl::Status status = connection->ExecScript(
+                   "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+               if (!status.ok()) return status;
+               absl::StatusOr<pg::Result> meta =
+                   connection->Exec("SELECT revision FROM meta");
+               if (!meta.ok()) return meta.status();
+               absl::StatusOr<int64_t> revision = meta->Int64(0, 0);
+               if (!revision.ok()) return revision.status();
+               if (status = read(connection, *revision); !status.ok()) {
+                 return status;
+               }
+               if (status = connection->ExecScript("COMMIT"); !status.ok()) {
+                 return status;
+               }
+               return true;
+             })
       .status();
 }
 
@@ -710,8 +706,7 @@ absl::StatusOr<std::optional<Task>> PgTaskStore::FindByRequest(
   static const std::string sql =
       absl::StrCat("SELECT ", kTaskColumns,
                    " FROM tasks WHERE tenant_id = $1 AND request_id = $2");
-  absl::StatusOr<pg::Result> rows =
-      writer_->Exec(sql, {tenant_id, request_id});
+  absl::StatusOr<pg::Result> rows = writer_->Exec(sql, {tenant_id, request_id});
   if (!rows.ok()) return rows.status();
   if (rows->rows() == 0) return std::nullopt;
   return ReadTask(PgRow{*rows, 0});
@@ -754,12 +749,10 @@ absl::Status PgTaskStore::Replace(const Task& current, const Task& next) {
   std::string sql = "UPDATE tasks SET ";
   std::vector<Param> params = {current.id()};
   for (size_t i = 0; i < columns.size(); ++i) {
-    absl::StrAppend(&sql, i == 0 ? "" : ", ", columns[i].column, " = $",
-                    i + 2);
-    params.push_back(
-        columns[i].blob
-            ? pg::Bytea(std::get<std::string>(columns[i].value))
-            : ToParam(columns[i].value));
+    absl::StrAppend(&sql, i == 0 ? "" : ", ", columns[i].column, " = $", i + 2);
+    params.push_back(columns[i].blob
+                         ? pg::Bytea(std::get<std::string>(columns[i].value))
+                         : ToParam(columns[i].value));
   }
   sql += " WHERE id = $1";
   return Run(sql, std::move(params));
@@ -808,16 +801,15 @@ int64_t PgTaskStore::TrimHistory(int64_t last_revision) {
     keep_from = std::max(keep_from, first_young);
   }
   if (keep_from <= oldest_.load()) return 0;
-  if (!Run("DELETE FROM changes WHERE revision < $1",
-           {absl::StrCat(keep_from)})
+  if (!Run("DELETE FROM changes WHERE revision < $1", {absl::StrCat(keep_from)})
            .ok()) {
     return 0;
   }
   return keep_from;
 }
 
-absl::StatusOr<int64_t> PgTaskStore::Finish(int64_t last_revision,
-                                            bool changed, bool trim) {
+absl::StatusOr<int64_t> PgTaskStore::Finish(int64_t last_revision, bool changed,
+                                            bool trim) {
   int64_t oldest = 0;
   if (trim) oldest = TrimHistory(last_revision);
   if (changed) {
@@ -874,8 +866,7 @@ void PgTaskStore::Publish(const CommittedBatch& batch) {
   if (batch.oldest > oldest_.load()) oldest_ = batch.oldest;
   absl::MutexLock lock(&follow_mu_);
   const int64_t first = batch.changes.front().revision;
-  if (!CatchUp(writer_.get(), first).ok() ||
-      delivered_.load() + 1 < first) {
+  if (!CatchUp(writer_.get(), first).ok() || delivered_.load() + 1 < first) {
     // The earlier changes could not be read: leave them, and this batch,
     // to the follower, which hands everything over in order.
     return;
@@ -911,14 +902,13 @@ void PgTaskStore::FollowLoop() {
       absl::StatusOr<pg::Result> oldest =
           listener->Exec("SELECT MIN(revision) FROM changes");
       if (oldest.ok()) {
-        oldest_ = oldest->IsNull(0, 0) ? delivered_.load() + 1
-                                       : *oldest->Int64(0, 0);
+        oldest_ =
+            oldest->IsNull(0, 0) ? delivered_.load() + 1 : *oldest->Int64(0, 0);
       }
       next_poll = absl::Now() + options_.poll_interval;
     }
-    absl::StatusOr<bool> notified = listener->AwaitNotification(
-        std::max(absl::ZeroDuration(),
-                 std::min(slice, next_poll - absl::Now())));
+    absl::StatusOr<bool> notified = listener->AwaitNotification(std::max(
+        absl::ZeroDuration(), std::min(slice, next_poll - absl::Now())));
     if (!notified.ok()) {
       listener.reset();
     } else if (*notified) {

@@ -204,23 +204,22 @@ std::string AfterClause(const OrderBy& order,
       columns.push_back(ColumnOf(order[i].field));
       values.push_back(b.Param(after[i]));
     }
-    return b.Likely(
-        absl::StrCat("(", absl::StrJoin(columns, ", "), ") ",
-                     order.front().descending ? "<" : ">", " (",
-                     absl::StrJoin(values, ", "), ")"),
-        kSeekLikelihood);
+    return b.Likely(absl::StrCat("(", absl::StrJoin(columns, ", "), ") ",
+                                 order.front().descending ? "<" : ">", " (",
+                                 absl::StrJoin(values, ", "), ")"),
+                    kSeekLikelihood);
   }
   std::vector<std::string> alternatives;
-  const std::string bound =
-      b.Likely(absl::StrCat(ColumnOf(order.front().field),
-                            order.front().descending ? " <= " : " >= ",
-                            b.Param(after.front())),
-               kSeekLikelihood);
+  const std::string bound = b.Likely(
+      absl::StrCat(
+          ColumnOf(order.front().field),
+          order.front().descending ? " <= " : " >= ", b.Param(after.front())),
+      kSeekLikelihood);
   for (size_t i = 0; i < order.size(); ++i) {
     std::vector<std::string> terms;
     for (size_t j = 0; j < i; ++j) {
-      terms.push_back(absl::StrCat(ColumnOf(order[j].field), " = ",
-                                   b.Param(after[j])));
+      terms.push_back(
+          absl::StrCat(ColumnOf(order[j].field), " = ", b.Param(after[j])));
     }
     terms.push_back(absl::StrCat(ColumnOf(order[i].field),
                                  order[i].descending ? " < " : " > ",

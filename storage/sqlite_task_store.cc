@@ -196,7 +196,6 @@ constexpr const char* kMigrations[] = {
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
-
 absl::Status NewerSchemaError(const std::string& path, int64_t version) {
   return absl::FailedPreconditionError(absl::StrCat(
       "database ", path, " has schema version ", version,
@@ -701,16 +700,14 @@ int64_t SqliteTaskStore::TrimHistory(int64_t last_revision) {
   return keep_from;
 }
 
-absl::Status SqliteTaskStore::Replace(const Task& current,
-                                      const Task& next) {
+absl::Status SqliteTaskStore::Replace(const Task& current, const Task& next) {
   const std::vector<ColumnChange> columns = ChangedColumns(current, next);
   // A touch that changes nothing writes nothing (an update changes at least
   // the revision).
   if (columns.empty()) return absl::OkStatus();
   std::string sql = "UPDATE tasks SET ";
   for (size_t i = 0; i < columns.size(); ++i) {
-    absl::StrAppend(&sql, i == 0 ? "" : ", ", columns[i].column, " = ?",
-                    i + 2);
+    absl::StrAppend(&sql, i == 0 ? "" : ", ", columns[i].column, " = ?", i + 2);
   }
   sql += " WHERE id = ?1";
   // The statement texts are a few shapes (one per kind of move), each

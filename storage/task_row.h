@@ -26,24 +26,24 @@ inline std::string EtagOf(int64_t revision) {
 // The fields that have columns of their own (TaskField), in kTaskColumns
 // order; every other stored field goes into `detail`.
 inline constexpr TaskField kColumnFields[] = {TaskField::kId,
-                                       TaskField::kUuid,
-                                       TaskField::kType,
-                                       TaskField::kState,
-                                       TaskField::kResultCode,
-                                       TaskField::kPriority,
-                                       TaskField::kPolicyId,
-                                       TaskField::kResourceId,
-                                       TaskField::kExecutorId,
-                                       TaskField::kTenantId,
-                                       TaskField::kEnqueuedAt,
-                                       TaskField::kStartedAt,
-                                       TaskField::kCompletedAt,
-                                       TaskField::kUpdatedAt,
-                                       TaskField::kRevision,
-                                       TaskField::kAssignCount,
-                                       TaskField::kCancelRequested,
-                                       TaskField::kAssignedAt,
-                                       TaskField::kDeadline};
+                                              TaskField::kUuid,
+                                              TaskField::kType,
+                                              TaskField::kState,
+                                              TaskField::kResultCode,
+                                              TaskField::kPriority,
+                                              TaskField::kPolicyId,
+                                              TaskField::kResourceId,
+                                              TaskField::kExecutorId,
+                                              TaskField::kTenantId,
+                                              TaskField::kEnqueuedAt,
+                                              TaskField::kStartedAt,
+                                              TaskField::kCompletedAt,
+                                              TaskField::kUpdatedAt,
+                                              TaskField::kRevision,
+                                              TaskField::kAssignCount,
+                                              TaskField::kCancelRequested,
+                                              TaskField::kAssignedAt,
+                                              TaskField::kDeadline};
 inline constexpr int kDetailColumn = 19;  // 0-based, after the column fields
 
 // The `detail` column of `task`: the task without the fields that have
@@ -88,8 +88,7 @@ struct ColumnChange {
 // The columns an update from `current` to `next` must set: those whose
 // values differ (an engine that writes only these rewrites only the
 // indexes over them), `detail` last if it differs. Empty if none does.
-std::vector<ColumnChange> ChangedColumns(const Task& current,
-                                         const Task& next);
+std::vector<ColumnChange> ChangedColumns(const Task& current, const Task& next);
 
 // The task in the current row of a result that selected kTaskColumns.
 // `Row` reads column i (0-based) with ColumnText(i), ColumnInt64(i) and

@@ -158,8 +158,8 @@ absl::StatusOr<std::string> NewPostgresDatabase() {
   absl::StatusOr<std::unique_ptr<pg::Connection>> admin =
       pg::Connection::Open(options);
   if (!admin.ok()) return admin.status();
-  if (absl::Status s = (*admin)->ExecScript(
-          absl::StrCat("CREATE DATABASE ", name));
+  if (absl::Status s =
+          (*admin)->ExecScript(absl::StrCat("CREATE DATABASE ", name));
       !s.ok()) {
     return s;
   }

@@ -459,8 +459,7 @@ std::string GenerateOrderBy(Random& rng) {
 
 // ---- The test --------------------------------------------------------------
 
-class QueryDifferentialTest
-    : public ::testing::TestWithParam<testing::Engine> {
+class QueryDifferentialTest : public ::testing::TestWithParam<testing::Engine> {
  protected:
   QueryDifferentialTest() : temp_(GetParam()) {}
 

@@ -29,9 +29,9 @@
 namespace taskd {
 namespace {
 
-using ::testing::HasSubstr;
 using tasks::v1::Task;
 using tasks::v1::TaskEvent;
+using ::testing::HasSubstr;
 
 // One event as a watcher saw it.
 struct Seen {
@@ -39,8 +39,7 @@ struct Seen {
   TaskEvent::Type type;
   std::string id;
   bool operator==(const Seen& other) const {
-    return revision == other.revision && type == other.type &&
-           id == other.id;
+    return revision == other.revision && type == other.type && id == other.id;
   }
 };
 
@@ -87,8 +86,9 @@ class Watcher {
   grpc::Status AwaitEnd(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&ended_), timeout);
-    return ended_ ? end_ : grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                        "the stream did not end");
+    return ended_ ? end_
+                  : grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                 "the stream did not end");
   }
   std::vector<Seen> seen() {
     absl::MutexLock lock(&mu_);
@@ -218,8 +218,7 @@ class ReplicasTest : public ::testing::Test {
 
   // Checks that `seen` is revisions 1..newest, each once, in order, and
   // holds every acknowledged write as it was acknowledged.
-  static void ExpectWholeHistory(const std::vector<Seen>& seen,
-                                 int64_t newest,
+  static void ExpectWholeHistory(const std::vector<Seen>& seen, int64_t newest,
                                  const std::vector<Acknowledged>& writes,
                                  const std::string& who) {
     ASSERT_EQ(static_cast<int64_t>(seen.size()), newest) << who;

@@ -1,8 +1,6 @@
 // The store conformance suite: every TaskStore engine (SQLite on real
 // temporary files, PostgreSQL on a real server) against the same tests
 // (StoreTest, run once per engine); then what only SQLite has.
-#include "storage/sqlite_task_store.h"
-
 #include <sqlite3.h>
 
 #include <atomic>
@@ -18,6 +16,7 @@
 #include "storage/open_task_store.h"
 #include "storage/pg_connection.h"
 #include "storage/sqlite_statement.h"
+#include "storage/sqlite_task_store.h"
 #include "tests/postgres_server.h"
 #include "tests/test_store.h"
 #include "tests/test_util.h"
@@ -351,7 +350,8 @@ TEST_F(PostgresTaskStoreTest, NewerSchemaIsRefused) {
   store_.reset();
   std::unique_ptr<pg::Connection> admin = Admin();
   ASSERT_NE(admin, nullptr);
-  ASSERT_TRUE(admin->ExecScript("UPDATE schema_version SET version = 999").ok());
+  ASSERT_TRUE(
+      admin->ExecScript("UPDATE schema_version SET version = 999").ok());
   absl::Status opened = temp_.Open();
   EXPECT_EQ(opened.code(), absl::StatusCode::kFailedPrecondition) << opened;
   EXPECT_THAT(opened.message(), HasSubstr("999"));
