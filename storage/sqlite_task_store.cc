@@ -222,17 +222,6 @@ absl::Status RefuseNewerSchema(const SqliteTaskStoreOptions& options,
   return absl::OkStatus();
 }
 
-// A read below the history kept. The reason lets clients tell it from other
-// OUT_OF_RANGE errors without parsing the message.
-// `from` is below `oldest`, the oldest revision kept.
-absl::Status CompactedError(int64_t from, int64_t oldest) {
-  return WithReason(
-      absl::OutOfRangeError(absl::StrCat(
-          "revision ", from,
-          " has been compacted; the oldest revision available is ", oldest)),
-      "REVISION_COMPACTED", {{"oldest_revision", absl::StrCat(oldest)}});
-}
-
 // Binds `task` to ?1 .. ?20 in kTaskColumns order.
 void BindTask(Statement& statement, const Task& task) {
   int i = 1;
@@ -761,9 +750,13 @@ absl::StatusOr<int64_t> SqliteTaskStore::Finish(int64_t last_revision,
 
 absl::StatusOr<std::optional<Task>> SqliteTaskStore::FindByRequest(
     const std::string& tenant_id, const std::string& request_id) {
-  static const std::string by_request =
-      absl::StrCat("SELECT ", kTaskColumns,
-                   " FROM tasks WHERE tenant_id = ?1 AND request_id = ?2");
+  // `request_id <> ''` (true here: the caller has a request_id) is the
+  // partial index tasks_by_request's own condition, which SQLite uses only
+  // when the query states it; without it, this read the tenant's tasks.
+  static const std::string by_request = absl::StrCat(
+      "SELECT ", kTaskColumns,
+      " FROM tasks WHERE tenant_id = ?1 AND request_id = ?2 AND "
+      "request_id <> ''");
   Statement earlier = writer_->Prepare(by_request);
   earlier.BindText(1, tenant_id);
   earlier.BindText(2, request_id);
@@ -850,12 +843,7 @@ absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {
 absl::Status SqliteTaskStore::ReadPage(Connection* connection,
                                        const ListQuery& query,
                                        ListResult* result) {
-  if (query.limit < 1) {
-    return absl::InvalidArgumentError("list limit must be at least 1");
-  }
-  if (!query.after.empty() && query.after.size() != query.order.size()) {
-    return absl::InvalidArgumentError("cursor does not match the order");
-  }
+  if (absl::Status bad = CheckListQuery(query); !bad.ok()) return bad;
   // One row more than asked tells whether another page follows.
   sqlite::SqlQuery sql = sqlite::BuildListQuery(query, query.limit + 1);
   Statement page = connection->Prepare(sql.sql);

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "base/error_details.h"
+
 namespace taskd {
 
 std::string DetailOf(const Task& task) {
@@ -36,6 +38,24 @@ std::vector<ColumnChange> ChangedColumns(const Task& current,
     changes.push_back({"detail", std::move(detail), /*blob=*/true});
   }
   return changes;
+}
+
+absl::Status CompactedError(int64_t from, int64_t oldest) {
+  return WithReason(
+      absl::OutOfRangeError(absl::StrCat(
+          "revision ", from,
+          " has been compacted; the oldest revision available is ", oldest)),
+      "REVISION_COMPACTED", {{"oldest_revision", absl::StrCat(oldest)}});
+}
+
+absl::Status CheckListQuery(const ListQuery& query) {
+  if (query.limit < 1) {
+    return absl::InvalidArgumentError("list limit must be at least 1");
+  }
+  if (!query.after.empty() && query.after.size() != query.order.size()) {
+    return absl::InvalidArgumentError("cursor does not match the order");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace taskd

@@ -1,4 +1,7 @@
-// A task as a row of the tasks table, the same in every engine: the fields
+// What every engine shares below the TaskStore interface: a task as a row
+// of the tasks table, and the checks and errors of the reads.
+//
+// A task as a row, the same in every engine: the fields
 // that filters and orders need have columns of their own (kTaskColumns in
 // storage/sqlite_query.h, kColumnFields here, in the same order); every
 // other field lives in `detail`, a serialized tasks.v1.Task holding only
@@ -10,8 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "query/task_fields.h"
+#include "storage/task_store.h"
 #include "tasks/v1/tasks.pb.h"
 
 namespace taskd {
@@ -89,6 +94,15 @@ struct ColumnChange {
 // values differ (an engine that writes only these rewrites only the
 // indexes over them), `detail` last if it differs. Empty if none does.
 std::vector<ColumnChange> ChangedColumns(const Task& current, const Task& next);
+
+// ReadChanges' error for a `from` below `oldest`, the oldest revision kept
+// (OUT_OF_RANGE, reason REVISION_COMPACTED, so that clients tell it from
+// other OUT_OF_RANGE errors without parsing the message).
+absl::Status CompactedError(int64_t from, int64_t oldest);
+
+// InvalidArgument if `query` cannot be read (a limit below 1, a cursor that
+// does not match the order).
+absl::Status CheckListQuery(const ListQuery& query);
 
 // The task in the current row of a result that selected kTaskColumns.
 // `Row` reads column i (0-based) with ColumnText(i), ColumnInt64(i) and
