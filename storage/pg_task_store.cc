@@ -693,10 +693,10 @@ absl::StatusOr<std::optional<Task>> PgTaskStore::FindByRequest(
   // `request_id <> ''` (true here: the caller has a request_id) is the
   // partial index tasks_by_request's own condition, which a plan for any
   // $2 can only use when the query states it.
-  static const std::string sql = absl::StrCat(
-      "SELECT ", kTaskColumns,
-      " FROM tasks WHERE tenant_id = $1 AND request_id = $2 AND "
-      "request_id <> ''");
+  static const std::string sql =
+      absl::StrCat("SELECT ", kTaskColumns,
+                   " FROM tasks WHERE tenant_id = $1 AND request_id = $2 AND "
+                   "request_id <> ''");
   absl::StatusOr<pg::Result> rows = writer_->Exec(sql, {tenant_id, request_id});
   if (!rows.ok()) return rows.status();
   if (rows->rows() == 0) return std::nullopt;
@@ -885,7 +885,8 @@ void PgTaskStore::FollowLoop() {
       listener.reset();
       absl::StatusOr<std::unique_ptr<pg::Connection>> connected = Connect();
       if (connected.ok() &&
-          (*connected)->ExecScript(absl::StrCat("LISTEN ", kChannel)).ok()) {
+          (!options_.listen ||
+           (*connected)->ExecScript(absl::StrCat("LISTEN ", kChannel)).ok())) {
         listener = std::move(*connected);
         next_poll = absl::InfinitePast();  // catch up at once
       } else {

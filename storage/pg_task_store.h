@@ -67,6 +67,10 @@ struct PgTaskStoreOptions {
   // The follower's safety net: how often it reads the history even without
   // a notification. Default 1 s.
   absl::Duration poll_interval = absl::Seconds(1);
+  // Whether the follower LISTENs for the writers' notifications (default).
+  // false: it only polls, every poll_interval; for a connection pooler
+  // that cannot hold a LISTEN (PgBouncer in transaction mode).
+  bool listen = true;
   // How long connecting may take before a call fails UNAVAILABLE.
   absl::Duration connect_timeout = absl::Seconds(5);
   // Not owned; must outlive the store.

@@ -9,12 +9,14 @@
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "query/task_fields.h"
 #include "storage/open_task_store.h"
 #include "storage/pg_connection.h"
+#include "storage/pg_task_store.h"
 #include "storage/sqlite_statement.h"
 #include "storage/sqlite_task_store.h"
 #include "tests/postgres_server.h"
@@ -382,6 +384,45 @@ TEST_F(PostgresTaskStoreTest, ReplicasStartingTogetherMigrateOnce) {
   EXPECT_TRUE(stores[1]->Get("from-0").ok());
   EXPECT_TRUE(stores[2]->Get("from-3").ok());
   EXPECT_EQ(stores[3]->InstanceSecret(), stores[0]->InstanceSecret());
+}
+
+// Two stores on one database, as two replicas: what one writes reaches the
+// other's on_commit, woken by NOTIFY, or with no notification at all (a
+// follower that does not LISTEN: the notification lost) by the poll alone.
+TEST_F(PostgresTaskStoreTest,
+       AnotherReplicasWritesReachOnCommitWithOrWithoutNotify) {
+  for (bool listen : {true, false}) {
+    SCOPED_TRACE(listen ? "listening" : "polling only");
+    absl::Mutex mu;
+    std::vector<int64_t> seen;
+    PgTaskStoreOptions options;
+    options.uri = options_.path;
+    options.listen = listen;
+    options.poll_interval = listen ? absl::Hours(1) : absl::Milliseconds(200);
+    options.on_commit = [&](const std::vector<Change>& changes) {
+      absl::MutexLock lock(&mu);
+      for (const Change& change : changes) seen.push_back(change.revision);
+    };
+    absl::StatusOr<std::unique_ptr<TaskStore>> other = OpenPgTaskStore(options);
+    ASSERT_TRUE(other.ok()) << other.status();
+    const int64_t before = store_->CurrentRevision();
+    // Let the follower connect (and LISTEN) before the writes.
+    absl::SleepFor(absl::Milliseconds(300));
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(
+          store_->Create(NewTask(absl::StrCat(listen, "-", i)), "").ok());
+    }
+    const int64_t last = store_->CurrentRevision();
+    absl::MutexLock lock(&mu);
+    auto arrived = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) {
+      return !seen.empty() && seen.back() == last;
+    };
+    // With NOTIFY, long before the hour-long poll; without, by the poll.
+    EXPECT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(&arrived), absl::Seconds(10)));
+    EXPECT_EQ(seen, (std::vector<int64_t>{before + 1, before + 2, before + 3}));
+    EXPECT_EQ((*other)->CurrentRevision(), last);
+  }
 }
 
 TEST_F(PostgresTaskStoreTest, AConnectionLostMidTransactionFailsItsWriteAlone) {
