@@ -753,10 +753,10 @@ absl::StatusOr<std::optional<Task>> SqliteTaskStore::FindByRequest(
   // `request_id <> ''` (true here: the caller has a request_id) is the
   // partial index tasks_by_request's own condition, which SQLite uses only
   // when the query states it; without it, this read the tenant's tasks.
-  static const std::string by_request = absl::StrCat(
-      "SELECT ", kTaskColumns,
-      " FROM tasks WHERE tenant_id = ?1 AND request_id = ?2 AND "
-      "request_id <> ''");
+  static const std::string by_request =
+      absl::StrCat("SELECT ", kTaskColumns,
+                   " FROM tasks WHERE tenant_id = ?1 AND request_id = ?2 AND "
+                   "request_id <> ''");
   Statement earlier = writer_->Prepare(by_request);
   earlier.BindText(1, tenant_id);
   earlier.BindText(2, request_id);
