@@ -840,8 +840,10 @@ void PgTaskStore::Deliver(const std::vector<Change>& changes) {
         "read them",
         delivered_.load() + 1, changes.front().revision - 1);
   }
-  if (options_.on_commit) options_.on_commit(changes);
+  // As SQLite publishes its revision: CurrentRevision() has reached the
+  // changes before on_commit sees them.
   delivered_ = changes.back().revision;
+  if (options_.on_commit) options_.on_commit(changes);
 }
 
 absl::Status PgTaskStore::CatchUp(pg::Connection* connection, int64_t below) {
