@@ -56,6 +56,13 @@ Metrics::Metrics()
                     .Help("The last committed store revision")
                     .Register(*registry_)
                     .Add({})),
+      sweeper_leader_(BuildGauge()
+                          .Name("taskd_sweeper_leader")
+                          .Help("1 if this server runs the executor timers "
+                                "and retention (one replica of several "
+                                "does), else 0")
+                          .Register(*registry_)
+                          .Add({})),
       tasks_(BuildGauge()
                  .Name("taskd_tasks")
                  .Help("Tasks by state")
@@ -114,6 +121,10 @@ void Metrics::AddEventsDelivered(int64_t events) {
 
 void Metrics::SetRevision(int64_t revision) {
   revision_.Set(static_cast<double>(revision));
+}
+
+void Metrics::SetSweeperLeader(bool leads) {
+  sweeper_leader_.Set(leads ? 1 : 0);
 }
 
 void Metrics::SetTaskCounts(const CountResult& by_state_and_result) {

@@ -48,6 +48,9 @@ class Metrics {
   void SetOpenWatchStreams(size_t open);
   void AddEventsDelivered(int64_t events);
   void SetRevision(int64_t revision);
+  // taskd_sweeper_leader: whether this server runs the timers (and
+  // retention, if on).
+  void SetSweeperLeader(bool leads);
   // taskd_tasks{state} and taskd_tasks_completed{result_code}: set from a
   // count of the store grouped by state and result_code (at start), then
   // kept up to date from every commit's changes. Thread-safe; cheap enough
@@ -71,6 +74,7 @@ class Metrics {
   prometheus::Gauge& watch_streams_;
   prometheus::Counter& events_delivered_;
   prometheus::Gauge& revision_;
+  prometheus::Gauge& sweeper_leader_;
   prometheus::Family<prometheus::Gauge>& tasks_;
   prometheus::Family<prometheus::Gauge>& completed_;
   prometheus::Family<prometheus::Counter>& timeouts_;

@@ -53,10 +53,14 @@ void Retention::Loop() {
   while (true) {
     const absl::Time start = clock->Now();
     absl::Time next = absl::InfiniteFuture();
-    const int due = Round(start, &next);
+    // Another server runs it: ask again in a while.
+    const bool leads = store_->LeadsSweepers();
+    const int due = leads ? Round(start, &next) : 0;
     const absl::Time now = clock->Now();
     absl::Time wake;
-    if (due < 0) {
+    if (!leads) {
+      wake = now + std::min(period_, options_.leader_check);
+    } else if (due < 0) {
       wake = now + options_.retry_after;
     } else if (due >= options_.batch) {
       // More are due: the next round after a pause as long as this one

@@ -10,6 +10,9 @@
 // which the history's own limits trim like any other.) The delete checks
 // again, atomically, that the task is still completed and still old enough.
 //
+// Only the server the store elects runs it (TaskStore::LeadsSweepers: one
+// replica of several); the others ask again every leader_check.
+//
 // One thread, on the injected clock. A round reads the oldest completed
 // tasks (at most `batch`, through the completedAt index: only what is due
 // is read, however many tasks there are), deletes those past the age, and
@@ -57,6 +60,9 @@ struct RetentionOptions {
   absl::Duration period = absl::ZeroDuration();
   // After a store error, wait this long before the next round. Default 1 s.
   absl::Duration retry_after = absl::Seconds(1);
+  // On a server that does not lead the sweepers (TaskStore::LeadsSweepers,
+  // several replicas), how often it asks again. Default 1 s.
+  absl::Duration leader_check = absl::Seconds(1);
   // Told of each task deleted, after its commit, on a thread of the
   // store's (for logs and metrics); must be quick. May be empty.
   std::function<void(const Task& deleted)> on_delete;

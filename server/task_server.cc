@@ -56,6 +56,9 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
         before.assign_count(), std::max(1, before.max_assign_count()),
         before.executor_id().empty() ? "-" : before.executor_id());
   };
+  timer_options.on_leadership = [metrics](bool leads) {
+    metrics->SetSweeperLeader(leads);
+  };
   server->timers_ = std::make_unique<TaskTimers>(timer_options);
   auto observe = store_options.observe_commit;
   store_options.observe_commit = [metrics, observe](absl::Duration took,

@@ -848,13 +848,27 @@ absl::StatusOr<TaskService::HeartbeatPlan> TaskService::PlanHeartbeat(
       (!current->has_progress() ||
        now - TimeOf(current->updated_at()) >= options_.progress_interval);
   HeartbeatPlan plan;
-  if (!record_progress) {
+  if (!record_progress && !(store_->Shared() && HeartbeatLeased(*current))) {
     // The renewal is the timers' (in memory): no store write.
     plan.answer = HeartbeatAnswer(*current);
     if (HeartbeatLeased(*current) && timers_ != nullptr) {
       *plan.answer.mutable_lease_expires_at() =
           ToTimestamp(timers_->Renew(*current, now));
     }
+    return plan;
+  }
+  if (!record_progress) {
+    // Several servers: the lease is kept in the store, where whichever
+    // server runs the timers reads it. A Touch: no revision, nothing for
+    // watchers.
+    TaskMutation renew = [this, id = request.id(),
+                          token = request.lease_token(),
+                          caller](const Task& task) -> absl::StatusOr<Task> {
+      if (absl::Status s = CheckTenant(task, id, caller); !s.ok()) return s;
+      if (absl::Status s = leases_.Check(task, token); !s.ok()) return s;
+      return ExtendLease(task, options_.clock->Now());
+    };
+    plan.write = TaskWrite{TaskWrite::Touch{request.id(), std::move(renew)}};
     return plan;
   }
   // Progress is a change watchers see; the new lease goes with it (and

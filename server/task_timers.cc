@@ -31,6 +31,12 @@ TaskTimers::~TaskTimers() { Stop(); }
 
 absl::Status TaskTimers::Start(TaskStore* store) {
   store_ = store;
+  shared_ = store->Shared();
+  if (shared_) {
+    // Leases are in the store; nothing to load.
+    thread_ = std::thread([this] { Loop(); });
+    return absl::OkStatus();
+  }
   const absl::Time now = options_.clock->Now();
   // The started and paused tasks, a page at a time.
   auto held = std::make_shared<FilterExpr>();
@@ -119,7 +125,10 @@ void TaskTimers::OnCommit(const std::vector<Change>& changes) {
   absl::MutexLock lock(&mu_);
   for (const Change& change : changes) {
     const Task& task = change.task;
-    if (change.kind == Change::Kind::kDeleted || !HeartbeatLeased(task)) {
+    if (shared_) {
+      // No leases in memory.
+    } else if (change.kind == Change::Kind::kDeleted ||
+               !HeartbeatLeased(task)) {
       DropLease(task.id());
     } else if (task.has_lease_expires_at()) {
       SetLease(task.id(), task.assign_count(), TimeOf(task.lease_expires_at()));
@@ -153,17 +162,22 @@ void TaskTimers::Loop() {
     absl::Time next = absl::InfiniteFuture();
     bool store_failed = false;
     int written = 0;
-    absl::StatusOr<std::vector<Task>> tasks =
-        store_->ListByDeadline(std::max(1, options_.batch));
-    if (!tasks.ok()) {
-      store_failed = true;
-    } else {
-      written = FireDue(*tasks, &next, &store_failed);
+    if (Leads()) {
+      absl::StatusOr<std::vector<Task>> tasks =
+          store_->ListByDeadline(std::max(1, options_.batch));
+      if (!tasks.ok()) {
+        store_failed = true;
+      } else {
+        written = FireDue(*tasks, &next, &store_failed);
+      }
     }
     if (store_failed) {
       next = options_.clock->Now() + options_.retry_after;
     } else if (written > 0) {
       continue;  // read again: more may be due, and the next deadline moved
+    }
+    if (shared_) {
+      next = std::min(next, options_.clock->Now() + options_.leader_check);
     }
     absl::MutexLock lock(&mu_);
     if (!ends_.empty()) next = std::min(next, ends_.begin()->first);
@@ -174,6 +188,38 @@ void TaskTimers::Loop() {
                      ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_ || wake_; };
     options_.clock->AwaitWithDeadline(&mu_, absl::Condition(&woken), next);
   }
+}
+
+bool TaskTimers::Leads() {
+  const bool leads = store_->LeadsSweepers();
+  if (told_ && leads == leading_) return leads;
+  told_ = true;
+  leading_ = leads;
+  if (leads) {
+    absl::MutexLock lock(&mu_);
+    leading_since_ = options_.clock->Now();
+  }
+  if (shared_) {
+    Log(LogLevel::kInfo, leads ? "timers: this server runs them"
+                               : "timers: another server runs them");
+  }
+  if (options_.on_leadership) options_.on_leadership(leads);
+  return leads;
+}
+
+absl::Time TaskTimers::HeldUntil(const Task& task) {
+  if (!shared_) return LeaseEnd(task);
+  if (!HeartbeatLeased(task)) return absl::InfinitePast();
+  absl::Time since;
+  {
+    absl::MutexLock lock(&mu_);
+    since = leading_since_;
+  }
+  absl::Time end = since + LeaseLength(task);
+  if (task.has_lease_expires_at()) {
+    end = std::max(end, TimeOf(task.lease_expires_at()));
+  }
+  return end;
 }
 
 int TaskTimers::FireDue(const std::vector<Task>& tasks, absl::Time* next,
@@ -223,7 +269,7 @@ int TaskTimers::FireDue(const std::vector<Task>& tasks, absl::Time* next,
     TaskMutation mutation = [this, clock, before, memory_end, assignment](
                                 const Task& current) -> absl::StatusOr<Task> {
       *before = current;
-      absl::Time end = LeaseEnd(current);
+      absl::Time end = HeldUntil(current);
       if (memory_end != absl::InfinitePast()) {
         if (current.assign_count() != assignment) return NotDue(current);
         end = std::max(end, memory_end);
@@ -239,27 +285,31 @@ int TaskTimers::FireDue(const std::vector<Task>& tasks, absl::Time* next,
       *next = TimeOf(task.deadline());
       break;
     }
-    const absl::Time end = LeaseEnd(task);
+    const absl::Time end = HeldUntil(task);
     const absl::Duration exec = DurationOf(task.exec_timeout());
     const bool exec_due = exec > absl::ZeroDuration() &&
                           task.has_started_at() &&
                           TimeOf(task.started_at()) + exec <= now;
     if (HeartbeatLeased(task) && end > now && !exec_due) {
-      // Alive in memory: write a checkpoint, no revision.
+      // Alive in memory (or, on a shared store, within the takeover's
+      // lease): write a checkpoint, no revision.
       const int32_t assignment = task.assign_count();
       TaskMutation checkpoint =
           [this, clock,
            assignment](const Task& current) -> absl::StatusOr<Task> {
         const absl::Time at = clock->Now();
-        const absl::Time lease_end = LeaseEnd(current);
+        const absl::Time lease_end = HeldUntil(current);
         if (!HeartbeatLeased(current) || current.assign_count() != assignment ||
             lease_end <= at) {
           return NotDue(current);
         }
+        // Shared: heartbeats write the lease themselves; look again when
+        // it ends.
         return CheckpointLease(
             current, lease_end,
-            at + options_.checkpoint_intervals *
-                     DurationOf(current.heart_beat_interval()));
+            shared_ ? lease_end
+                    : at + options_.checkpoint_intervals *
+                               DurationOf(current.heart_beat_interval()));
       };
       submit(TaskWrite{TaskWrite::Touch{task.id(), std::move(checkpoint)}},
              false, nullptr);

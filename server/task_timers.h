@@ -25,6 +25,16 @@
 // is left alone, so running a timer late, twice, or on two servers of one
 // database changes a task at most once per deadline.
 //
+// On a store shared by several servers (TaskStore::Shared(), replicas on
+// PostgreSQL) a heartbeat may reach any server, so no server's memory knows
+// every lease: each heartbeat writes its lease to the store (TaskService),
+// and the timers keep nothing in memory. They run only on the server the
+// store elects (TaskStore::LeadsSweepers(), asked at least every
+// leader_check); a server that takes over gives every heartbeat lease at
+// least one full lease from the takeover, as a restart does on one server,
+// so that executors whose heartbeats failed while the leader was lost keep
+// their tasks.
+//
 //   TaskTimers timers(options);
 //   store on_commit -> timers.OnCommit(changes);
 //   timers.Start(store);                 // loads the leases, then runs
@@ -66,6 +76,12 @@ struct TaskTimersOptions {
   // Told of every timeout fired (the task before and after), for logs and
   // metrics. Runs on a thread of the store's; must be quick.
   std::function<void(const Task& before, const Task& after)> on_fire;
+  // On a shared store: how often a server asks whether it leads the
+  // sweepers (on `clock`). Default 1 s.
+  absl::Duration leader_check = absl::Seconds(1);
+  // Told when this server starts (true) or stops (false) running the
+  // timers; first when the thread starts. On the timer thread. May be empty.
+  std::function<void(bool leads)> on_leadership;
 };
 
 class TaskTimers {
@@ -94,7 +110,8 @@ class TaskTimers {
   // that end.
   absl::Time Renew(const Task& task, absl::Time now);
   // When the lease of `task` (its current assignment) ends as renewed in
-  // memory; InfinitePast if this taskd has no renewal of it.
+  // memory; InfinitePast if this taskd has no renewal of it (always, on a
+  // shared store).
   absl::Time LeaseEnd(const Task& task);
 
   // Timeouts fired so far.
@@ -108,6 +125,14 @@ class TaskTimers {
   };
 
   void Loop();
+  // Whether this server runs the timers now; tells on_leadership of a
+  // change.
+  bool Leads();
+  // When the heartbeat lease of `task` (as read) ends as far as these
+  // timers know: renewed in memory (one server), or stored but no sooner
+  // than one lease after this server took over (shared store).
+  // InfinitePast if not known (FireTimeout then reads the stored lease).
+  absl::Time HeldUntil(const Task& task);
   // Fires the due tasks among `tasks` (earliest first), and the leases that
   // ended in memory, and waits for their writes. Returns how many writes it
   // made; *next is the first time something else becomes due.
@@ -120,6 +145,13 @@ class TaskTimers {
 
   const TaskTimersOptions options_;
   TaskStore* store_ = nullptr;
+  // store_->Shared(): leases live in the store, and the store elects the
+  // server that runs the timers.
+  bool shared_ = false;
+  // Used by the timer thread only: whether it leads, as last told to
+  // on_leadership (told_: once at least).
+  bool leading_ = false;
+  bool told_ = false;
 
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
@@ -132,6 +164,8 @@ class TaskTimers {
   // When the sleeping loop wakes by itself (InfinitePast while awake).
   absl::Time sleeping_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int64_t fired_ ABSL_GUARDED_BY(mu_) = 0;
+  // Shared store: when this server last took over the timers.
+  absl::Time leading_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
   // (end, id) of every lease in leases_, earliest first.
   std::set<std::pair<absl::Time, std::string>> ends_ ABSL_GUARDED_BY(mu_);

@@ -123,6 +123,9 @@ constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 // The advisory lock migrations hold (any constant; "taskd" in ASCII).
 constexpr char kMigrationLock[] = "469762302820";
+// The session advisory lock the replica that runs the sweepers holds
+// ("sweep" in ASCII); released by PostgreSQL when its connection closes.
+constexpr char kSweeperLock[] = "495874614552";
 // The NOTIFY channel every write transaction signals at its commit.
 constexpr char kChannel[] = "taskd_changes";
 // Changes the follower reads per statement.
@@ -183,6 +186,8 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
   int64_t OldestRevision() override { return oldest_.load(); }
   std::string InstanceSecret() override { return secret_; }
   absl::StatusOr<CountResult> Count(const CountQuery& query) override;
+  bool Shared() const override { return true; }
+  bool LeadsSweepers() override { return leader_.load(); }
 
  protected:
   bool WaitingWouldDeadlock() const override {
@@ -269,9 +274,15 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(follow_mu_);
   void Deliver(const std::vector<Change>& changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(follow_mu_);
-  // The follower thread: LISTEN, then CatchUp on every notification and
-  // every poll_interval; reconnects when its connection fails.
-  void FollowLoop();
+  // The follower's connection: LISTENing (unless options_.listen is off).
+  absl::StatusOr<std::unique_ptr<pg::Connection>> ConnectFollower() const;
+  // On the follower's connection: takes the sweepers' lock if it is free
+  // (held until that connection closes) and notes whether it is held.
+  void TryToLead(pg::Connection* follower);
+  // The follower thread: CatchUp on every notification and every
+  // poll_interval, TryToLead while another replica leads; reconnects when
+  // its connection fails (and leads no more until it has the lock again).
+  void FollowLoop(std::unique_ptr<pg::Connection> follower);
 
   const PgTaskStoreOptions options_;
   std::string secret_;
@@ -288,6 +299,8 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
   std::atomic<int64_t> delivered_{0};
   std::atomic<int64_t> oldest_{1};
 
+  // Whether the follower's connection holds kSweeperLock.
+  std::atomic<bool> leader_{false};
   std::atomic<bool> stopping_{false};
   std::thread follower_;
   // Last: started once the store is open, stopped first.
@@ -319,8 +332,15 @@ absl::StatusOr<std::unique_ptr<PgTaskStore>> PgTaskStore::Open(
     store->idle_.resize(
         static_cast<size_t>(std::max(1, options.read_connections)));
   }
+  // Connected (and the sweepers' lock tried) before Open returns, so that
+  // a store that can lead does so from the start.
+  absl::StatusOr<std::unique_ptr<pg::Connection>> follower =
+      store->ConnectFollower();
+  if (!follower.ok()) return follower.status();
+  store->TryToLead(follower->get());
   PgTaskStore* self = store.get();
-  store->follower_ = std::thread([self] { self->FollowLoop(); });
+  store->follower_ =
+      std::thread(&PgTaskStore::FollowLoop, self, std::move(*follower));
   GroupCommitOptions writer_options;
   writer_options.max_batch = options.max_batch;
   writer_options.max_queue = options.max_queue;
@@ -877,24 +897,51 @@ void PgTaskStore::Publish(const CommittedBatch& batch) {
   Deliver(fresh);
 }
 
-void PgTaskStore::FollowLoop() {
-  std::unique_ptr<pg::Connection> listener;
+absl::StatusOr<std::unique_ptr<pg::Connection>> PgTaskStore::ConnectFollower()
+    const {
+  absl::StatusOr<std::unique_ptr<pg::Connection>> connected = Connect();
+  if (!connected.ok() || !options_.listen) return connected;
+  if (absl::Status s =
+          (*connected)->ExecScript(absl::StrCat("LISTEN ", kChannel));
+      !s.ok()) {
+    return s;
+  }
+  return connected;
+}
+
+void PgTaskStore::TryToLead(pg::Connection* follower) {
+  if (leader_.load()) return;  // held as long as the connection lives
+  absl::StatusOr<pg::Result> taken =
+      follower->Exec("SELECT pg_try_advisory_lock($1)::int", {kSweeperLock});
+  if (!taken.ok()) return;
+  absl::StatusOr<int64_t> held = taken->Int64(0, 0);
+  if (held.ok() && *held == 1) {
+    leader_ = true;
+    Log(LogLevel::kInfo, "this replica runs the sweepers (timers, retention)");
+  }
+}
+
+void PgTaskStore::FollowLoop(std::unique_ptr<pg::Connection> listener) {
   absl::Time next_poll = absl::InfinitePast();
+  absl::Time next_lead = absl::Now() + options_.poll_interval;
   // Short waits, so that the destructor never waits long for the thread.
   const absl::Duration slice = absl::Milliseconds(100);
   while (!stopping_.load()) {
     if (listener == nullptr || listener->broken()) {
+      if (leader_.exchange(false)) {
+        Log(LogLevel::kWarning,
+            "lost the database connection that held the sweepers' lock");
+      }
       listener.reset();
-      absl::StatusOr<std::unique_ptr<pg::Connection>> connected = Connect();
-      if (connected.ok() &&
-          (!options_.listen ||
-           (*connected)->ExecScript(absl::StrCat("LISTEN ", kChannel)).ok())) {
-        listener = std::move(*connected);
-        next_poll = absl::InfinitePast();  // catch up at once
-      } else {
+      absl::StatusOr<std::unique_ptr<pg::Connection>> connected =
+          ConnectFollower();
+      if (!connected.ok()) {
         absl::SleepFor(slice);
         continue;
       }
+      listener = std::move(*connected);
+      next_poll = absl::InfinitePast();  // catch up at once
+      next_lead = absl::InfinitePast();
     }
     if (absl::Now() >= next_poll) {
       absl::MutexLock lock(&follow_mu_);
@@ -907,6 +954,10 @@ void PgTaskStore::FollowLoop() {
       }
       next_poll = absl::Now() + options_.poll_interval;
     }
+    if (absl::Now() >= next_lead) {
+      TryToLead(listener.get());
+      next_lead = absl::Now() + options_.poll_interval;
+    }
     absl::StatusOr<bool> notified = listener->AwaitNotification(std::max(
         absl::ZeroDuration(), std::min(slice, next_poll - absl::Now())));
     if (!notified.ok()) {
@@ -914,6 +965,11 @@ void PgTaskStore::FollowLoop() {
     } else if (*notified) {
       next_poll = absl::InfinitePast();
     }
+  }
+  // Handed over at once (the others take it at their next try) rather than
+  // when PostgreSQL sees the connection close.
+  if (leader_.exchange(false) && listener != nullptr) {
+    (void)listener->Exec("SELECT pg_advisory_unlock($1)", {kSweeperLock});
   }
 }
 

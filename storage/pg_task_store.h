@@ -30,6 +30,11 @@
 // - Migrations run once, under a transaction-scoped advisory lock, whichever
 //   replica starts first; the history trim rides in a write transaction, so
 //   it too runs on one replica at a time.
+// - The sweepers (executor timers, retention) run on one replica at a time:
+//   the one whose follower connection holds a session advisory lock
+//   (LeadsSweepers()). The others try to take it every poll_interval, so
+//   when the leader's connection closes (the replica exits or dies, or
+//   loses PostgreSQL) another leads within about a poll_interval.
 //
 // Reads (Get, List, Count, ReadChanges) use a pool of connections; List and
 // Count read their revision and rows in one REPEATABLE READ snapshot. A lost

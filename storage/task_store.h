@@ -263,6 +263,23 @@ class TaskStore {
   // tokens that must survive restarts (page tokens).
   virtual std::string InstanceSecret() = 0;
 
+  // Whether other servers write to the same database (several replicas on
+  // PostgreSQL). State that must be the same on every server is then kept
+  // in the database only: a heartbeat's lease, for one, is written there
+  // rather than held in this server's memory. false: this server is the
+  // database's only writer (SQLite).
+  virtual bool Shared() const { return false; }
+
+  // Whether this server should run the sweepers now (the executor timers,
+  // retention). A shared store elects one server at a time; when that
+  // server goes (or loses its database connection), another takes over
+  // within about a second of its connection closing. A store of one server
+  // always answers true. Sweepers ask again at least once a second. Every
+  // sweeper write re-checks its task atomically, so two servers that both
+  // believe they lead (briefly, around a takeover) change a task at most
+  // once.
+  virtual bool LeadsSweepers() { return true; }
+
   // Writes a consistent copy of the whole store, exactly as it is at one
   // revision, to a new file at `path`, while reads and writes go on; a
   // store opened on that file starts at that revision, with the same

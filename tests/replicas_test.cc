@@ -10,6 +10,7 @@
 #include <csignal>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -243,8 +244,91 @@ class ReplicasTest : public ::testing::Test {
     }
   }
 
+  // taskd_sweeper_leader on replica `i`'s /metrics: "1", "0", or "" if it
+  // cannot be read.
+  std::string LeaderGauge(int i) {
+    std::string metrics, err;
+    testing::RunCommand(
+        {"/usr/bin/curl", "-sS", "--max-time", "5",
+         absl::StrCat("http://", replicas_[i]->serving_field("http"),
+                      "/metrics")},
+        "", &metrics, &err);
+    const std::string name = "\ntaskd_sweeper_leader ";
+    const size_t at = metrics.find(name);
+    if (at == std::string::npos) return "";
+    return metrics.substr(at + name.size(), 1);
+  }
+
+  // Waits (up to 15 s) until exactly one of `among` reports that it runs
+  // the timers and the others that they do not; returns it (-1: never).
+  int AwaitOneLeader(const std::vector<int>& among) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(15);
+    while (absl::Now() < give_up) {
+      int leader = -1, leaders = 0, followers = 0;
+      for (int i : among) {
+        const std::string gauge = LeaderGauge(i);
+        if (gauge == "1") {
+          leader = i;
+          ++leaders;
+        } else if (gauge == "0") {
+          ++followers;
+        }
+      }
+      if (leaders == 1 && leaders + followers == static_cast<int>(among.size()))
+        return leader;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return -1;
+  }
+
   std::string uri_;
   std::vector<std::unique_ptr<testing::TaskdProcess>> replicas_;
+};
+
+// An executor: a task of its own (heartbeat interval 1 s), acquired and
+// started through one replica, heartbeating through it every 200 ms until
+// told to stop.
+class Executor {
+ public:
+  Executor(std::shared_ptr<grpc::Channel> channel, const std::string& id)
+      : client_(std::move(channel)), id_(id) {
+    Task task;
+    task.set_id(id);
+    task.set_type("backup");
+    task.mutable_heart_beat_interval()->set_seconds(1);
+    absl::StatusOr<Task> created = client_.Create(task);
+    EXPECT_TRUE(created.ok()) << created.status();
+    absl::StatusOr<std::optional<Task>> acquired =
+        client_.Acquire("executor-" + id, absl::StrCat("id = \"", id, "\""));
+    EXPECT_TRUE(acquired.ok() && acquired->has_value()) << acquired.status();
+    if (!acquired.ok() || !acquired->has_value()) return;
+    token_ = (*acquired)->lease_token();
+    absl::StatusOr<Task> started = client_.Start(id, token_);
+    EXPECT_TRUE(started.ok()) << started.status();
+    thread_ = std::thread([this] {
+      while (!stop_.load()) {
+        absl::StatusOr<tasks::v1::HeartbeatTaskResponse> beat =
+            client_.Heartbeat(id_, token_);
+        if (!beat.ok()) ++failed_;
+        absl::SleepFor(absl::Milliseconds(200));
+      }
+    });
+  }
+  ~Executor() { Stop(); }
+  // Stops heartbeating (the executor dies, or its replica did).
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int failed() const { return failed_.load(); }
+
+ private:
+  TaskClient client_;
+  const std::string id_;
+  std::string token_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> failed_{0};
+  std::thread thread_;
 };
 
 TEST_F(ReplicasTest, EveryReplicaWatchesEveryWriteOnceInOrder) {
@@ -388,6 +472,55 @@ TEST_F(ReplicasTest, PostgresRestartedUnderLoadLosesNothingAcknowledged) {
     // acknowledged writes are checked.
     ExpectWholeHistory(fresh.seen(), newest, writes,
                        absl::StrCat("replica ", i, " after the restart"));
+  }
+}
+
+// The executor timers run on one replica at a time, elected through the
+// database (taskd_sweeper_leader is 1 there, 0 elsewhere). Heartbeats
+// through any replica keep their leases, since each one writes its lease
+// to the database; when the leading replica dies another takes over, and
+// times out the task whose executor went silent with it, and only that.
+TEST_F(ReplicasTest, TimersRunOnOneReplicaAndHeartbeatsThroughAnyCount) {
+  const int leader = AwaitOneLeader({0, 1, 2});
+  ASSERT_NE(leader, -1) << "no single replica runs the timers";
+  std::vector<std::unique_ptr<Executor>> executors;
+  for (int i = 0; i < kReplicas; ++i) {
+    executors.push_back(std::make_unique<Executor>(replicas_[i]->NewChannel(),
+                                                   absl::StrCat("hb-", i)));
+  }
+  // Five intervals: well past a lease (three) of every executor.
+  absl::SleepFor(absl::Seconds(5));
+  TaskClient reader(replicas_[(leader + 1) % kReplicas]->NewChannel());
+  for (int i = 0; i < kReplicas; ++i) {
+    absl::StatusOr<Task> task = reader.Get(absl::StrCat("hb-", i));
+    ASSERT_TRUE(task.ok()) << task.status();
+    EXPECT_EQ(task->state(), Task::started) << task->id();
+    EXPECT_EQ(task->timeout(), tasks::v1::TIMEOUT_UNSPECIFIED) << task->id();
+    EXPECT_EQ(executors[i]->failed(), 0) << task->id();
+  }
+  // The leader dies, and with it its executor's heartbeats.
+  EXPECT_EQ(replicas_[leader]->Kill(), 128 + SIGKILL);
+  executors[leader]->Stop();
+  std::vector<int> survivors;
+  for (int i = 0; i < kReplicas; ++i) {
+    if (i != leader) survivors.push_back(i);
+  }
+  EXPECT_NE(AwaitOneLeader(survivors), -1) << "no replica took over";
+  const std::string silent = absl::StrCat("hb-", leader);
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  absl::StatusOr<Task> lost = reader.Get(silent);
+  while (lost.ok() && lost->state() != Task::completed &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(100));
+    lost = reader.Get(silent);
+  }
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  EXPECT_EQ(lost->state(), Task::completed);
+  EXPECT_EQ(lost->timeout(), tasks::v1::heartbeat_timeout);
+  for (int i : survivors) {
+    absl::StatusOr<Task> alive = reader.Get(absl::StrCat("hb-", i));
+    ASSERT_TRUE(alive.ok()) << alive.status();
+    EXPECT_EQ(alive->state(), Task::started) << alive->id();
   }
 }
 

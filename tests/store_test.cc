@@ -63,6 +63,15 @@ INSTANTIATE_TEST_SUITE_P(
       return testing::EngineName(info.param);
     });
 
+// A store alone on its database runs the sweepers from Open on; only
+// PostgreSQL's is shared by other servers.
+TEST_P(StoreTest, ALoneStoreLeadsTheSweepers) {
+  EXPECT_TRUE(store_->LeadsSweepers());
+  EXPECT_EQ(store_->Shared(), GetParam() == testing::Engine::kPostgres);
+  Reopen();
+  EXPECT_TRUE(store_->LeadsSweepers()) << "a closed store hands the lead over";
+}
+
 // What only the SQLite engine has.
 class SqliteTaskStoreTest : public StoreTest {
  protected:
@@ -423,6 +432,62 @@ TEST_F(PostgresTaskStoreTest,
     EXPECT_EQ(seen, (std::vector<int64_t>{before + 1, before + 2, before + 3}));
     EXPECT_EQ((*other)->CurrentRevision(), last);
   }
+}
+
+// The sweepers (timers, retention) run on one replica at a time: the
+// first store on a database leads from Open on, the others wait; when the
+// leader closes, or loses its connection, another takes over.
+TEST_F(PostgresTaskStoreTest, OneReplicaRunsTheSweepersAndAnotherTakesOver) {
+  EXPECT_TRUE(store_->Shared());
+  ASSERT_TRUE(store_->LeadsSweepers());
+  std::vector<std::unique_ptr<TaskStore>> others;
+  for (int i = 0; i < 2; ++i) {
+    PgTaskStoreOptions options;
+    options.uri = options_.path;
+    options.poll_interval = absl::Milliseconds(100);
+    absl::StatusOr<std::unique_ptr<TaskStore>> other = OpenPgTaskStore(options);
+    ASSERT_TRUE(other.ok()) << other.status();
+    others.push_back(std::move(*other));
+  }
+  auto leaders = [&] {
+    int count = 0;
+    for (const auto& other : others) count += other->LeadsSweepers() ? 1 : 0;
+    return count;
+  };
+  // Several tries at the lock later, the leader still leads alone.
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_TRUE(store_->LeadsSweepers());
+  EXPECT_EQ(leaders(), 0);
+  auto await_one_leader = [&] {
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (leaders() != 1 && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return leaders();
+  };
+  // The leader closes: one of the others takes over.
+  store_.reset();
+  ASSERT_EQ(await_one_leader(), 1);
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(leaders(), 1) << "only one leads";
+  // The leader's connection is cut: it leads no more, and one replica (it,
+  // reconnected, or the other) leads again.
+  const int first = others[0]->LeadsSweepers() ? 0 : 1;
+  std::unique_ptr<pg::Connection> admin = Admin();
+  ASSERT_NE(admin, nullptr);
+  ASSERT_TRUE(admin
+                  ->ExecScript("SELECT pg_terminate_backend(pid) FROM pg_locks "
+                               "WHERE locktype = 'advisory' AND granted")
+                  .ok());
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (others[first]->LeadsSweepers() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(await_one_leader(), 1);
+  absl::StatusOr<pg::Result> held = admin->Exec(
+      "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(*held->Int64(0, 0), 1);
 }
 
 TEST_F(PostgresTaskStoreTest, AConnectionLostMidTransactionFailsItsWriteAlone) {

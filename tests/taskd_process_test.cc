@@ -449,6 +449,8 @@ TEST_F(TaskdProcessTest, MetricsAreServedInPrometheusText) {
   EXPECT_THAT(text, HasSubstr("taskd_tasks{state=\"enqueued\"} 0"));
   EXPECT_THAT(text, HasSubstr("taskd_watch_streams_open 1"));
   EXPECT_THAT(text, HasSubstr("taskd_watch_events_delivered_total 2"));
+  // Alone on its SQLite file, taskd runs the timers itself.
+  EXPECT_THAT(text, HasSubstr("taskd_sweeper_leader 1"));
   watch_context.TryCancel();
   watch->Finish();
 
