@@ -11,6 +11,8 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "query/task_fields.h"
+#include "storage/pg_task_store.h"
+#include "tests/postgres_server.h"
 #include "tests/test_store.h"
 
 namespace taskd {
@@ -29,7 +31,12 @@ bool Eventually(Condition condition) {
 
 class RetentionTest : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_TRUE(temp_.Open().ok()); }
+  RetentionTest() = default;
+  explicit RetentionTest(testing::Engine engine) : temp_(engine) {}
+  void SetUp() override {
+    absl::Status opened = temp_.Open();
+    TASKD_SKIP_WITHOUT_POSTGRES(opened);
+  }
   void TearDown() override {
     if (retention_ != nullptr) retention_->Stop();
   }
@@ -49,15 +56,17 @@ class RetentionTest : public ::testing::Test {
 
   bool Exists(const std::string& id) { return temp_.store->Get(id).ok(); }
 
+  // Retention on `store` (null: the fixture's).
   void StartRetention(absl::Duration age, int batch = 256,
-                      std::function<void(const Task&)> on_delete = nullptr) {
+                      std::function<void(const Task&)> on_delete = nullptr,
+                      TaskStore* store = nullptr) {
     RetentionOptions options;
     options.age = age;
     options.batch = batch;
     options.clock = &temp_.clock;
     options.on_delete = std::move(on_delete);
     retention_ = std::make_unique<Retention>(options);
-    retention_->Start(temp_.store.get());
+    retention_->Start(store != nullptr ? store : temp_.store.get());
   }
 
   // Waits until the thread has finished `n` rounds since it started.
@@ -200,6 +209,40 @@ TEST_F(RetentionTest, StopsPromptlyWhileSleeping) {
   const absl::Time start = absl::Now();
   retention_->Stop();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+// Several replicas on one PostgreSQL: retention runs only on the replica
+// the store elects. One that does not lead deletes nothing, round after
+// round, until the leader goes and it takes over.
+class RetentionOnReplicasTest : public RetentionTest {
+ protected:
+  RetentionOnReplicasTest() : RetentionTest(testing::Engine::kPostgres) {}
+};
+
+TEST_F(RetentionOnReplicasTest, OnlyTheLeadingReplicaDeletes) {
+  ASSERT_TRUE(temp_.store->LeadsSweepers());  // the first store leads
+  PgTaskStoreOptions options;
+  options.uri = temp_.options.path;
+  options.clock = &temp_.clock;
+  options.poll_interval = absl::Milliseconds(100);
+  absl::StatusOr<std::unique_ptr<TaskStore>> other = OpenPgTaskStore(options);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_FALSE((*other)->LeadsSweepers());
+  Put("old", Task::completed, temp_.clock.Now() - absl::Hours(2));
+  StartRetention(absl::Hours(1), 256, nullptr, other->get());
+  for (int round = 1; round <= 3; ++round) {
+    AwaitRounds(round);
+    temp_.clock.Advance(absl::Seconds(1));
+  }
+  EXPECT_TRUE(Exists("old")) << "deleted by a replica that does not lead";
+  EXPECT_EQ(retention_->deleted(), 0);
+  // The leader goes: the other takes over, and deletes at its next round.
+  temp_.store.reset();
+  ASSERT_TRUE(Eventually([&] { return (*other)->LeadsSweepers(); }));
+  temp_.clock.Advance(absl::Seconds(1));
+  ASSERT_TRUE(Eventually([&] { return retention_->deleted() == 1; }));
+  EXPECT_EQ((*other)->Get("old").status().code(), absl::StatusCode::kNotFound);
+  retention_->Stop();
 }
 
 }  // namespace
