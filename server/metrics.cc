@@ -128,6 +128,7 @@ void Metrics::SetSweeperLeader(bool leads) {
 }
 
 void Metrics::SetTaskCounts(const CountResult& by_state_and_result) {
+  absl::MutexLock lock(&mu_);
   for (prometheus::Gauge* gauge : tasks_by_state_) {
     if (gauge != nullptr) gauge->Set(0);
   }
@@ -141,13 +142,27 @@ void Metrics::SetTaskCounts(const CountResult& by_state_and_result) {
         static_cast<Task::ResultCode>(std::get<int64_t>(key.at(1))));
     AddTask(task, static_cast<double>(count));
   }
+  counted_ = true;
+  counted_revision_ = by_state_and_result.revision;
+  for (const Change& change : early_) CountChange(change);
+  early_.clear();
 }
 
 void Metrics::CountChanges(const std::vector<Change>& changes) {
+  absl::MutexLock lock(&mu_);
   for (const Change& change : changes) {
-    if (change.previous.has_value()) AddTask(*change.previous, -1);
-    if (change.kind != Change::Kind::kDeleted) AddTask(change.task, +1);
+    if (counted_) {
+      CountChange(change);
+    } else {
+      early_.push_back(change);
+    }
   }
+}
+
+void Metrics::CountChange(const Change& change) {
+  if (change.revision <= counted_revision_) return;  // in the count
+  if (change.previous.has_value()) AddTask(*change.previous, -1);
+  if (change.kind != Change::Kind::kDeleted) AddTask(change.task, +1);
 }
 
 void Metrics::AddTask(const Task& task, double delta) {

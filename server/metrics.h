@@ -10,6 +10,9 @@
 //   taskd_store_commit_batch_size               changes per commit
 //   taskd_tasks{state}                          tasks by state
 //   taskd_tasks_completed{result_code}          completed tasks by result
+//   taskd_task_timeouts_total{timeout,outcome}  timeouts fired
+//   taskd_retention_deleted_total               tasks deleted for their age
+//   taskd_sweeper_leader                        1 where the timers run
 //
 // Served as Prometheus text on http://ADDRESS/metrics when taskd has
 // --metrics_listen. Thread-safe.
@@ -53,8 +56,11 @@ class Metrics {
   void SetSweeperLeader(bool leads);
   // taskd_tasks{state} and taskd_tasks_completed{result_code}: set from a
   // count of the store grouped by state and result_code (at start), then
-  // kept up to date from every commit's changes. Thread-safe; cheap enough
-  // for the committing thread.
+  // kept up to date from every commit's changes. Exactly once per change,
+  // also when changes arrive while the count is taken (another replica's):
+  // those before the count are held until it comes, and any change at or
+  // below the count's revision is in the count already. Thread-safe; cheap
+  // enough for the committing thread.
   void SetTaskCounts(const CountResult& by_state_and_result);
   void CountChanges(const std::vector<Change>& changes);
   // taskd_task_timeouts_total{timeout, outcome}: a timeout taskd fired, and
@@ -87,6 +93,14 @@ class Metrics {
       completed_by_result_{};
   // Adds `delta` to the gauges of `task`'s state and result code.
   void AddTask(const Task& task, double delta);
+  void CountChange(const Change& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  // Whether SetTaskCounts ran, and the revision of its count.
+  bool counted_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t counted_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  // Changes that arrived before the count.
+  std::vector<Change> early_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace taskd
