@@ -31,9 +31,15 @@ TaskTimers::~TaskTimers() { Stop(); }
 
 absl::Status TaskTimers::Start(TaskStore* store) {
   store_ = store;
-  shared_ = store->Shared();
+  if (store->Shared()) {
+    absl::MutexLock lock(&mu_);
+    shared_ = true;
+    // Leases are in the store: none in memory, not even those that
+    // commits delivered before Start.
+    leases_.clear();
+    ends_.clear();
+  }
   if (shared_) {
-    // Leases are in the store; nothing to load.
     thread_ = std::thread([this] { Loop(); });
     return absl::OkStatus();
   }
@@ -79,6 +85,11 @@ void TaskTimers::Stop() {
 int64_t TaskTimers::fired() {
   absl::MutexLock lock(&mu_);
   return fired_;
+}
+
+int64_t TaskTimers::rounds() {
+  absl::MutexLock lock(&mu_);
+  return rounds_;
 }
 
 void TaskTimers::SetLease(const std::string& id, int32_t assign_count,
@@ -151,6 +162,7 @@ void TaskTimers::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;
+      ++rounds_;
       // Awake from here until the sleep below: a deadline committed
       // meanwhile is noted in committed_while_awake_, so that heartbeats
       // and commits do not spin the loop.
@@ -162,7 +174,8 @@ void TaskTimers::Loop() {
     absl::Time next = absl::InfiniteFuture();
     bool store_failed = false;
     int written = 0;
-    if (Leads()) {
+    const bool leads = Leads();
+    if (leads) {
       absl::StatusOr<std::vector<Task>> tasks =
           store_->ListByDeadline(std::max(1, options_.batch));
       if (!tasks.ok()) {
@@ -180,10 +193,15 @@ void TaskTimers::Loop() {
       next = std::min(next, options_.clock->Now() + options_.leader_check);
     }
     absl::MutexLock lock(&mu_);
-    if (!ends_.empty()) next = std::min(next, ends_.begin()->first);
-    next = std::min(next, committed_while_awake_);
+    if (leads) {
+      // Another server's timers fire the deadlines: a server that does
+      // not lead only asks again, every leader_check.
+      if (!ends_.empty()) next = std::min(next, ends_.begin()->first);
+      next = std::min(next, committed_while_awake_);
+    }
     awake_ = false;
-    sleeping_until_ = next;
+    // A server that does not lead is not woken by commits.
+    sleeping_until_ = leads ? next : absl::InfinitePast();
     auto woken = [this]()
                      ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_ || wake_; };
     options_.clock->AwaitWithDeadline(&mu_, absl::Condition(&woken), next);
@@ -191,17 +209,22 @@ void TaskTimers::Loop() {
 }
 
 bool TaskTimers::Leads() {
-  const bool leads = store_->LeadsSweepers();
-  if (told_ && leads == leading_) return leads;
-  told_ = true;
-  leading_ = leads;
+  const int64_t term = store_->SweeperTerm();
+  const bool leads = term != 0;
+  if (told_ && term == term_) return leads;
+  // A new term, even one that follows a lead lost and taken again between
+  // two checks: the heartbeats of the time between may have failed.
+  term_ = term;
   if (leads) {
     absl::MutexLock lock(&mu_);
     leading_since_ = options_.clock->Now();
   }
+  if (told_ && leads == leading_) return leads;
+  told_ = true;
+  leading_ = leads;
   if (shared_) {
-    Log(LogLevel::kInfo, leads ? "timers: this server runs them"
-                               : "timers: another server runs them");
+    Log(LogLevel::kInfo, "timers: %s",
+        leads ? "this server runs them" : "another server runs them");
   }
   if (options_.on_leadership) options_.on_leadership(leads);
   return leads;

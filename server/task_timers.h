@@ -29,11 +29,11 @@
 // PostgreSQL) a heartbeat may reach any server, so no server's memory knows
 // every lease: each heartbeat writes its lease to the store (TaskService),
 // and the timers keep nothing in memory. They run only on the server the
-// store elects (TaskStore::LeadsSweepers(), asked at least every
-// leader_check); a server that takes over gives every heartbeat lease at
-// least one full lease from the takeover, as a restart does on one server,
-// so that executors whose heartbeats failed while the leader was lost keep
-// their tasks.
+// store elects (TaskStore::SweeperTerm(), asked at least every
+// leader_check); a server that takes over (or takes the lead again) gives every
+// heartbeat lease at least one full lease from the takeover, as a restart does
+// on one server, so that executors whose heartbeats failed while the leader was
+// lost keep their tasks.
 //
 //   TaskTimers timers(options);
 //   store on_commit -> timers.OnCommit(changes);
@@ -116,6 +116,9 @@ class TaskTimers {
 
   // Timeouts fired so far.
   int64_t fired();
+  // Rounds of the timer thread so far: each asks whether this server
+  // leads and, if it does, reads the deadlines due, then sleeps.
+  int64_t rounds();
 
  private:
   // A heartbeat lease in memory: the assignment and when it ends.
@@ -149,9 +152,11 @@ class TaskTimers {
   // server that runs the timers.
   bool shared_ = false;
   // Used by the timer thread only: whether it leads, as last told to
-  // on_leadership (told_: once at least).
+  // on_leadership (told_: once at least), and the store's SweeperTerm()
+  // as last seen.
   bool leading_ = false;
   bool told_ = false;
+  int64_t term_ = 0;
 
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
@@ -164,6 +169,7 @@ class TaskTimers {
   // When the sleeping loop wakes by itself (InfinitePast while awake).
   absl::Time sleeping_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int64_t fired_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;
   // Shared store: when this server last took over the timers.
   absl::Time leading_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);

@@ -16,6 +16,30 @@
 namespace taskd::pg {
 namespace {
 
+// Connection::Options::dead_peer_timeout as TCP settings: keepalive probes
+// from a third of it, three of them a sixth apart, and unacknowledged data
+// given up at the whole (whole seconds and milliseconds, as text).
+struct DeadPeer {
+  bool on = false;
+  std::string on_text = "1";
+  std::string idle;
+  std::string interval;
+  std::string count = "3";
+  std::string user_timeout_ms;
+};
+
+DeadPeer DeadPeerSettings(absl::Duration timeout) {
+  DeadPeer dead;
+  if (timeout <= absl::ZeroDuration()) return dead;
+  timeout = std::max(timeout, absl::Seconds(1));
+  const int64_t seconds = absl::ToInt64Seconds(timeout);
+  dead.on = true;
+  dead.idle = absl::StrCat(std::max<int64_t>(1, seconds / 3));
+  dead.interval = absl::StrCat(std::max<int64_t>(1, seconds / 6));
+  dead.user_timeout_ms = absl::StrCat(absl::ToInt64Milliseconds(timeout));
+  return dead;
+}
+
 // libpq's messages end in a newline.
 std::string Trimmed(const char* message) {
   return std::string(
@@ -154,12 +178,31 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   const std::string timeout = absl::StrCat(
       std::max<int64_t>(2, absl::ToInt64Seconds(absl::Ceil(
                                options.connect_timeout, absl::Seconds(1)))));
-  // The URI's own settings win over these (expand_dbname).
-  const char* keys[] = {"dbname", "connect_timeout", "application_name",
-                        nullptr};
-  const char* values[] = {options.uri.c_str(), timeout.c_str(),
-                          options.application_name.c_str(), nullptr};
-  PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  const DeadPeer dead = DeadPeerSettings(options.dead_peer_timeout);
+  std::vector<const char*> keys = {"connect_timeout", "application_name"};
+  std::vector<const char*> values = {timeout.c_str(),
+                                     options.application_name.c_str()};
+  if (dead.on) {
+    const std::pair<const char*, const std::string&> settings[] = {
+        {"keepalives", dead.on_text},
+        {"keepalives_idle", dead.idle},
+        {"keepalives_interval", dead.interval},
+        {"keepalives_count", dead.count},
+        {"tcp_user_timeout", dead.user_timeout_ms}};
+    for (const auto& [key, value] : settings) {
+      keys.push_back(key);
+      values.push_back(value.c_str());
+    }
+  }
+  // Last, so that the URI's own settings win over those above: libpq takes
+  // the last value of a key, and expand_dbname spreads the URI's at its
+  // place.
+  keys.push_back("dbname");
+  values.push_back(options.uri.c_str());
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  PGconn* conn =
+      PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
   if (conn == nullptr) {
     return absl::ResourceExhaustedError("PostgreSQL: out of memory");
   }
@@ -173,7 +216,20 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   // libpq would print them on stderr.
   PQsetNoticeProcessor(
       conn, [](void*, const char*) {}, nullptr);
-  return std::unique_ptr<Connection>(new Connection(conn));
+  std::unique_ptr<Connection> connection(new Connection(conn));
+  if (dead.on) {
+    // The server's end of the socket (ignored by PostgreSQL on a Unix
+    // socket).
+    if (absl::Status s = connection->ExecScript(
+            absl::StrCat("SET tcp_keepalives_idle = ", dead.idle,
+                         "; SET tcp_keepalives_interval = ", dead.interval,
+                         "; SET tcp_keepalives_count = ", dead.count,
+                         "; SET tcp_user_timeout = ", dead.user_timeout_ms));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return connection;
 }
 
 Connection::~Connection() { PQfinish(conn_); }

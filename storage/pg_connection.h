@@ -79,6 +79,15 @@ class Connection {
     absl::Duration connect_timeout = absl::Seconds(5);
     // Shown in pg_stat_activity. Default "taskd".
     std::string application_name = "taskd";
+    // A TCP peer that stops answering (a network partition, a host that is
+    // gone) is given up about this long after, at both ends: libpq's TCP
+    // keepalives and TCP_USER_TIMEOUT here, and the session's own
+    // (tcp_keepalives_*, tcp_user_timeout) on the server, so that
+    // PostgreSQL too ends the session, rolls back its transaction and
+    // releases its locks. The systems' defaults take minutes to hours.
+    // Zero keeps them. At least 1 s otherwise. Default 10 s. Keepalive
+    // settings in `uri` win on this end.
+    absl::Duration dead_peer_timeout = absl::Seconds(10);
   };
 
   // Connects. UNAVAILABLE (with libpq's reason) when the server cannot be

@@ -121,10 +121,12 @@ constexpr const char* kMigrations[] = {
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
-// The advisory lock migrations hold (any constant; "taskd" in ASCII).
+// The advisory locks' keys: arbitrary constants, but fixed for good, since
+// replicas of different versions (during a rolling upgrade) must take the
+// same locks. The one migrations hold:
 constexpr char kMigrationLock[] = "469762302820";
-// The session advisory lock the replica that runs the sweepers holds
-// ("sweep" in ASCII); released by PostgreSQL when its connection closes.
+// The session advisory lock the replica that runs the sweepers holds;
+// released by PostgreSQL when its connection closes.
 constexpr char kSweeperLock[] = "495874614552";
 // The NOTIFY channel every write transaction signals at its commit.
 constexpr char kChannel[] = "taskd_changes";
@@ -187,7 +189,7 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
   std::string InstanceSecret() override { return secret_; }
   absl::StatusOr<CountResult> Count(const CountQuery& query) override;
   bool Shared() const override { return true; }
-  bool LeadsSweepers() override { return leader_.load(); }
+  int64_t SweeperTerm() override { return term_.load(); }
 
  protected:
   bool WaitingWouldDeadlock() const override {
@@ -299,8 +301,11 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
   std::atomic<int64_t> delivered_{0};
   std::atomic<int64_t> oldest_{1};
 
-  // Whether the follower's connection holds kSweeperLock.
-  std::atomic<bool> leader_{false};
+  // While the follower's connection holds kSweeperLock, the term of this
+  // lead (SweeperTerm); 0 otherwise. terms_: the leads taken so far (by
+  // Open, then by the follower thread only).
+  std::atomic<int64_t> term_{0};
+  int64_t terms_ = 0;
   std::atomic<bool> stopping_{false};
   std::thread follower_;
   // Last: started once the store is open, stopped first.
@@ -313,6 +318,7 @@ absl::StatusOr<std::unique_ptr<pg::Connection>> PgTaskStore::Connect() const {
   pg::Connection::Options options;
   options.uri = options_.uri;
   options.connect_timeout = options_.connect_timeout;
+  options.dead_peer_timeout = options_.dead_peer_timeout;
   return pg::Connection::Open(options);
 }
 
@@ -910,13 +916,13 @@ absl::StatusOr<std::unique_ptr<pg::Connection>> PgTaskStore::ConnectFollower()
 }
 
 void PgTaskStore::TryToLead(pg::Connection* follower) {
-  if (leader_.load()) return;  // held as long as the connection lives
+  if (term_.load() != 0) return;  // held as long as the connection lives
   absl::StatusOr<pg::Result> taken =
       follower->Exec("SELECT pg_try_advisory_lock($1)::int", {kSweeperLock});
   if (!taken.ok()) return;
   absl::StatusOr<int64_t> held = taken->Int64(0, 0);
   if (held.ok() && *held == 1) {
-    leader_ = true;
+    term_ = ++terms_;
     Log(LogLevel::kInfo, "this replica runs the sweepers (timers, retention)");
   }
 }
@@ -928,7 +934,7 @@ void PgTaskStore::FollowLoop(std::unique_ptr<pg::Connection> listener) {
   const absl::Duration slice = absl::Milliseconds(100);
   while (!stopping_.load()) {
     if (listener == nullptr || listener->broken()) {
-      if (leader_.exchange(false)) {
+      if (term_.exchange(0) != 0) {
         Log(LogLevel::kWarning,
             "lost the database connection that held the sweepers' lock");
       }
@@ -968,7 +974,7 @@ void PgTaskStore::FollowLoop(std::unique_ptr<pg::Connection> listener) {
   }
   // Handed over at once (the others take it at their next try) rather than
   // when PostgreSQL sees the connection close.
-  if (leader_.exchange(false) && listener != nullptr) {
+  if (term_.exchange(0) != 0 && listener != nullptr) {
     (void)listener->Exec("SELECT pg_advisory_unlock($1)", {kSweeperLock});
   }
 }

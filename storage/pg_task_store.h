@@ -34,7 +34,12 @@
 //   the one whose follower connection holds a session advisory lock
 //   (LeadsSweepers()). The others try to take it every poll_interval, so
 //   when the leader's connection closes (the replica exits or dies, or
-//   loses PostgreSQL) another leads within about a poll_interval.
+//   loses PostgreSQL) another leads within about a poll_interval; one cut
+//   off by a network partition is given up after dead_peer_timeout.
+//   The lock needs a session of its own: a pooler in transaction mode
+//   (listen = false) would share it between replicas, which then could
+//   both lead: harmless to the tasks (every sweeper write re-checks its
+//   task), but twice the sweepers' reads.
 //
 // Reads (Get, List, Count, ReadChanges) use a pool of connections; List and
 // Count read their revision and rows in one REPEATABLE READ snapshot. A lost
@@ -78,6 +83,12 @@ struct PgTaskStoreOptions {
   bool listen = true;
   // How long connecting may take before a call fails UNAVAILABLE.
   absl::Duration connect_timeout = absl::Seconds(5);
+  // Every connection gives up a peer that stops answering about this long
+  // after, at both ends (pg::Connection::Options::dead_peer_timeout): a
+  // replica cut off from PostgreSQL by a network partition loses the
+  // sweepers' lock then, and another takes over within a poll_interval
+  // more. Default 10 s.
+  absl::Duration dead_peer_timeout = absl::Seconds(10);
   // Not owned; must outlive the store.
   Clock* clock = Clock::Real();
   // As SqliteTaskStoreOptions::on_commit, with every replica's changes;

@@ -271,14 +271,19 @@ class TaskStore {
   virtual bool Shared() const { return false; }
 
   // Whether this server should run the sweepers now (the executor timers,
-  // retention). A shared store elects one server at a time; when that
-  // server goes (or loses its database connection), another takes over
-  // within about a second of its connection closing. A store of one server
-  // always answers true. Sweepers ask again at least once a second. Every
-  // sweeper write re-checks its task atomically, so two servers that both
-  // believe they lead (briefly, around a takeover) change a task at most
-  // once.
-  virtual bool LeadsSweepers() { return true; }
+  // retention): SweeperTerm() != 0.
+  bool LeadsSweepers() { return SweeperTerm() != 0; }
+  // 0 while another server runs the sweepers; otherwise the term in which
+  // this server runs them, a number that grows each time it takes the lead.
+  // A sweeper that compares it with the term it saw last knows of a lead
+  // lost and taken again in between. A shared store elects one server at a
+  // time; when that server goes (or loses its database connection),
+  // another takes over within about two seconds of its connection closing.
+  // A store of one server always answers 1. Sweepers ask again at least
+  // once a second. Every sweeper write re-checks its task atomically, so
+  // two servers that both believe they lead (briefly, around a takeover)
+  // change a task at most once.
+  virtual int64_t SweeperTerm() { return 1; }
 
   // Writes a consistent copy of the whole store, exactly as it is at one
   // revision, to a new file at `path`, while reads and writes go on; a

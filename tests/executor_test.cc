@@ -22,6 +22,8 @@
 #include "gtest/gtest.h"
 #include "query/task_fields.h"
 #include "server/task_server.h"
+#include "server/task_timers.h"
+#include "storage/pg_task_store.h"
 #include "tests/postgres_server.h"
 #include "tests/test_server.h"
 #include "tests/test_store.h"
@@ -732,6 +734,64 @@ TEST_P(ExecutorTest, BadInputNamesTheField) {
   EXPECT_THAT(progress.message(), HasSubstr("progress"));
   EXPECT_EQ(client().Heartbeat("missing", token).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// A server that does not lead the timers (replicas on PostgreSQL) keeps no
+// leases in memory, even those of changes delivered before its timers
+// started, and sleeps between its checks of the lead: a lease end that
+// passed does not wake it, and time passing wakes it once per
+// leader_check.
+TEST(TimersOnReplicasTest, AServerThatDoesNotLeadSleepsBetweenChecks) {
+  absl::StatusOr<std::string> uri = testing::NewPostgresDatabase();
+  TASKD_SKIP_WITHOUT_POSTGRES(uri.status());
+  FakeClock clock(absl::FromUnixSeconds(1'800'000'000));
+  PgTaskStoreOptions store_options;
+  store_options.uri = *uri;
+  store_options.clock = &clock;
+  absl::StatusOr<std::unique_ptr<TaskStore>> leader =
+      OpenPgTaskStore(store_options);
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  absl::StatusOr<std::unique_ptr<TaskStore>> other =
+      OpenPgTaskStore(store_options);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE((*leader)->LeadsSweepers());
+  ASSERT_FALSE((*other)->LeadsSweepers());
+
+  TaskTimersOptions options;
+  options.clock = &clock;
+  TaskTimers timers(options);
+  // A started task's heartbeat lease, as the follower may deliver before
+  // the timers start.
+  Change change;
+  change.revision = 1;
+  change.kind = Change::Kind::kUpdated;
+  change.task.set_id("leased");
+  change.task.set_state(Task::started);
+  change.task.set_assign_count(1);
+  *change.task.mutable_heart_beat_interval() = ToDuration(absl::Seconds(10));
+  *change.task.mutable_lease_expires_at() =
+      ToTimestamp(clock.Now() + absl::Seconds(30));
+  *change.task.mutable_deadline() = change.task.lease_expires_at();
+  timers.OnCommit({change});
+  ASSERT_TRUE(timers.Start(other->get()).ok());
+  EXPECT_EQ(timers.LeaseEnd(change.task), absl::InfinitePast())
+      << "a lease in memory on a shared store";
+  ASSERT_TRUE(testing::Eventually([&] { return timers.rounds() >= 1; }));
+  clock.Advance(absl::Minutes(1));  // past the lease's end
+  ASSERT_TRUE(testing::Eventually([&] { return timers.rounds() >= 2; }));
+  absl::SleepFor(absl::Milliseconds(300));
+  const int64_t rounds = timers.rounds();
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(timers.rounds(), rounds) << "the loop spins";
+  // A commit with a deadline due does not wake it either.
+  timers.OnCommit({change});
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(timers.rounds(), rounds);
+  clock.Advance(options.leader_check);
+  EXPECT_TRUE(
+      testing::Eventually([&] { return timers.rounds() == rounds + 1; }));
+  EXPECT_EQ(timers.fired(), 0);
+  timers.Stop();
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 // kind of failure as the status the engine will pass on.
 #include "storage/pg_connection.h"
 
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -121,6 +122,51 @@ TEST_F(PgConnectionTest, NoServerIsUnavailable) {
   db = Connection::Open(options);
   EXPECT_EQ(db.status().code(), absl::StatusCode::kInvalidArgument)
       << db.status();
+}
+
+// dead_peer_timeout sets both ends of a TCP connection: the server's end
+// is what PostgreSQL reports for the session (read from its socket).
+TEST(PgConnectionTcpTest, ADeadPeerIsGivenUpAtBothEndsOnTcp) {
+  testing::PostgresServer::Options server_options;
+  server_options.tcp = true;
+  testing::PostgresServer server(server_options);
+  TASKD_SKIP_WITHOUT_POSTGRES(server.Start());
+  auto settings = [&](absl::Duration timeout) -> std::string {
+    Connection::Options options;
+    options.uri = server.tcp_uri();
+    options.dead_peer_timeout = timeout;
+    absl::StatusOr<std::unique_ptr<Connection>> db = Connection::Open(options);
+    if (!db.ok()) return db.status().ToString();
+    absl::StatusOr<Result> shown = (*db)->Exec(
+        "SELECT concat_ws(' ', current_setting('tcp_keepalives_idle'), "
+        "current_setting('tcp_keepalives_interval'), "
+        "current_setting('tcp_keepalives_count'), "
+        "current_setting('tcp_user_timeout'))");
+    if (!shown.ok()) return shown.status().ToString();
+    return shown->Text(0, 0);
+  };
+  // The URI's settings win over those the options make.
+  {
+    Connection::Options options;
+    options.uri = server.tcp_uri() + "?application_name=mine";
+    absl::StatusOr<std::unique_ptr<Connection>> db = Connection::Open(options);
+    ASSERT_TRUE(db.ok()) << db.status();
+    absl::StatusOr<Result> name =
+        (*db)->Exec("SELECT current_setting('application_name')");
+    ASSERT_TRUE(name.ok()) << name.status();
+    EXPECT_EQ(name->Text(0, 0), "mine");
+  }
+  // Seconds, seconds, probes, milliseconds.
+  EXPECT_EQ(settings(absl::Seconds(9)), "3 1 3 9000");
+  EXPECT_EQ(settings(absl::Seconds(60)), "20 10 3 60000");
+  // Zero leaves the kernel's defaults (Linux: two hours before the first
+  // probe) and no user timeout.
+  std::string idle;
+  std::ifstream("/proc/sys/net/ipv4/tcp_keepalive_time") >> idle;
+  ASSERT_FALSE(idle.empty());
+  EXPECT_THAT(settings(absl::ZeroDuration()),
+              ::testing::AllOf(::testing::StartsWith(idle + " "),
+                               ::testing::EndsWith(" 0")));
 }
 
 // Last: it restarts the suite's server.

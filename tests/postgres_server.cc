@@ -1,7 +1,10 @@
 #include "tests/postgres_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,11 +21,24 @@ namespace taskd::testing {
 namespace {
 
 constexpr char kDefaultBindir[] = "/usr/lib/postgresql/15/bin";
-// The socket's name is .s.PGSQL.<port>; with no TCP listener the port
-// only names it.
-constexpr char kPort[] = "5432";
-
 bool IsRoot() { return ::geteuid() == 0; }
+
+// A port of 127.0.0.1 that nothing listens on now; 0 if none is found.
+int FreeTcpPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof(address);
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
 
 }  // namespace
 
@@ -87,14 +103,23 @@ absl::Status PostgresServer::Start() {
              "taskd", "-E", "UTF8", "--locale=C", "--no-sync"});
     if (!created.ok()) return created;
   }
+  // The socket's name is .s.PGSQL.<port>; without TCP the port only names
+  // it. With TCP, one port for good (a restart keeps it).
+  if (options_.tcp && port_ == "5432") {
+    const int port = FreeTcpPort();
+    if (port == 0) return absl::InternalError("no free TCP port on 127.0.0.1");
+    port_ = absl::StrCat(port);
+  }
+  const std::string listen = options_.tcp ? "127.0.0.1" : "''";
   absl::Status started =
       Run({bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/log", "-o",
-           absl::StrCat("-k ", dir_, " -p ", kPort, " -c listen_addresses=''"),
+           absl::StrCat("-k ", dir_, " -p ", port_,
+                        " -c listen_addresses=", listen),
            "-w", "start"});
   if (!started.ok()) return started;
   running_ = true;
   // The database, once (createdb fails harmlessly on a restart).
-  static_cast<void>(Run({bindir_ + "/createdb", "-h", dir_, "-p", kPort, "-U",
+  static_cast<void>(Run({bindir_ + "/createdb", "-h", dir_, "-p", port_, "-U",
                          "taskd", "taskd"}));
   return absl::OkStatus();
 }
@@ -135,7 +160,11 @@ std::unique_ptr<pg::Connection> PostgresTest::Connect() {
 
 std::string PostgresServer::uri(const std::string& database) const {
   return absl::StrCat("postgresql:///", database, "?host=", dir_,
-                      "&port=", kPort, "&user=taskd");
+                      "&port=", port_, "&user=taskd");
+}
+
+std::string PostgresServer::tcp_uri(const std::string& database) const {
+  return absl::StrCat("postgresql://taskd@127.0.0.1:", port_, "/", database);
 }
 
 absl::StatusOr<PostgresServer*> SharedPostgresServer() {

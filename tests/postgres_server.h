@@ -28,7 +28,12 @@ namespace taskd::testing {
 
 class PostgresServer {
  public:
+  struct Options {
+    // Also listen on TCP, on a free port of 127.0.0.1 (tcp_uri()).
+    bool tcp = false;
+  };
   PostgresServer() = default;
+  explicit PostgresServer(const Options& options) : options_(options) {}
   ~PostgresServer();  // stops the server (immediately) and removes it all
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
@@ -44,14 +49,19 @@ class PostgresServer {
 
   // A libpq URI for the database `database` as the user "taskd".
   std::string uri(const std::string& database = "taskd") const;
+  // The same over TCP (Options::tcp), once started.
+  std::string tcp_uri(const std::string& database = "taskd") const;
   // The directory holding the socket, the data (data/) and the log (log).
   const std::string& dir() const { return dir_; }
 
  private:
   absl::Status Run(const std::vector<std::string>& argv) const;
 
+  const Options options_;
   std::string bindir_;
   std::string dir_;
+  // The TCP port, or (without Options::tcp) the number in the socket's name.
+  std::string port_ = "5432";
   bool running_ = false;
 };
 

@@ -18,16 +18,7 @@
 namespace taskd {
 namespace {
 
-// Waits (in real time, up to 20 s) for `condition`.
-template <typename Condition>
-bool Eventually(Condition condition) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(20);
-  while (!condition()) {
-    if (absl::Now() > give_up) return false;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return true;
-}
+using testing::Eventually;
 
 class RetentionTest : public ::testing::Test {
  protected:

@@ -67,6 +67,7 @@ INSTANTIATE_TEST_SUITE_P(
 // PostgreSQL's is shared by other servers.
 TEST_P(StoreTest, ALoneStoreLeadsTheSweepers) {
   EXPECT_TRUE(store_->LeadsSweepers());
+  EXPECT_EQ(store_->SweeperTerm(), 1);
   EXPECT_EQ(store_->Shared(), GetParam() == testing::Engine::kPostgres);
   Reopen();
   EXPECT_TRUE(store_->LeadsSweepers()) << "a closed store hands the lead over";
@@ -470,9 +471,12 @@ TEST_F(PostgresTaskStoreTest, OneReplicaRunsTheSweepersAndAnotherTakesOver) {
   ASSERT_EQ(await_one_leader(), 1);
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_EQ(leaders(), 1) << "only one leads";
-  // The leader's connection is cut: it leads no more, and one replica (it,
-  // reconnected, or the other) leads again.
+  // The leader's connection is cut: its term ends, and one replica (it,
+  // reconnected, in a later term, or the other) leads again.
   const int first = others[0]->LeadsSweepers() ? 0 : 1;
+  const int64_t term = others[first]->SweeperTerm();
+  EXPECT_GE(term, 1);
+  EXPECT_EQ(others[1 - first]->SweeperTerm(), 0);
   std::unique_ptr<pg::Connection> admin = Admin();
   ASSERT_NE(admin, nullptr);
   ASSERT_TRUE(admin
@@ -480,10 +484,14 @@ TEST_F(PostgresTaskStoreTest, OneReplicaRunsTheSweepersAndAnotherTakesOver) {
                                "WHERE locktype = 'advisory' AND granted")
                   .ok());
   const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  while (others[first]->LeadsSweepers() && absl::Now() < give_up) {
+  while (others[first]->SweeperTerm() == term && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(1));
   }
+  EXPECT_NE(others[first]->SweeperTerm(), term) << "the lost lead ended";
   EXPECT_EQ(await_one_leader(), 1);
+  if (others[first]->LeadsSweepers()) {
+    EXPECT_GT(others[first]->SweeperTerm(), term) << "a new term";
+  }
   absl::StatusOr<pg::Result> held = admin->Exec(
       "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
   ASSERT_TRUE(held.ok()) << held.status();

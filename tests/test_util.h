@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace taskd::testing {
@@ -88,6 +89,17 @@ CommandResult RunTaskctl(const std::vector<std::string>& args,
 // The string value of the first `"key": "value"` in `json` (taskctl's -o
 // json output); "" if there is none.
 std::string JsonField(const std::string& json, const std::string& key);
+
+// Waits (in real time, up to 20 s) for `condition`; whether it came true.
+template <typename Condition>
+bool Eventually(Condition condition) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!condition()) {
+    if (absl::Now() > give_up) return false;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
 
 }  // namespace taskd::testing
 
