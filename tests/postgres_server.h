@@ -57,7 +57,7 @@ class PostgresServer {
  private:
   absl::Status Run(const std::vector<std::string>& argv) const;
 
-  const Options options_;
+  Options options_;
   std::string bindir_;
   std::string dir_;
   // The TCP port, or (without Options::tcp) the number in the socket's name.
