@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -17,27 +19,23 @@ namespace taskd::pg {
 namespace {
 
 // Connection::Options::dead_peer_timeout as TCP settings: keepalive probes
-// from a third of it, three of them a sixth apart, and unacknowledged data
+// from a third of it, kProbes of them a sixth apart, and unacknowledged data
 // given up at the whole (whole seconds and milliseconds, as text).
+constexpr char kProbes[] = "3";
 struct DeadPeer {
-  bool on = false;
-  std::string on_text = "1";
   std::string idle;
   std::string interval;
-  std::string count = "3";
   std::string user_timeout_ms;
 };
 
-DeadPeer DeadPeerSettings(absl::Duration timeout) {
-  DeadPeer dead;
-  if (timeout <= absl::ZeroDuration()) return dead;
+// None for a zero timeout (the systems' defaults stay).
+std::optional<DeadPeer> DeadPeerSettings(absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration()) return std::nullopt;
   timeout = std::max(timeout, absl::Seconds(1));
   const int64_t seconds = absl::ToInt64Seconds(timeout);
-  dead.on = true;
-  dead.idle = absl::StrCat(std::max<int64_t>(1, seconds / 3));
-  dead.interval = absl::StrCat(std::max<int64_t>(1, seconds / 6));
-  dead.user_timeout_ms = absl::StrCat(absl::ToInt64Milliseconds(timeout));
-  return dead;
+  return DeadPeer{absl::StrCat(std::max<int64_t>(1, seconds / 3)),
+                  absl::StrCat(std::max<int64_t>(1, seconds / 6)),
+                  absl::StrCat(absl::ToInt64Milliseconds(timeout))};
 }
 
 // libpq's messages end in a newline.
@@ -178,20 +176,21 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   const std::string timeout = absl::StrCat(
       std::max<int64_t>(2, absl::ToInt64Seconds(absl::Ceil(
                                options.connect_timeout, absl::Seconds(1)))));
-  const DeadPeer dead = DeadPeerSettings(options.dead_peer_timeout);
+  const std::optional<DeadPeer> dead =
+      DeadPeerSettings(options.dead_peer_timeout);
   std::vector<const char*> keys = {"connect_timeout", "application_name"};
   std::vector<const char*> values = {timeout.c_str(),
                                      options.application_name.c_str()};
-  if (dead.on) {
-    const std::pair<const char*, const std::string&> settings[] = {
-        {"keepalives", dead.on_text},
-        {"keepalives_idle", dead.idle},
-        {"keepalives_interval", dead.interval},
-        {"keepalives_count", dead.count},
-        {"tcp_user_timeout", dead.user_timeout_ms}};
+  if (dead) {
+    const std::pair<const char*, const char*> settings[] = {
+        {"keepalives", "1"},
+        {"keepalives_idle", dead->idle.c_str()},
+        {"keepalives_interval", dead->interval.c_str()},
+        {"keepalives_count", kProbes},
+        {"tcp_user_timeout", dead->user_timeout_ms.c_str()}};
     for (const auto& [key, value] : settings) {
       keys.push_back(key);
-      values.push_back(value.c_str());
+      values.push_back(value);
     }
   }
   // Last, so that the URI's own settings win over those above: libpq takes
@@ -217,14 +216,14 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   PQsetNoticeProcessor(
       conn, [](void*, const char*) {}, nullptr);
   std::unique_ptr<Connection> connection(new Connection(conn));
-  if (dead.on) {
+  if (dead) {
     // The server's end of the socket (ignored by PostgreSQL on a Unix
     // socket).
     if (absl::Status s = connection->ExecScript(
-            absl::StrCat("SET tcp_keepalives_idle = ", dead.idle,
-                         "; SET tcp_keepalives_interval = ", dead.interval,
-                         "; SET tcp_keepalives_count = ", dead.count,
-                         "; SET tcp_user_timeout = ", dead.user_timeout_ms));
+            absl::StrCat("SET tcp_keepalives_idle = ", dead->idle,
+                         "; SET tcp_keepalives_interval = ", dead->interval,
+                         "; SET tcp_keepalives_count = ", kProbes,
+                         "; SET tcp_user_timeout = ", dead->user_timeout_ms));
         !s.ok()) {
       return s;
     }

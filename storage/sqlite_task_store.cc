@@ -26,6 +26,7 @@
 #include "storage/group_commit.h"
 #include "storage/sqlite_query.h"
 #include "storage/sqlite_statement.h"
+#include "storage/task_cache.h"
 #include "storage/task_row.h"
 
 namespace taskd {
@@ -394,7 +395,7 @@ class SqliteTaskStore final : public TaskStore, private WriteTransaction {
   };
 
   explicit SqliteTaskStore(const SqliteTaskStoreOptions& options)
-      : options_(options) {}
+      : options_(options), cache_(options.cached_tasks) {}
 
   absl::Status Migrate();
   absl::Status LoadState();
@@ -441,7 +442,7 @@ class SqliteTaskStore final : public TaskStore, private WriteTransaction {
   absl::StatusOr<int64_t> Finish(int64_t last_revision, bool changed,
                                  bool trim) override;
   absl::Status Commit() override;
-  void Rollback() override { transaction_.reset(); }
+  void Rollback() override;
 
   // After a successful commit: publish the revision and the history's new
   // lower bound, notify.
@@ -459,6 +460,13 @@ class SqliteTaskStore final : public TaskStore, private WriteTransaction {
   std::unique_ptr<Connection> writer_;
   // The batch's open transaction (rolls back when reset uncommitted).
   std::unique_ptr<Transaction> transaction_;
+  // The ids whose rows the open transaction wrote (writer thread only):
+  // dropped from cache_ when it ends, committed or not.
+  std::vector<std::string> written_;
+
+  // Tasks Get read, for Get (task_cache.h). The store is its database's
+  // only writer (the file lock), so every change passes Commit.
+  TaskCache cache_;
 
   std::atomic<int64_t> current_revision_{0};
   std::atomic<int64_t> oldest_revision_{1};
@@ -694,6 +702,7 @@ absl::Status SqliteTaskStore::Replace(const Task& current, const Task& next) {
   // A touch that changes nothing writes nothing (an update changes at least
   // the revision).
   if (columns.empty()) return absl::OkStatus();
+  written_.push_back(next.id());
   std::string sql = "UPDATE tasks SET ";
   for (size_t i = 0; i < columns.size(); ++i) {
     absl::StrAppend(&sql, i == 0 ? "" : ", ", columns[i].column, " = ?", i + 2);
@@ -726,7 +735,17 @@ absl::StatusOr<int64_t> SqliteTaskStore::Begin() {
 absl::Status SqliteTaskStore::Commit() {
   absl::Status status = transaction_->Commit();
   transaction_.reset();
+  // Before the batch's calls return. Also when the commit failed: whether
+  // it reached the file is then not known.
+  cache_.Invalidate(written_);
+  written_.clear();
   return status;
+}
+
+void SqliteTaskStore::Rollback() {
+  transaction_.reset();
+  cache_.Invalidate(written_);
+  written_.clear();
 }
 
 absl::StatusOr<int64_t> SqliteTaskStore::Finish(int64_t last_revision,
@@ -803,6 +822,7 @@ absl::Status SqliteTaskStore::Insert(const Task& task,
 }
 
 absl::Status SqliteTaskStore::Remove(const std::string& id) {
+  written_.push_back(id);
   Statement row = writer_->Prepare("DELETE FROM tasks WHERE id = ?1");
   row.BindText(1, id);
   return row.Run();
@@ -813,8 +833,17 @@ void SqliteTaskStore::Write(TaskWrite write, WriteDone done) {
 }
 
 absl::StatusOr<Task> SqliteTaskStore::Get(absl::string_view id) {
-  Reader reader(this);
-  return Find(reader.get(), id);
+  if (std::optional<Task> hit = cache_.Lookup(id)) return *std::move(hit);
+  // Read before the snapshot begins (at Find's first step).
+  const uint64_t generation = cache_.generation();
+  absl::StatusOr<Task> task;
+  {
+    Reader reader(this);
+    task = Find(reader.get(), id);
+  }
+  // Found by uuid: not kept (the cache is by id).
+  if (task.ok() && task->id() == id) cache_.Insert(generation, *task);
+  return task;
 }
 
 absl::StatusOr<ListResult> SqliteTaskStore::List(const ListQuery& query) {

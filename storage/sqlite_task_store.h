@@ -59,6 +59,12 @@ struct SqliteTaskStoreOptions {
   // Read-only connections for Get, List and ReadChanges. Default 4.
   int read_connections = 4;
 
+  // Get keeps up to this many tasks it read (by id, encoded: a few hundred
+  // bytes each) and answers them again from memory until a write changes
+  // them (storage/task_cache.h). 0: every Get reads the database.
+  // Default 10,000.
+  size_t cached_tasks = 10'000;
+
   // Group commit: at most `max_batch` writes per transaction (a bigger
   // batch amortises the sync further but holds its first caller longer);
   // at most `max_queue` writes waiting, beyond which Write waits for room

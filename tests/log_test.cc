@@ -4,10 +4,7 @@
 // the taskd binary.
 #include "base/log.h"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <random>
 #include <string>
@@ -230,22 +227,13 @@ TEST_F(TaskdLogFormatTest, JsonFromStartToStop) {
 TEST_F(TaskdLogFormatTest, GrpcErrorsAreJsonToo) {
   // A port taken: gRPC logs why it cannot bind (gpr_log), taskd that it
   // cannot start.
-  int held = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(held, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&address), length), 0);
-  ASSERT_EQ(listen(held, 1), 0);
-  ASSERT_EQ(getsockname(held, reinterpret_cast<sockaddr*>(&address), &length),
-            0);
+  testing::LoopbackListener held;
+  ASSERT_NE(held.port(), 0);
   testing::TaskdProcess::Options options = With({"--log_format=json"});
-  options.listen = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
+  options.listen = held.address();
   testing::TaskdProcess taskd(options);
   taskd.Launch();
   EXPECT_EQ(taskd.Wait(absl::Seconds(20)), 1) << taskd.log();
-  close(held);
   std::vector<std::string> lines = ParseJsonLog(taskd.log());
   EXPECT_THAT(lines, Contains(StartsWith("error grpc ")));
   EXPECT_THAT(lines, Contains(StartsWith("error taskd cannot start")));

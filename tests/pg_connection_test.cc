@@ -159,6 +159,8 @@ TEST(PgConnectionTcpTest, ADeadPeerIsGivenUpAtBothEndsOnTcp) {
   // Seconds, seconds, probes, milliseconds.
   EXPECT_EQ(settings(absl::Seconds(9)), "3 1 3 9000");
   EXPECT_EQ(settings(absl::Seconds(60)), "20 10 3 60000");
+  // Below a second, a second (and no zero, which would mean "the default").
+  EXPECT_EQ(settings(absl::Milliseconds(300)), "1 1 3 1000");
   // Zero leaves the kernel's defaults (Linux: two hours before the first
   // probe) and no user timeout.
   std::string idle;

@@ -1,10 +1,7 @@
 #include "tests/postgres_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,28 +20,15 @@ namespace {
 constexpr char kDefaultBindir[] = "/usr/lib/postgresql/15/bin";
 bool IsRoot() { return ::geteuid() == 0; }
 
-// A port of 127.0.0.1 that nothing listens on now; 0 if none is found.
-int FreeTcpPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof(address);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
 }  // namespace
 
 bool PostgresRequired() {
   const char* required = std::getenv("TASKD_REQUIRE_POSTGRES");
   return required != nullptr && std::string(required) == "1";
+}
+
+PostgresServer::PostgresServer(const Options& options) : options_(options) {
+  if (options_.tcp) port_ = FreeTcpPort();
 }
 
 PostgresServer::~PostgresServer() {
@@ -103,13 +87,7 @@ absl::Status PostgresServer::Start() {
              "taskd", "-E", "UTF8", "--locale=C", "--no-sync"});
     if (!created.ok()) return created;
   }
-  // The socket's name is .s.PGSQL.<port>; without TCP the port only names
-  // it. With TCP, one port for good (a restart keeps it).
-  if (options_.tcp && port_ == "5432") {
-    const int port = FreeTcpPort();
-    if (port == 0) return absl::InternalError("no free TCP port on 127.0.0.1");
-    port_ = absl::StrCat(port);
-  }
+  if (port_ == 0) return absl::InternalError("no free TCP port on 127.0.0.1");
   const std::string listen = options_.tcp ? "127.0.0.1" : "''";
   absl::Status started =
       Run({bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/log", "-o",
@@ -119,8 +97,8 @@ absl::Status PostgresServer::Start() {
   if (!started.ok()) return started;
   running_ = true;
   // The database, once (createdb fails harmlessly on a restart).
-  static_cast<void>(Run({bindir_ + "/createdb", "-h", dir_, "-p", port_, "-U",
-                         "taskd", "taskd"}));
+  static_cast<void>(Run({bindir_ + "/createdb", "-h", dir_, "-p",
+                         absl::StrCat(port_), "-U", "taskd", "taskd"}));
   return absl::OkStatus();
 }
 

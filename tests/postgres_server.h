@@ -33,7 +33,7 @@ class PostgresServer {
     bool tcp = false;
   };
   PostgresServer() = default;
-  explicit PostgresServer(const Options& options) : options_(options) {}
+  explicit PostgresServer(const Options& options);
   ~PostgresServer();  // stops the server (immediately) and removes it all
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
@@ -60,8 +60,10 @@ class PostgresServer {
   Options options_;
   std::string bindir_;
   std::string dir_;
-  // The TCP port, or (without Options::tcp) the number in the socket's name.
-  std::string port_ = "5432";
+  // With Options::tcp, the TCP port, chosen once (restarts keep it; 0 when
+  // none was free). Without, only the number in the socket's name
+  // (.s.PGSQL.<port>).
+  int port_ = 5432;
   bool running_ = false;
 };
 

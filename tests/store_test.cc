@@ -341,6 +341,107 @@ TEST_P(StoreTest, OnCommitSeesEveryChangeInOrder) {
   EXPECT_EQ(revisions, (std::vector<int64_t>{1, 2, 3}));
 }
 
+// Whatever Get keeps in memory (SQLite: storage/task_cache.h), it answers
+// every write acknowledged before it started: updates, touches, deletes and
+// a new task under a deleted one's id.
+TEST_P(StoreTest, GetAnswersEveryWriteAcknowledgedBeforeIt) {
+  ASSERT_TRUE(store_->Create(NewTask("t1"), "").ok());
+  ASSERT_TRUE(
+      store_->Get("t1").ok());  // read once: kept, where there is a cache
+  ASSERT_TRUE(store_->Get("t1").ok());
+  ASSERT_TRUE(store_
+                  ->Update("t1",
+                           [](const Task& current) -> absl::StatusOr<Task> {
+                             Task next = current;
+                             next.set_type("updated");
+                             return next;
+                           })
+                  .ok());
+  EXPECT_EQ(store_->Get("t1")->type(), "updated");
+  absl::StatusOr<Task> touched = store_->WriteAndWait(
+      {TaskWrite::Touch{"t1", [](const Task& current) -> absl::StatusOr<Task> {
+                          Task next = current;
+                          next.mutable_progress()->set_current(7);
+                          return next;
+                        }}});
+  ASSERT_TRUE(touched.ok()) << touched.status();
+  EXPECT_EQ(store_->Get("t1")->progress().current(), 7);
+  ASSERT_TRUE(store_->Delete("t1", nullptr).ok());
+  EXPECT_EQ(store_->Get("t1").status().code(), absl::StatusCode::kNotFound);
+  Task again = NewTask("t1");
+  again.set_type("second");
+  ASSERT_TRUE(store_->Create(again, "").ok());
+  EXPECT_EQ(store_->Get("t1")->type(), "second");
+}
+
+// The same under concurrency: readers that start after an update was
+// acknowledged never get an older revision, while a writer keeps updating.
+TEST_P(StoreTest, ConcurrentGetsNeverGoBackBehindAnAcknowledgedUpdate) {
+  constexpr int kTasks = 4, kUpdates = 300;
+  std::atomic<int64_t> acked[kTasks];
+  for (int i = 0; i < kTasks; ++i) {
+    absl::StatusOr<Task> created =
+        store_->Create(NewTask(absl::StrCat("c", i)), "");
+    ASSERT_TRUE(created.ok()) << created.status();
+    acked[i] = created->revision();
+  }
+  std::atomic<bool> done{false};
+  std::atomic<int> stale{0}, reads{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      for (int n = r; !done.load(); ++n) {
+        const int i = n % kTasks;
+        const int64_t before = acked[i].load();
+        absl::StatusOr<Task> got = store_->Get(absl::StrCat("c", i));
+        reads.fetch_add(1);
+        if (!got.ok() || got->revision() < before) stale.fetch_add(1);
+      }
+    });
+  }
+  for (int u = 0; u < kUpdates; ++u) {
+    const int i = u % kTasks;
+    absl::StatusOr<Task> updated = store_->Update(
+        absl::StrCat("c", i), [u](const Task& current) -> absl::StatusOr<Task> {
+          Task next = current;
+          next.set_type(absl::StrCat("u", u));
+          return next;
+        });
+    ASSERT_TRUE(updated.ok()) << updated.status();
+    acked[i] = updated->revision();
+  }
+  done = true;
+  for (std::thread& reader : readers) reader.join();
+  EXPECT_EQ(stale.load(), 0) << "of " << reads.load() << " reads";
+  EXPECT_GT(reads.load(), kUpdates);
+}
+
+// SQLite keeps the tasks Get read (SqliteTaskStoreOptions::cached_tasks).
+// Seen by changing the file behind the store's back, which a store never
+// expects (it is the file's only writer): a kept task is still answered.
+TEST_F(SqliteTaskStoreTest, GetAnswersAKeptTaskFromMemory) {
+  for (size_t cached : {size_t{0}, size_t{1}}) {
+    SCOPED_TRACE(absl::StrCat("cached_tasks = ", cached));
+    options_.cached_tasks = cached;
+    Reopen();
+    ASSERT_TRUE(
+        store_->Create(NewTask(absl::StrCat("k", cached, "a")), "").ok());
+    ASSERT_TRUE(
+        store_->Create(NewTask(absl::StrCat("k", cached, "b")), "").ok());
+    // a, then b: with room for one, b pushes a out.
+    ASSERT_TRUE(store_->Get(absl::StrCat("k", cached, "a")).ok());
+    ASSERT_TRUE(store_->Get(absl::StrCat("k", cached, "b")).ok());
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(options_.path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "DELETE FROM tasks", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+    EXPECT_EQ(store_->Get(absl::StrCat("k", cached, "b")).ok(), cached == 1);
+    EXPECT_EQ(store_->Get(absl::StrCat("k", cached, "a")).status().code(),
+              absl::StatusCode::kNotFound);
+  }
+}
+
 // ---- What only the PostgreSQL engine has ----------------------------------
 
 class PostgresTaskStoreTest : public StoreTest {

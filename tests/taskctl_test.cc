@@ -1,10 +1,6 @@
 // taskctl's commands and flags as a user runs them, against a real taskd:
 // every command, --etag, list's paging flags, $TASKD_SERVER, --timeout, the
 // usage errors. (Security flags: taskctl_security_test.cc.)
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -192,21 +188,13 @@ TEST_F(TaskctlTest, ServerComesFromTheFlagOrTheEnvironment) {
 
 TEST_F(TaskctlTest, TimeoutEndsACallToAServerThatDoesNotAnswer) {
   // A socket that accepts connections (the kernel does) and never speaks.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(fd, 8), 0);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const std::string silent = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  testing::LoopbackListener listener;
+  ASSERT_NE(listener.port(), 0);
+  const std::string silent = listener.address();
   absl::Time start = absl::Now();
   Result run =
       Taskctl({"--server=" + silent, "--timeout=1s", "list"}, {}, false);
   absl::Duration took = absl::Now() - start;
-  close(fd);
   EXPECT_EQ(run.rc, 1) << run;
   EXPECT_THAT(run.err, HasSubstr("DEADLINE_EXCEEDED"));
   EXPECT_LT(took, absl::Seconds(8)) << "the default is 10 s";

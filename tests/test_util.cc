@@ -1,10 +1,13 @@
 #include "tests/test_util.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -140,6 +143,30 @@ int Subprocess::Wait(absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(10));
   }
 }
+
+LoopbackListener::LoopbackListener() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof(address);
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&address), size) == 0 &&
+      ::listen(fd_, 8) == 0 &&
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &size) == 0) {
+    port_ = ntohs(address.sin_port);
+  }
+}
+
+LoopbackListener::~LoopbackListener() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string LoopbackListener::address() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+int FreeTcpPort() { return LoopbackListener().port(); }
 
 int RunCommand(const std::vector<std::string>& argv,
                const std::string& stdin_text, std::string* out,

@@ -59,6 +59,31 @@ class Subprocess {
   size_t scanned_ = 0;
 };
 
+// A TCP socket listening on 127.0.0.1, on a port the kernel chose; closed
+// on destruction. The kernel accepts connections into its backlog and
+// nothing answers them: a server that never speaks, or a port held so that
+// nothing else can bind it.
+class LoopbackListener {
+ public:
+  LoopbackListener();
+  ~LoopbackListener();
+  LoopbackListener(const LoopbackListener&) = delete;
+  LoopbackListener& operator=(const LoopbackListener&) = delete;
+
+  // 0 if the socket could not be made.
+  int port() const { return port_; }
+  // "127.0.0.1:<port>".
+  std::string address() const;
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// A port of 127.0.0.1 that nothing listens on now (a LoopbackListener's,
+// closed again); 0 if none was found.
+int FreeTcpPort();
+
 // Runs a command to completion and returns its exit status; stdout goes to
 // *out (if not null), stderr to *err.
 int RunCommand(const std::vector<std::string>& argv,
