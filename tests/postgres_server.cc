@@ -27,10 +27,6 @@ bool PostgresRequired() {
   return required != nullptr && std::string(required) == "1";
 }
 
-PostgresServer::PostgresServer(const Options& options) : options_(options) {
-  if (options_.tcp) port_ = FreeTcpPort();
-}
-
 PostgresServer::~PostgresServer() {
   if (running_) {
     (void)Run({bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "immediate",
@@ -87,14 +83,28 @@ absl::Status PostgresServer::Start() {
              "taskd", "-E", "UTF8", "--locale=C", "--no-sync"});
     if (!created.ok()) return created;
   }
-  if (port_ == 0) return absl::InternalError("no free TCP port on 127.0.0.1");
   const std::string listen = options_.tcp ? "127.0.0.1" : "''";
-  absl::Status started =
-      Run({bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/log", "-o",
-           absl::StrCat("-k ", dir_, " -p ", port_,
-                        " -c listen_addresses=", listen),
-           "-w", "start"});
+  absl::Status started;
+  // With TCP, a free port is chosen at the first start and kept: a port
+  // that was free a moment ago may be taken by the time the server binds
+  // it (another test's connection), so the first start tries a few.
+  const bool choose_port = options_.tcp && !tcp_port_chosen_;
+  for (int attempt = 0; attempt < (choose_port ? 5 : 1); ++attempt) {
+    if (choose_port) {
+      port_ = FreeTcpPort();
+      if (port_ == 0) {
+        return absl::InternalError("no free TCP port on 127.0.0.1");
+      }
+    }
+    started = Run({bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-l",
+                   dir_ + "/log", "-o",
+                   absl::StrCat("-k ", dir_, " -p ", port_,
+                                " -c listen_addresses=", listen),
+                   "-w", "start"});
+    if (started.ok()) break;
+  }
   if (!started.ok()) return started;
+  tcp_port_chosen_ = options_.tcp;
   running_ = true;
   // The database, once (createdb fails harmlessly on a restart).
   static_cast<void>(Run({bindir_ + "/createdb", "-h", dir_, "-p",

@@ -33,7 +33,7 @@ class PostgresServer {
     bool tcp = false;
   };
   PostgresServer() = default;
-  explicit PostgresServer(const Options& options);
+  explicit PostgresServer(const Options& options) : options_(options) {}
   ~PostgresServer();  // stops the server (immediately) and removes it all
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
@@ -60,10 +60,11 @@ class PostgresServer {
   Options options_;
   std::string bindir_;
   std::string dir_;
-  // With Options::tcp, the TCP port, chosen once (restarts keep it; 0 when
-  // none was free). Without, only the number in the socket's name
-  // (.s.PGSQL.<port>).
+  // Without Options::tcp, only the number in the socket's name
+  // (.s.PGSQL.<port>). With it, the TCP port, chosen at the first Start
+  // (tcp_port_chosen_) and kept by restarts.
   int port_ = 5432;
+  bool tcp_port_chosen_ = false;
   bool running_ = false;
 };
 
