@@ -110,9 +110,9 @@ ABSL_FLAG(absl::Duration, min_client_ping_interval, absl::Seconds(10),
           "every 20-60 s).");
 ABSL_FLAG(int32_t, read_connections, 4,
           "SQLite connections for reads (GetTask, ListTasks, watch catch-up).");
-ABSL_FLAG(int32_t, cached_tasks, 10000,
-          "GetTask keeps this many tasks it read in memory (a few hundred "
-          "bytes each) until a write changes them; 0: none. SQLite only.");
+ABSL_FLAG(int32_t, task_cache_mib, 8,
+          "GetTask keeps tasks it read in memory, up to this many MiB, until "
+          "a write changes them; 0: none. SQLite only.");
 ABSL_FLAG(int32_t, max_batch, 256,
           "Group commit: at most this many writes per transaction.");
 ABSL_FLAG(int32_t, checkpoint_pages, 10000,
@@ -189,9 +189,11 @@ absl::StatusOr<taskd::TaskServerOptions> OptionsFromFlags() {
   options.store.history_max_age = absl::GetFlag(FLAGS_history_max_age);
   options.store.read_connections = absl::GetFlag(FLAGS_read_connections);
   options.store.max_batch = absl::GetFlag(FLAGS_max_batch);
-  const int32_t cached_tasks = absl::GetFlag(FLAGS_cached_tasks);
-  if (cached_tasks < 0) return FlagError("--cached_tasks must be >= 0");
-  options.store.cached_tasks = static_cast<size_t>(cached_tasks);
+  const int32_t task_cache_mib = absl::GetFlag(FLAGS_task_cache_mib);
+  if (task_cache_mib < 0 || task_cache_mib > 1024 * 1024) {
+    return FlagError("--task_cache_mib must be within 0..1048576");
+  }
+  options.store.task_cache_bytes = static_cast<size_t>(task_cache_mib) << 20;
   options.store.checkpoint_pages = absl::GetFlag(FLAGS_checkpoint_pages);
   options.auth_tokens_path = absl::GetFlag(FLAGS_auth_tokens);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);

@@ -395,7 +395,7 @@ class SqliteTaskStore final : public TaskStore, private WriteTransaction {
   };
 
   explicit SqliteTaskStore(const SqliteTaskStoreOptions& options)
-      : options_(options), cache_(options.cached_tasks) {}
+      : options_(options), cache_(options.task_cache_bytes) {}
 
   absl::Status Migrate();
   absl::Status LoadState();

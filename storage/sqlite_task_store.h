@@ -59,11 +59,11 @@ struct SqliteTaskStoreOptions {
   // Read-only connections for Get, List and ReadChanges. Default 4.
   int read_connections = 4;
 
-  // Get keeps up to this many tasks it read (by id, encoded: a few hundred
-  // bytes each) and answers them again from memory until a write changes
-  // them (storage/task_cache.h). 0: every Get reads the database.
-  // Default 10,000.
-  size_t cached_tasks = 10'000;
+  // Get keeps tasks it read (by id, encoded) up to this many bytes in all
+  // and answers them again from memory until a write changes them
+  // (storage/task_cache.h). 0: every Get reads the database. Default 8 MiB
+  // (about 25,000 tasks of the usual size).
+  size_t task_cache_bytes = size_t{8} << 20;
 
   // Group commit: at most `max_batch` writes per transaction (a bigger
   // batch amortises the sync further but holds its first caller longer);

@@ -26,8 +26,10 @@ uint64_t TaskCache::generation() {
 }
 
 void TaskCache::Insert(uint64_t generation, const Task& task) {
-  if (capacity_ == 0) return;
-  std::string encoded = task.SerializeAsString();
+  if (budget_ == 0) return;
+  Entry entry(task.id(), task.SerializeAsString());
+  const size_t cost = Cost(entry);
+  if (cost > budget_ / 8) return;
   absl::MutexLock lock(&mu_);
   if (generation != generation_) return;
   auto found = by_id_.find(task.id());
@@ -36,9 +38,11 @@ void TaskCache::Insert(uint64_t generation, const Task& task) {
     entries_.splice(entries_.begin(), entries_, found->second);
     return;
   }
-  entries_.emplace_front(task.id(), std::move(encoded));
+  entries_.push_front(std::move(entry));
   by_id_.emplace(entries_.front().first, entries_.begin());
-  if (entries_.size() > capacity_) {
+  bytes_ += cost;
+  while (bytes_ > budget_) {
+    bytes_ -= Cost(entries_.back());
     by_id_.erase(entries_.back().first);
     entries_.pop_back();
   }
@@ -51,6 +55,7 @@ void TaskCache::Invalidate(const std::vector<std::string>& ids) {
     auto found = by_id_.find(id);
     if (found == by_id_.end()) continue;
     const std::list<Entry>::iterator entry = found->second;
+    bytes_ -= Cost(*entry);
     by_id_.erase(found);
     entries_.erase(entry);
   }
@@ -59,6 +64,11 @@ void TaskCache::Invalidate(const std::vector<std::string>& ids) {
 size_t TaskCache::size() {
   absl::MutexLock lock(&mu_);
   return entries_.size();
+}
+
+size_t TaskCache::bytes() {
+  absl::MutexLock lock(&mu_);
+  return bytes_;
 }
 
 uint64_t TaskCache::hits() {

@@ -1,7 +1,7 @@
 // TaskCache: the tasks Get read most recently, by id, kept as their encoded
 // bytes, so that a task read again is answered without the database.
 //
-//   TaskCache cache(10000);
+//   TaskCache cache(8 << 20);  // bytes
 //   if (std::optional<Task> hit = cache.Lookup(id)) return *hit;
 //   const uint64_t generation = cache.generation();  // before the read
 //   ... read `task` in a snapshot that starts after this point ...
@@ -17,7 +17,8 @@
 // and Insert keeps a task only if no generation began since the caller's
 // read started, so a cached task is always the committed one. (With writes
 // every few milliseconds most reads are not kept; a task read between
-// writes is.) Least recently used tasks go first. Thread-safe.
+// writes is.) Least recently used tasks go first when the cache would pass
+// its budget. Thread-safe.
 #ifndef TASKD_STORAGE_TASK_CACHE_H_
 #define TASKD_STORAGE_TASK_CACHE_H_
 
@@ -38,8 +39,14 @@ namespace taskd {
 
 class TaskCache {
  public:
-  // Keeps up to `capacity` tasks; 0 keeps none (every call is a miss).
-  explicit TaskCache(size_t capacity) : capacity_(capacity) {}
+  // What one kept task costs beyond its id and encoded bytes (the list
+  // node, the map's slot, the strings' headers): an estimate.
+  static constexpr size_t kEntryOverhead = 128;
+
+  // Keeps tasks up to `budget_bytes` in all, each counted as its encoded
+  // size, its id's and kEntryOverhead; a task bigger than an eighth of the
+  // budget is not kept. 0 keeps none (every call is a miss).
+  explicit TaskCache(size_t budget_bytes) : budget_(budget_bytes) {}
   TaskCache(const TaskCache&) = delete;
   TaskCache& operator=(const TaskCache&) = delete;
 
@@ -56,15 +63,22 @@ class TaskCache {
   // Drops these ids and begins a new generation.
   void Invalidate(const std::vector<std::string>& ids);
 
-  // For tests and metrics: tasks kept now, and the calls that found one.
+  // For tests and metrics: tasks kept now, the bytes they are counted as,
+  // and the calls that found one.
   size_t size();
+  size_t bytes();
   uint64_t hits();
 
  private:
   using Entry = std::pair<std::string, std::string>;  // id, encoded task
 
-  const size_t capacity_;
+  static size_t Cost(const Entry& entry) {
+    return entry.first.size() + entry.second.size() + kEntryOverhead;
+  }
+
+  const size_t budget_;
   absl::Mutex mu_;
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
   // Most recently used first.

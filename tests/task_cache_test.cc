@@ -21,8 +21,14 @@ Task Make(const std::string& id, int64_t revision) {
   return task;
 }
 
+// What `n` tasks like Make's (ids of one character) count as.
+size_t Room(int n) {
+  const Task task = Make("x", 1);
+  return n * (1 + task.SerializeAsString().size() + TaskCache::kEntryOverhead);
+}
+
 TEST(TaskCacheTest, KeepsWhatWasInsertedAndCountsHits) {
-  TaskCache cache(8);
+  TaskCache cache(Room(8));
   EXPECT_FALSE(cache.Lookup("a").has_value());
   cache.Insert(cache.generation(), Make("a", 3));
   std::optional<Task> hit = cache.Lookup("a");
@@ -34,19 +40,35 @@ TEST(TaskCacheTest, KeepsWhatWasInsertedAndCountsHits) {
 }
 
 TEST(TaskCacheTest, ARecentlyUsedTaskOutlivesAnOlderOne) {
-  TaskCache cache(2);
-  cache.Insert(cache.generation(), Make("a", 1));
-  cache.Insert(cache.generation(), Make("b", 2));
+  TaskCache cache(Room(8));
+  for (const char* id : {"a", "b", "c", "d", "e", "f", "g", "h"}) {
+    cache.Insert(cache.generation(), Make(id, 1));
+  }
+  EXPECT_EQ(cache.bytes(), Room(8));
   ASSERT_TRUE(cache.Lookup("a").has_value());  // a is now the newest
-  cache.Insert(cache.generation(), Make("c", 3));
-  EXPECT_EQ(cache.size(), 2u);
+  cache.Insert(cache.generation(), Make("i", 3));
+  EXPECT_EQ(cache.size(), 8u);
+  EXPECT_EQ(cache.bytes(), Room(8));
   EXPECT_TRUE(cache.Lookup("a").has_value());
-  EXPECT_FALSE(cache.Lookup("b").has_value());
+  EXPECT_FALSE(cache.Lookup("b").has_value()) << "the least recently used";
   EXPECT_TRUE(cache.Lookup("c").has_value());
+  EXPECT_TRUE(cache.Lookup("i").has_value());
+}
+
+TEST(TaskCacheTest, ATaskOverAnEighthOfTheBudgetIsNotKept) {
+  TaskCache cache(Room(8));
+  Task big = Make("a", 1);
+  big.set_type(std::string(200, 'x'));
+  cache.Insert(cache.generation(), big);
+  EXPECT_EQ(cache.size(), 0u);
+  cache.Insert(cache.generation(), Make("b", 1));
+  EXPECT_EQ(cache.size(), 1u);
+  cache.Invalidate({"b"});
+  EXPECT_EQ(cache.bytes(), 0u);
 }
 
 TEST(TaskCacheTest, AReadFromBeforeAnInvalidationIsNotKept) {
-  TaskCache cache(8);
+  TaskCache cache(Room(8));
   cache.Insert(cache.generation(), Make("a", 1));
   const uint64_t before = cache.generation();
   // A write of b commits while a reader holds b's older version.
@@ -70,7 +92,7 @@ TEST(TaskCacheTest, CapacityZeroKeepsNothing) {
 
 // Under TSan: lookups, inserts and invalidations from several threads.
 TEST(TaskCacheTest, ThreadsShareOneCache) {
-  TaskCache cache(16);
+  TaskCache cache(Room(16));
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&cache, t] {
@@ -85,7 +107,7 @@ TEST(TaskCacheTest, ThreadsShareOneCache) {
     });
   }
   for (std::thread& thread : threads) thread.join();
-  EXPECT_LE(cache.size(), 16u);
+  EXPECT_LE(cache.bytes(), Room(16));
 }
 
 }  // namespace

@@ -87,7 +87,7 @@ class TaskdFlagsTest : public ::testing::Test {
 TEST_F(TaskdFlagsTest, BadValuesAreRefusedNamingTheFlag) {
   ExpectRefused({"--max_batch=0"}, "--max_batch");
   ExpectRefused({"--read_connections=0"}, "--read_connections");
-  ExpectRefused({"--cached_tasks=-1"}, "--cached_tasks");
+  ExpectRefused({"--task_cache_mib=-1"}, "--task_cache_mib");
   ExpectRefused({"--checkpoint_pages=0"}, "--checkpoint_pages");
   ExpectRefused({"--max_page_size=0"}, "--max_page_size");
   ExpectRefused({"--max_receive_bytes=10"}, "--max_receive_bytes");
