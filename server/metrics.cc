@@ -63,6 +63,14 @@ Metrics::Metrics()
                                 "does), else 0")
                           .Register(*registry_)
                           .Add({})),
+      cache_lookups_(BuildCounter()
+                         .Name("taskd_task_cache_lookups_total")
+                         .Help("Reads of a task by id (GetTask, Heartbeat) "
+                               "answered by the task cache (hit) or the "
+                               "database (miss); SQLite only")
+                         .Register(*registry_)),
+      cache_hits_(cache_lookups_.Add({{"result", "hit"}})),
+      cache_misses_(cache_lookups_.Add({{"result", "miss"}})),
       tasks_(BuildGauge()
                  .Name("taskd_tasks")
                  .Help("Tasks by state")
@@ -125,6 +133,10 @@ void Metrics::SetRevision(int64_t revision) {
 
 void Metrics::SetSweeperLeader(bool leads) {
   sweeper_leader_.Set(leads ? 1 : 0);
+}
+
+void Metrics::CountCacheLookup(bool hit) {
+  (hit ? cache_hits_ : cache_misses_).Increment();
 }
 
 void Metrics::SetTaskCounts(const CountResult& by_state_and_result) {

@@ -13,6 +13,8 @@
 //   taskd_task_timeouts_total{timeout,outcome}  timeouts fired
 //   taskd_retention_deleted_total               tasks deleted for their age
 //   taskd_sweeper_leader                        1 where the timers run
+//   taskd_task_cache_lookups_total{result}      reads of a task by id: hit
+//                                               (task cache) or miss
 //
 // Served as Prometheus text on http://ADDRESS/metrics when taskd has
 // --metrics_listen. Thread-safe.
@@ -54,6 +56,9 @@ class Metrics {
   // taskd_sweeper_leader: whether this server runs the timers (and
   // retention, if on).
   void SetSweeperLeader(bool leads);
+  // taskd_task_cache_lookups_total{result}: a read of a task by id
+  // (GetTask, Heartbeat) the task cache answered (hit) or not (miss).
+  void CountCacheLookup(bool hit);
   // taskd_tasks{state} and taskd_tasks_completed{result_code}: set from a
   // count of the store grouped by state and result_code (at start), then
   // kept up to date from every commit's changes. Exactly once per change,
@@ -81,6 +86,9 @@ class Metrics {
   prometheus::Counter& events_delivered_;
   prometheus::Gauge& revision_;
   prometheus::Gauge& sweeper_leader_;
+  prometheus::Family<prometheus::Counter>& cache_lookups_;
+  prometheus::Counter& cache_hits_;
+  prometheus::Counter& cache_misses_;
   prometheus::Family<prometheus::Gauge>& tasks_;
   prometheus::Family<prometheus::Gauge>& completed_;
   prometheus::Family<prometheus::Counter>& timeouts_;

@@ -66,6 +66,11 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     metrics->ObserveCommit(took, batch);
     if (observe) observe(took, batch);
   };
+  auto observe_get = store_options.observe_get;
+  store_options.observe_get = [metrics, observe_get](bool hit) {
+    metrics->CountCacheLookup(hit);
+    if (observe_get) observe_get(hit);
+  };
   WatchHub* hub = server->watch_hub_.get();
   CountHub* count_hub = server->count_hub_.get();
   Dispatcher* dispatcher = server->dispatcher_.get();

@@ -833,7 +833,9 @@ void SqliteTaskStore::Write(TaskWrite write, WriteDone done) {
 }
 
 absl::StatusOr<Task> SqliteTaskStore::Get(absl::string_view id) {
-  if (std::optional<Task> hit = cache_.Lookup(id)) return *std::move(hit);
+  std::optional<Task> hit = cache_.Lookup(id);
+  if (options_.observe_get) options_.observe_get(hit.has_value());
+  if (hit) return *std::move(hit);
   // Read before the snapshot begins (at Find's first step).
   const uint64_t generation = cache_.generation();
   absl::StatusOr<Task> task;

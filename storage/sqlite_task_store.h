@@ -101,6 +101,10 @@ struct SqliteTaskStoreOptions {
   // and must not call WriteAndWait (or the helpers over it).
   std::function<void(const std::vector<Change>&)> on_commit;
 
+  // Called on every Get with whether the task cache answered it (a Get by
+  // uuid never is). For metrics; must be quick.
+  std::function<void(bool hit)> observe_get;
+
   // Called after every commit with its duration (begin to durable commit)
   // and the number of changes it held (a group commit holds many), from the
   // committing thread. For metrics; must be quick.

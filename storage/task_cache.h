@@ -15,10 +15,10 @@
 // committed, before the write's caller learns of the commit. A task read in
 // an older snapshot is then never kept: Invalidate starts a new generation,
 // and Insert keeps a task only if no generation began since the caller's
-// read started, so a cached task is always the committed one. (With writes
-// every few milliseconds most reads are not kept; a task read between
-// writes is.) Least recently used tasks go first when the cache would pass
-// its budget. Thread-safe.
+// read started, so a cached task is always the committed one. (Only a read
+// that overlaps a commit is not kept: tens of microseconds against commits
+// milliseconds apart.) Least recently used tasks go first when the cache
+// would pass its budget. Thread-safe.
 #ifndef TASKD_STORAGE_TASK_CACHE_H_
 #define TASKD_STORAGE_TASK_CACHE_H_
 
@@ -63,8 +63,8 @@ class TaskCache {
   // Drops these ids and begins a new generation.
   void Invalidate(const std::vector<std::string>& ids);
 
-  // For tests and metrics: tasks kept now, the bytes they are counted as,
-  // and the calls that found one.
+  // For tests: tasks kept now, the bytes they are counted as, and the
+  // lookups that found one.
   size_t size();
   size_t bytes();
   uint64_t hits();

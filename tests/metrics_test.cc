@@ -59,5 +59,16 @@ TEST(MetricsTest, TheSweeperGaugeFollowsTheLead) {
   EXPECT_THAT(Text(metrics), HasSubstr("taskd_sweeper_leader 0"));
 }
 
+TEST(MetricsTest, CacheLookupsAreCountedByResult) {
+  Metrics metrics;
+  metrics.CountCacheLookup(true);
+  metrics.CountCacheLookup(false);
+  metrics.CountCacheLookup(true);
+  EXPECT_THAT(Text(metrics),
+              HasSubstr("taskd_task_cache_lookups_total{result=\"hit\"} 2"));
+  EXPECT_THAT(Text(metrics),
+              HasSubstr("taskd_task_cache_lookups_total{result=\"miss\"} 1"));
+}
+
 }  // namespace
 }  // namespace taskd

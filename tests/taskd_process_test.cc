@@ -430,6 +430,9 @@ TEST_F(TaskdProcessTest, MetricsAreServedInPrometheusText) {
   ASSERT_TRUE(created.ok());
   ASSERT_TRUE(client.Assign(created->id(), "agent").ok());
   EXPECT_FALSE(client.Get("missing").ok());
+  // Read from the database, then from the task cache.
+  ASSERT_TRUE(client.Get(created->id()).ok());
+  ASSERT_TRUE(client.Get(created->id()).ok());
   int events = 0;
   tasks::v1::WatchTasksResponse response;
   while (events < 2 && watch->Read(&response)) events += response.events_size();
@@ -451,6 +454,10 @@ TEST_F(TaskdProcessTest, MetricsAreServedInPrometheusText) {
   EXPECT_THAT(text, HasSubstr("taskd_watch_events_delivered_total 2"));
   // Alone on its SQLite file, taskd runs the timers itself.
   EXPECT_THAT(text, HasSubstr("taskd_sweeper_leader 1"));
+  EXPECT_THAT(text,
+              HasSubstr("taskd_task_cache_lookups_total{result=\"hit\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr("taskd_task_cache_lookups_total{result=\"miss\"} 2"));
   watch_context.TryCancel();
   watch->Finish();
 
