@@ -12,7 +12,6 @@ std::optional<Task> TaskCache::Lookup(absl::string_view id) {
     if (found == by_id_.end()) return std::nullopt;
     entries_.splice(entries_.begin(), entries_, found->second);
     encoded = found->second->second;
-    ++hits_;
   }
   Task task;
   // The bytes were written by SerializeAsString below: they parse.
@@ -69,11 +68,6 @@ size_t TaskCache::size() {
 size_t TaskCache::bytes() {
   absl::MutexLock lock(&mu_);
   return bytes_;
-}
-
-uint64_t TaskCache::hits() {
-  absl::MutexLock lock(&mu_);
-  return hits_;
 }
 
 }  // namespace taskd

@@ -63,11 +63,9 @@ class TaskCache {
   // Drops these ids and begins a new generation.
   void Invalidate(const std::vector<std::string>& ids);
 
-  // For tests: tasks kept now, the bytes they are counted as, and the
-  // lookups that found one.
+  // For tests: tasks kept now, and the bytes they are counted as.
   size_t size();
   size_t bytes();
-  uint64_t hits();
 
  private:
   using Entry = std::pair<std::string, std::string>;  // id, encoded task
@@ -80,7 +78,6 @@ class TaskCache {
   absl::Mutex mu_;
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
   // Most recently used first.
   std::list<Entry> entries_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<absl::string_view, std::list<Entry>::iterator> by_id_

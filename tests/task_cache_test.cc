@@ -27,7 +27,7 @@ size_t Room(int n) {
   return n * (1 + task.SerializeAsString().size() + TaskCache::kEntryOverhead);
 }
 
-TEST(TaskCacheTest, KeepsWhatWasInsertedAndCountsHits) {
+TEST(TaskCacheTest, KeepsWhatWasInsertedById) {
   TaskCache cache(Room(8));
   EXPECT_FALSE(cache.Lookup("a").has_value());
   cache.Insert(cache.generation(), Make("a", 3));
@@ -36,7 +36,6 @@ TEST(TaskCacheTest, KeepsWhatWasInsertedAndCountsHits) {
   EXPECT_EQ(hit->revision(), 3);
   EXPECT_EQ(hit->uuid(), "a-uuid");
   EXPECT_FALSE(cache.Lookup("a-uuid").has_value()) << "by id only";
-  EXPECT_EQ(cache.hits(), 1u);
 }
 
 TEST(TaskCacheTest, ARecentlyUsedTaskOutlivesAnOlderOne) {
