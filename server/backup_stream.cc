@@ -18,6 +18,7 @@
 #include "base/error_details.h"
 #include "base/log.h"
 #include "base/sha256.h"
+#include "base/thread_name.h"
 #include "server/grpc_status.h"
 
 namespace taskd {
@@ -90,6 +91,7 @@ class Streaming final : public BackupStream::Reactor {
   }
 
   void Run() {
+    SetThreadName("taskd-backup");
     const absl::Time start = absl::Now();
     int64_t revision = 0;
     int64_t size = 0;

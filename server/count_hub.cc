@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "base/error_details.h"
+#include "base/thread_name.h"
 #include "server/grpc_status.h"
 
 namespace taskd {
@@ -302,6 +303,7 @@ void CountHub::Snapshot(const std::vector<std::shared_ptr<View>>& views) {
 }
 
 void CountHub::Loop() {
+  SetThreadName("taskd-counts");
   while (true) {
     std::vector<Change> changes;
     {

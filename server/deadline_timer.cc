@@ -1,5 +1,7 @@
 #include "server/deadline_timer.h"
 
+#include "base/thread_name.h"
+
 namespace taskd {
 
 DeadlineTimer::DeadlineTimer(Clock* clock)
@@ -37,6 +39,7 @@ size_t DeadlineTimer::pending() {
 }
 
 void DeadlineTimer::Loop() {
+  SetThreadName("taskd-deadlines");
   absl::MutexLock lock(&mu_);
   while (!stop_) {
     absl::Time now = clock_->Now();

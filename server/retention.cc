@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "query/filter.h"
 #include "query/task_fields.h"
 
@@ -49,6 +50,7 @@ int64_t Retention::rounds() {
 }
 
 void Retention::Loop() {
+  SetThreadName("taskd-retention");
   Clock* clock = options_.clock;
   while (true) {
     const absl::Time start = clock->Now();

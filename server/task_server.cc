@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "server/call_log.h"
 #include "server/grpc_status.h"
 #include "storage/open_task_store.h"
@@ -215,6 +216,7 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
   }
   TaskServer* self = server.get();
   server->metrics_thread_ = std::thread([self] {
+    SetThreadName("taskd-metrics");
     int64_t delivered = 0;
     while (true) {
       self->metrics_->SetOpenWatchStreams(self->watch_hub_->open_watchers());
@@ -265,6 +267,7 @@ void TaskServer::Shutdown(absl::Duration grace) {
     // no call is left, the connections are closed from here instead.
     absl::Notification shut;
     std::thread closer([this, &shut, deadline] {
+      SetThreadName("taskd-closer");
       // Shutdown refuses new calls first thing; wait for that.
       if (shut.WaitForNotificationWithTimeout(absl::Milliseconds(50))) return;
       while (absl::Now() < deadline) {

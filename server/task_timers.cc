@@ -6,6 +6,7 @@
 
 #include "base/error_details.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "query/order_by.h"
 #include "query/task_fields.h"
 #include "server/task_lifecycle.h"
@@ -158,6 +159,7 @@ void TaskTimers::OnCommit(const std::vector<Change>& changes) {
 }
 
 void TaskTimers::Loop() {
+  SetThreadName("taskd-timers");
   while (true) {
     {
       absl::MutexLock lock(&mu_);

@@ -27,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "query/task_fields.h"
 #include "server/service_manager.h"
 #include "server/task_server.h"
@@ -370,6 +371,7 @@ sigset_t BlockShutdownSignals() {
 void WaitForShutdownSignal(const sigset_t& signals, taskd::TaskServer* server) {
   absl::Notification stop;
   std::thread waiter([signals, &stop, server] {
+    taskd::SetThreadName("taskd-signals");
     int received = 0;
     while (true) {
       sigwait(&signals, &received);

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "base/error_details.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/grpc_status.h"
@@ -631,6 +632,7 @@ int64_t WatchHub::Publish(std::vector<Change> changes,
 }
 
 void WatchHub::DispatchLoop() {
+  SetThreadName("taskd-watch");
   Clock* const clock = options_.clock;
   absl::Time next_tick = clock->Now() + options_.tick;
   while (true) {

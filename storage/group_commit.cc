@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/error_details.h"
+#include "base/thread_name.h"
 
 namespace taskd {
 
@@ -75,6 +76,7 @@ void GroupCommitWriter::Submit(TaskWrite write, TaskStore::WriteDone done) {
 }
 
 void GroupCommitWriter::WriterLoop() {
+  SetThreadName("taskd-commit");
   std::vector<std::unique_ptr<Pending>> batch;
   const size_t max_batch = static_cast<size_t>(std::max(1, options_.max_batch));
   while (true) {

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "base/error_details.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "storage/group_commit.h"
 #include "storage/pg_connection.h"
 #include "storage/sqlite_query.h"
@@ -928,6 +929,7 @@ void PgTaskStore::TryToLead(pg::Connection* follower) {
 }
 
 void PgTaskStore::FollowLoop(std::unique_ptr<pg::Connection> listener) {
+  SetThreadName("taskd-pg-follow");
   absl::Time next_poll = absl::InfinitePast();
   absl::Time next_lead = absl::Now() + options_.poll_interval;
   // Short waits, so that the destructor never waits long for the thread.

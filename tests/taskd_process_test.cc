@@ -4,6 +4,7 @@
 #include "tests/taskd_process.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <netinet/in.h>
@@ -13,12 +14,14 @@
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <set>
 #include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "client/task_client.h"
@@ -622,6 +625,54 @@ TEST_F(TaskdProcessTest, IdleClientConnectionsDoNotHoldTheShutdown) {
     ASSERT_TRUE(listed.ok()) << listed.status();
     EXPECT_EQ(listed->tasks_size(), 3);
   }
+}
+
+// The names of a process's threads, as /proc shows them (`top -H`, perf).
+std::multiset<std::string> ThreadNames(pid_t pid) {
+  std::multiset<std::string> names;
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  DIR* dir = opendir(tasks.c_str());
+  if (dir == nullptr) return names;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(absl::StrCat(tasks, "/", entry->d_name, "/comm"));
+    std::string name;
+    if (std::getline(comm, name)) names.insert(name);
+  }
+  closedir(dir);
+  return names;
+}
+
+// Each thread taskd starts says what it does, so that an operator who sees
+// one busy in `top -H` knows which part of taskd it is.
+TEST_F(TaskdProcessTest, ThreadsAreNamedForWhatTheyDo) {
+  ASSERT_TRUE(StartTaskd(dir_.File("t.db"), {"--retain_completed=720h"}));
+  TaskClient client(server_->NewChannel());
+  Task task;
+  task.set_type("backup");
+  ASSERT_TRUE(client.Create(task).ok());
+  const std::vector<std::string> expected = {
+      "taskd-commit",  "taskd-watch",  "taskd-deadlines",
+      "taskd-timers",  "taskd-counts", "taskd-retention",
+      "taskd-metrics", "taskd-http",   "taskd-signals"};
+  auto all_named = [&](const std::multiset<std::string>& names) {
+    for (const std::string& name : expected) {
+      if (names.count(name) == 0) return false;
+    }
+    return true;
+  };
+  // The signal thread starts right after "serving" is printed.
+  std::multiset<std::string> names = ThreadNames(server_->pid());
+  for (int i = 0; i < 50 && !all_named(names); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    names = ThreadNames(server_->pid());
+  }
+  for (const std::string& name : expected) {
+    EXPECT_GE(names.count(name), 1u)
+        << name << " among " << absl::StrJoin(names, ", ");
+  }
+  // The main thread keeps the process's name.
+  EXPECT_GE(names.count("taskd"), 1u) << absl::StrJoin(names, ", ");
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "server/http/rpc_bridge.h"
 #include "server/http/rpc_codec.h"
 #include "server/http/web_assets.h"
@@ -877,7 +878,10 @@ class ServerImpl final : public HttpServer {
     }
     Accept();
     for (int i = 0; i < std::max(1, options.threads); ++i) {
-      threads_.emplace_back([this] { io_.run(); });
+      threads_.emplace_back([this] {
+        SetThreadName("taskd-http");
+        io_.run();
+      });
     }
     return absl::OkStatus();
   }
