@@ -87,7 +87,7 @@ absl::StatusOr<std::unique_ptr<TaskServer>> TaskServer::Start(
     if (chained) chained(changes);
   };
   absl::StatusOr<std::unique_ptr<TaskStore>> store =
-      OpenTaskStore(store_options);
+      OpenTaskStore(store_options, options.postgres);
   if (!store.ok()) return store.status();
   server->store_ = std::move(*store);
   // Counted before serving, so that every later commit adjusts the count

@@ -34,6 +34,7 @@
 #include "server/task_service.h"
 #include "server/task_timers.h"
 #include "server/watch_hub.h"
+#include "storage/pg_task_store.h"
 #include "storage/sqlite_task_store.h"
 
 namespace taskd {
@@ -48,6 +49,12 @@ struct TaskServerOptions {
     o.path = "taskd.db";
     return o;
   }();
+  // PostgreSQL's own settings, for a postgresql:// store.path: how the
+  // replicas hear of each other's commits (listen, poll_interval) and how
+  // long a connection may take or a silent peer may last (connect_timeout,
+  // dead_peer_timeout). Its uri and the settings both engines have come
+  // from `store`.
+  PgTaskStoreOptions postgres;
   TaskServiceOptions service;
   WatchHubOptions watch;
   CountHubOptions counts;

@@ -119,6 +119,24 @@ ABSL_FLAG(int32_t, max_batch, 256,
 ABSL_FLAG(int32_t, checkpoint_pages, 10000,
           "Checkpoint the WAL (copy it into the database file) at the commit "
           "that takes it past this many pages (SQLite's default: 1000).");
+ABSL_FLAG(bool, pg_listen, true,
+          "PostgreSQL: hear of the other replicas' commits through "
+          "LISTEN/NOTIFY. false for a pooler that cannot hold a LISTEN "
+          "(PgBouncer in transaction mode): then every --pg_poll_interval "
+          "only.");
+ABSL_FLAG(absl::Duration, pg_poll_interval, absl::Seconds(1),
+          "PostgreSQL: read the other replicas' commits at least this often "
+          "(the safety net for a lost notification), and try this often for "
+          "the sweepers' lock another replica holds. 10ms..1h.");
+ABSL_FLAG(absl::Duration, pg_connect_timeout, absl::Seconds(5),
+          "PostgreSQL: a connection not made within this fails its call "
+          "UNAVAILABLE (at start-up, taskd exits). 1s..10m, rounded up to "
+          "whole seconds; libpq waits at least 2s. A connect_timeout in the "
+          "URI wins.");
+ABSL_FLAG(absl::Duration, pg_dead_peer_timeout, absl::Seconds(10),
+          "PostgreSQL: give a connection up when its peer has been silent "
+          "this long (TCP keepalives and user timeout, at both ends). "
+          "1s..1h.");
 ABSL_FLAG(absl::Duration, retain_completed, absl::ZeroDuration(),
           "Delete completed tasks this long after their completedAt, each a "
           "DELETED change for watchers (0: keep them for ever).");
@@ -258,6 +276,23 @@ absl::StatusOr<taskd::TaskServerOptions> OptionsFromFlags() {
     return FlagError(
         "--read_connections, --max_batch and --checkpoint_pages must be >= 1");
   }
+  options.postgres.listen = absl::GetFlag(FLAGS_pg_listen);
+  options.postgres.poll_interval = absl::GetFlag(FLAGS_pg_poll_interval);
+  options.postgres.connect_timeout = absl::GetFlag(FLAGS_pg_connect_timeout);
+  options.postgres.dead_peer_timeout =
+      absl::GetFlag(FLAGS_pg_dead_peer_timeout);
+  if (options.postgres.poll_interval < absl::Milliseconds(10) ||
+      options.postgres.poll_interval > absl::Hours(1)) {
+    return FlagError("--pg_poll_interval must be within 10ms..1h");
+  }
+  if (options.postgres.connect_timeout < absl::Seconds(1) ||
+      options.postgres.connect_timeout > absl::Minutes(10)) {
+    return FlagError("--pg_connect_timeout must be within 1s..10m");
+  }
+  if (options.postgres.dead_peer_timeout < absl::Seconds(1) ||
+      options.postgres.dead_peer_timeout > absl::Hours(1)) {
+    return FlagError("--pg_dead_peer_timeout must be within 1s..1h");
+  }
   options.retain_completed = absl::GetFlag(FLAGS_retain_completed);
   if (options.retain_completed != absl::ZeroDuration() &&
       options.retain_completed < absl::Seconds(1)) {
@@ -326,6 +361,16 @@ void LogServing(const taskd::TaskServerOptions& options,
     taskd::LogLine(taskd::LogLevel::kWarning,
                    "no --auth_tokens: every caller may do everything in "
                    "every tenant");
+  }
+  // Before the serving line, which tests and scripts wait for.
+  if (taskd::IsPostgresUri(options.store.path)) {
+    taskd::Log(taskd::LogLevel::kInfo,
+               "postgres listen=%s poll_interval=%s connect_timeout=%s "
+               "dead_peer_timeout=%s",
+               options.postgres.listen ? "on" : "off",
+               absl::FormatDuration(options.postgres.poll_interval),
+               absl::FormatDuration(options.postgres.connect_timeout),
+               absl::FormatDuration(options.postgres.dead_peer_timeout));
   }
   taskd::Log(taskd::LogLevel::kInfo,
              "taskd serving address=%s port=%d db=%s sync=%s revision=%d "

@@ -1,13 +1,11 @@
 #include "storage/open_task_store.h"
 
-#include "storage/pg_task_store.h"
-
 namespace taskd {
 
 absl::StatusOr<std::unique_ptr<TaskStore>> OpenTaskStore(
-    const SqliteTaskStoreOptions& options) {
+    const SqliteTaskStoreOptions& options, const PgTaskStoreOptions& postgres) {
   if (!IsPostgresUri(options.path)) return OpenSqliteTaskStore(options);
-  PgTaskStoreOptions pg;
+  PgTaskStoreOptions pg = postgres;
   pg.uri = options.path;
   pg.read_connections = options.read_connections;
   pg.max_batch = options.max_batch;

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "storage/pg_task_store.h"
 #include "storage/sqlite_task_store.h"
 #include "storage/task_store.h"
 
@@ -19,9 +20,13 @@ namespace taskd {
 // For PostgreSQL, options.path is the URI, and the settings both engines
 // have (group commit, history retention, read connections, clock, on_commit,
 // observe_commit) carry over; the SQLite-only ones (synchronous_full, vfs,
-// checkpoint_pages, busy_timeout) do not apply.
+// checkpoint_pages, busy_timeout, task_cache_bytes) do not apply. PostgreSQL's
+// own settings (poll_interval, listen, connect_timeout, dead_peer_timeout)
+// come from `postgres`; its other fields are not read. For SQLite,
+// `postgres` is not read at all.
 absl::StatusOr<std::unique_ptr<TaskStore>> OpenTaskStore(
-    const SqliteTaskStoreOptions& options);
+    const SqliteTaskStoreOptions& options,
+    const PgTaskStoreOptions& postgres = PgTaskStoreOptions());
 
 }  // namespace taskd
 

@@ -524,5 +524,53 @@ TEST_F(ReplicasTest, TimersRunOnOneReplicaAndHeartbeatsThroughAnyCount) {
   }
 }
 
+// --pg_listen and --pg_poll_interval reach the follower. A replica with
+// LISTEN off hears of another replica's commit only when it polls: one
+// that polls every 200 ms delivers the write to its watcher, one that polls
+// every hour (after its first read at start) does not, where a listening
+// replica would have within milliseconds.
+TEST(ReplicaFlagsTest, WithoutListenAReplicaLearnsOfOthersWritesByPolling) {
+  absl::StatusOr<std::string> uri = testing::NewPostgresDatabase();
+  TASKD_SKIP_WITHOUT_POSTGRES(uri.status());
+  auto start = [&](std::vector<std::string> flags) {
+    testing::TaskdProcess::Options options;
+    options.db_path = *uri;
+    options.flags = std::move(flags);
+    auto replica = std::make_unique<testing::TaskdProcess>(options);
+    absl::Status started = replica->Start();
+    EXPECT_TRUE(started.ok()) << started;
+    return replica;
+  };
+  auto writer = start({});
+  auto polling =
+      start({"--pg_listen=false", "--pg_poll_interval=200ms",
+             "--pg_connect_timeout=3s", "--pg_dead_peer_timeout=9s"});
+  auto deaf = start({"--pg_listen=false", "--pg_poll_interval=1h"});
+  // The start-up log says how each follows the others.
+  EXPECT_THAT(writer->log(),
+              HasSubstr("postgres listen=on poll_interval=1s "
+                        "connect_timeout=5s dead_peer_timeout=10s"));
+  EXPECT_THAT(polling->log(),
+              HasSubstr("postgres listen=off poll_interval=200ms "
+                        "connect_timeout=3s dead_peer_timeout=9s"));
+  EXPECT_THAT(deaf->log(), HasSubstr("postgres listen=off poll_interval=1h"));
+  Watcher polled(polling->NewChannel(), 1);
+  Watcher unheard(deaf->NewChannel(), 1);
+  // Past every follower's first read, made as it starts.
+  absl::SleepFor(absl::Seconds(1));
+  TaskClient client(writer->NewChannel());
+  Task task;
+  task.set_type("backup");
+  absl::StatusOr<Task> created = client.Create(task);
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_TRUE(polled.AwaitRevision(created->revision(), absl::Seconds(10)))
+      << polled.ending();
+  EXPECT_EQ(polled.seen().back().id, created->id());
+  EXPECT_FALSE(unheard.AwaitRevision(created->revision(), absl::Seconds(2)))
+      << "a replica with --pg_listen=false and an hour between polls "
+         "delivered another replica's write";
+  EXPECT_TRUE(unheard.seen().empty());
+}
+
 }  // namespace
 }  // namespace taskd

@@ -89,6 +89,9 @@ TEST_F(TaskdFlagsTest, BadValuesAreRefusedNamingTheFlag) {
   ExpectRefused({"--read_connections=0"}, "--read_connections");
   ExpectRefused({"--task_cache_mib=-1"}, "--task_cache_mib");
   ExpectRefused({"--checkpoint_pages=0"}, "--checkpoint_pages");
+  ExpectRefused({"--pg_poll_interval=1ms"}, "--pg_poll_interval");
+  ExpectRefused({"--pg_connect_timeout=0s"}, "--pg_connect_timeout");
+  ExpectRefused({"--pg_dead_peer_timeout=500ms"}, "--pg_dead_peer_timeout");
   ExpectRefused({"--max_page_size=0"}, "--max_page_size");
   ExpectRefused({"--max_receive_bytes=10"}, "--max_receive_bytes");
   ExpectRefused({"--log_level=loud"}, "--log_level");
@@ -99,6 +102,27 @@ TEST_F(TaskdFlagsTest, BadValuesAreRefusedNamingTheFlag) {
   ExpectRefused(
       {"--tls_cert=" + dir_.File("no.pem"), "--tls_key=" + dir_.File("no.key")},
       "cannot read");
+}
+
+// --pg_connect_timeout reaches the connections: a PostgreSQL that accepts
+// the connection and never answers (a listening socket nobody reads) makes
+// taskd give up after the flag's 2 s, not after the default 5 s, and say
+// why.
+TEST_F(TaskdFlagsTest, PgConnectTimeoutBoundsTheWaitForASilentServer) {
+  testing::LoopbackListener silent;
+  ASSERT_GT(silent.port(), 0);
+  testing::TaskdProcess::Options options = With({"--pg_connect_timeout=2s"});
+  options.db_path =
+      absl::StrCat("postgresql://taskd@127.0.0.1:", silent.port(), "/taskd");
+  testing::TaskdProcess taskd(options);
+  const absl::Time start = absl::Now();
+  taskd.Launch();
+  EXPECT_EQ(taskd.Wait(absl::Seconds(20)), 1) << taskd.log();
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_GE(took, absl::Milliseconds(1900)) << taskd.log();
+  EXPECT_LT(took, absl::Milliseconds(4500)) << taskd.log();
+  EXPECT_THAT(taskd.log(), HasSubstr("cannot connect to PostgreSQL"));
+  EXPECT_THAT(taskd.log(), HasSubstr("timeout expired"));
 }
 
 // Issue 12: the executor flags reach the server. A new task gets the
