@@ -6,15 +6,16 @@
 //     Loop();
 //   });
 //
-// A thread without a name shows its process's ("taskd"), so that an
-// operator looking at a busy thread cannot tell the commit writer from
-// the retention sweeper. Every long-lived thread taskd starts names itself
-// first; gRPC's and Boost.Asio's threads keep the names their libraries
-// give them (`grpcpp_sync_ser`, `nexting_thread`, ...), except the HTTP
-// listener's, which taskd starts.
+// A thread without a name shows the name of the thread that started it
+// (for taskd's, "taskd"), so that an operator looking at a busy thread
+// cannot tell the commit writer from the retention sweeper. Every thread
+// taskd starts names itself first thing; gRPC's threads keep the names gRPC
+// gives them (`nexting_thread`, `event_engine`, ...), and the threads
+// prometheus-cpp starts for --metrics_listen keep theirs.
 #ifndef TASKD_BASE_THREAD_NAME_H_
 #define TASKD_BASE_THREAD_NAME_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/strings/string_view.h"

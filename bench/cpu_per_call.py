@@ -5,7 +5,9 @@ Reads the JSON lines run-suite (and taskd_loadgen) write, and for each
 scenario prints calls per second, the server's CPU in cores, its CPU per
 call, and for taskd where that CPU went: the store's writer thread (named
 `taskd-commit` since 2026-12-04; in older runs, taskd's busiest thread named
-`taskd`) and gRPC's threads (`nexting_thread`, `default-executo`, `grpc*`).
+`taskd`) and gRPC's threads (`nexting_thread`, `default-executo`,
+`event_engine`, `resolver-execut`, `grpc*`). taskd_loadgen records only
+threads that used at least 0.5% of a core, so the split is of those.
 The last table gives each figure's range over all the files.
 
   bench/cpu_per_call.py bench/peer-runs/cache-*.jsonl
@@ -15,7 +17,8 @@ import sys
 
 SCENARIOS = ("create-64", "moves-64", "get-64", "etcd-put-64",
              "etcd-range-64")
-GRPC_PREFIXES = ("nexting_thread", "default-executo", "grpc")
+GRPC_PREFIXES = ("nexting_thread", "default-executo", "event_engine",
+                 "resolver-execut", "grpc")
 
 
 def split(threads):

@@ -49,12 +49,9 @@ struct TaskServerOptions {
     o.path = "taskd.db";
     return o;
   }();
-  // PostgreSQL's own settings, for a postgresql:// store.path: how the
-  // replicas hear of each other's commits (listen, poll_interval) and how
-  // long a connection may take or a silent peer may last (connect_timeout,
-  // dead_peer_timeout). Its uri and the settings both engines have come
-  // from `store`.
-  PgTaskStoreOptions postgres;
+  // PostgreSQL's own settings, for a postgresql:// store.path (the
+  // settings both engines have come from `store`).
+  PgSettings postgres;
   TaskServiceOptions service;
   WatchHubOptions watch;
   CountHubOptions counts;

@@ -3,9 +3,10 @@
 namespace taskd {
 
 absl::StatusOr<std::unique_ptr<TaskStore>> OpenTaskStore(
-    const SqliteTaskStoreOptions& options, const PgTaskStoreOptions& postgres) {
+    const SqliteTaskStoreOptions& options, const PgSettings& postgres) {
   if (!IsPostgresUri(options.path)) return OpenSqliteTaskStore(options);
-  PgTaskStoreOptions pg = postgres;
+  PgTaskStoreOptions pg;
+  pg.pg = postgres;
   pg.uri = options.path;
   pg.read_connections = options.read_connections;
   pg.max_batch = options.max_batch;

@@ -20,13 +20,11 @@ namespace taskd {
 // For PostgreSQL, options.path is the URI, and the settings both engines
 // have (group commit, history retention, read connections, clock, on_commit,
 // observe_commit) carry over; the SQLite-only ones (synchronous_full, vfs,
-// checkpoint_pages, busy_timeout, task_cache_bytes) do not apply. PostgreSQL's
-// own settings (poll_interval, listen, connect_timeout, dead_peer_timeout)
-// come from `postgres`; its other fields are not read. For SQLite,
-// `postgres` is not read at all.
+// checkpoint_pages, busy_timeout, task_cache_bytes) do not apply; PostgreSQL's
+// own settings come from `postgres` (not read for SQLite).
 absl::StatusOr<std::unique_ptr<TaskStore>> OpenTaskStore(
     const SqliteTaskStoreOptions& options,
-    const PgTaskStoreOptions& postgres = PgTaskStoreOptions());
+    const PgSettings& postgres = PgSettings());
 
 }  // namespace taskd
 

@@ -277,7 +277,7 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(follow_mu_);
   void Deliver(const std::vector<Change>& changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(follow_mu_);
-  // The follower's connection: LISTENing (unless options_.listen is off).
+  // The follower's connection: LISTENing (unless options_.pg.listen is off).
   absl::StatusOr<std::unique_ptr<pg::Connection>> ConnectFollower() const;
   // On the follower's connection: takes the sweepers' lock if it is free
   // (held until that connection closes) and notes whether it is held.
@@ -318,8 +318,8 @@ class PgTaskStore final : public TaskStore, private WriteTransaction {
 absl::StatusOr<std::unique_ptr<pg::Connection>> PgTaskStore::Connect() const {
   pg::Connection::Options options;
   options.uri = options_.uri;
-  options.connect_timeout = options_.connect_timeout;
-  options.dead_peer_timeout = options_.dead_peer_timeout;
+  options.connect_timeout = options_.pg.connect_timeout;
+  options.dead_peer_timeout = options_.pg.dead_peer_timeout;
   return pg::Connection::Open(options);
 }
 
@@ -907,7 +907,7 @@ void PgTaskStore::Publish(const CommittedBatch& batch) {
 absl::StatusOr<std::unique_ptr<pg::Connection>> PgTaskStore::ConnectFollower()
     const {
   absl::StatusOr<std::unique_ptr<pg::Connection>> connected = Connect();
-  if (!connected.ok() || !options_.listen) return connected;
+  if (!connected.ok() || !options_.pg.listen) return connected;
   if (absl::Status s =
           (*connected)->ExecScript(absl::StrCat("LISTEN ", kChannel));
       !s.ok()) {
@@ -931,7 +931,7 @@ void PgTaskStore::TryToLead(pg::Connection* follower) {
 void PgTaskStore::FollowLoop(std::unique_ptr<pg::Connection> listener) {
   SetThreadName("taskd-pg-follow");
   absl::Time next_poll = absl::InfinitePast();
-  absl::Time next_lead = absl::Now() + options_.poll_interval;
+  absl::Time next_lead = absl::Now() + options_.pg.poll_interval;
   // Short waits, so that the destructor never waits long for the thread.
   const absl::Duration slice = absl::Milliseconds(100);
   while (!stopping_.load()) {
@@ -960,11 +960,11 @@ void PgTaskStore::FollowLoop(std::unique_ptr<pg::Connection> listener) {
         oldest_ =
             oldest->IsNull(0, 0) ? delivered_.load() + 1 : *oldest->Int64(0, 0);
       }
-      next_poll = absl::Now() + options_.poll_interval;
+      next_poll = absl::Now() + options_.pg.poll_interval;
     }
     if (absl::Now() >= next_lead) {
       TryToLead(listener.get());
-      next_lead = absl::Now() + options_.poll_interval;
+      next_lead = absl::Now() + options_.pg.poll_interval;
     }
     absl::StatusOr<bool> notified = listener->AwaitNotification(std::max(
         absl::ZeroDuration(), std::min(slice, next_poll - absl::Now())));

@@ -37,7 +37,7 @@
 //   loses PostgreSQL) another leads within about a poll_interval; one cut
 //   off by a network partition is given up after dead_peer_timeout.
 //   The lock needs a session of its own: a pooler in transaction mode
-//   (listen = false) would share it between replicas, which then could
+//   (pg.listen = false) would share it between replicas, which then could
 //   both lead: harmless to the tasks (every sweeper write re-checks its
 //   task), but twice the sweepers' reads.
 //
@@ -61,21 +61,12 @@
 
 namespace taskd {
 
-struct PgTaskStoreOptions {
-  // A libpq connection URI (postgresql://...). Required.
-  std::string uri;
-  // Read connections for Get, List, Count and ReadChanges. Default 4.
-  int read_connections = 4;
-  // Group commit, as SqliteTaskStoreOptions: at most `max_batch` writes per
-  // transaction, at most `max_queue` waiting.
-  int max_batch = 256;
-  int max_queue = 8192;
-  // History retention, as SqliteTaskStoreOptions.
-  int64_t history_max_changes = 1'000'000;
-  absl::Duration history_max_age = absl::Hours(24 * 7);
-  int64_t history_trim_interval = 1024;
+// The settings only PostgreSQL has: how a replica hears of the others'
+// commits and how it treats its connections (taskd's --pg_* flags).
+struct PgSettings {
   // The follower's safety net: how often it reads the history even without
-  // a notification. Default 1 s.
+  // a notification, and how often it tries for the sweepers' lock another
+  // replica holds. Default 1 s.
   absl::Duration poll_interval = absl::Seconds(1);
   // Whether the follower LISTENs for the writers' notifications (default).
   // false: it only polls, every poll_interval; for a connection pooler
@@ -89,6 +80,23 @@ struct PgTaskStoreOptions {
   // sweepers' lock then, and another takes over within a poll_interval
   // more. Default 10 s.
   absl::Duration dead_peer_timeout = absl::Seconds(10);
+};
+
+struct PgTaskStoreOptions {
+  // A libpq connection URI (postgresql://...). Required.
+  std::string uri;
+  // Read connections for Get, List, Count and ReadChanges. Default 4.
+  int read_connections = 4;
+  // Group commit, as SqliteTaskStoreOptions: at most `max_batch` writes per
+  // transaction, at most `max_queue` waiting.
+  int max_batch = 256;
+  int max_queue = 8192;
+  // History retention, as SqliteTaskStoreOptions.
+  int64_t history_max_changes = 1'000'000;
+  absl::Duration history_max_age = absl::Hours(24 * 7);
+  int64_t history_trim_interval = 1024;
+  // PostgreSQL's own settings (above).
+  PgSettings pg;
   // Not owned; must outlive the store.
   Clock* clock = Clock::Real();
   // As SqliteTaskStoreOptions::on_commit, with every replica's changes;

@@ -570,6 +570,8 @@ TEST(ReplicaFlagsTest, WithoutListenAReplicaLearnsOfOthersWritesByPolling) {
       << "a replica with --pg_listen=false and an hour between polls "
          "delivered another replica's write";
   EXPECT_TRUE(unheard.seen().empty());
+  // Still open: it heard nothing, rather than having ended.
+  EXPECT_EQ(unheard.ending(), "");
 }
 
 }  // namespace

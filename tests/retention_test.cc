@@ -215,7 +215,7 @@ TEST_F(RetentionOnReplicasTest, OnlyTheLeadingReplicaDeletes) {
   PgTaskStoreOptions options;
   options.uri = temp_.options.path;
   options.clock = &temp_.clock;
-  options.poll_interval = absl::Milliseconds(100);
+  options.pg.poll_interval = absl::Milliseconds(100);
   absl::StatusOr<std::unique_ptr<TaskStore>> other = OpenPgTaskStore(options);
   ASSERT_TRUE(other.ok()) << other.status();
   ASSERT_FALSE((*other)->LeadsSweepers());

@@ -502,8 +502,9 @@ TEST_F(PostgresTaskStoreTest,
     std::vector<int64_t> seen;
     PgTaskStoreOptions options;
     options.uri = options_.path;
-    options.listen = listen;
-    options.poll_interval = listen ? absl::Hours(1) : absl::Milliseconds(200);
+    options.pg.listen = listen;
+    options.pg.poll_interval =
+        listen ? absl::Hours(1) : absl::Milliseconds(200);
     options.on_commit = [&](const std::vector<Change>& changes) {
       absl::MutexLock lock(&mu);
       for (const Change& change : changes) seen.push_back(change.revision);
@@ -540,7 +541,7 @@ TEST_F(PostgresTaskStoreTest, OneReplicaRunsTheSweepersAndAnotherTakesOver) {
   for (int i = 0; i < 2; ++i) {
     PgTaskStoreOptions options;
     options.uri = options_.path;
-    options.poll_interval = absl::Milliseconds(100);
+    options.pg.poll_interval = absl::Milliseconds(100);
     absl::StatusOr<std::unique_ptr<TaskStore>> other = OpenPgTaskStore(options);
     ASSERT_TRUE(other.ok()) << other.status();
     others.push_back(std::move(*other));

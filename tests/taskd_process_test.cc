@@ -671,8 +671,13 @@ TEST_F(TaskdProcessTest, ThreadsAreNamedForWhatTheyDo) {
     EXPECT_GE(names.count(name), 1u)
         << name << " among " << absl::StrJoin(names, ", ");
   }
-  // The main thread keeps the process's name.
-  EXPECT_GE(names.count("taskd"), 1u) << absl::StrJoin(names, ", ");
+  // One per --http_threads (2); one for write calls' default deadline and
+  // one for AcquireTask's waits.
+  EXPECT_EQ(names.count("taskd-http"), 2u) << absl::StrJoin(names, ", ");
+  EXPECT_EQ(names.count("taskd-deadlines"), 2u) << absl::StrJoin(names, ", ");
+  // Only the main thread keeps the process's name: every thread taskd
+  // starts has one of its own.
+  EXPECT_EQ(names.count("taskd"), 1u) << absl::StrJoin(names, ", ");
 }
 
 }  // namespace
