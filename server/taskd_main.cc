@@ -119,21 +119,23 @@ ABSL_FLAG(int32_t, max_batch, 256,
 ABSL_FLAG(int32_t, checkpoint_pages, 10000,
           "Checkpoint the WAL (copy it into the database file) at the commit "
           "that takes it past this many pages (SQLite's default: 1000).");
-ABSL_FLAG(bool, pg_listen, true,
+ABSL_FLAG(bool, pg_listen, taskd::PgSettings().listen,
           "PostgreSQL: hear of the other replicas' commits through "
           "LISTEN/NOTIFY. false for a pooler that cannot hold a LISTEN "
           "(PgBouncer in transaction mode): then every --pg_poll_interval "
           "only.");
-ABSL_FLAG(absl::Duration, pg_poll_interval, absl::Seconds(1),
+ABSL_FLAG(absl::Duration, pg_poll_interval, taskd::PgSettings().poll_interval,
           "PostgreSQL: read the other replicas' commits at least this often "
           "(the safety net for a lost notification), and try this often for "
           "the sweepers' lock another replica holds. 10ms..1h.");
-ABSL_FLAG(absl::Duration, pg_connect_timeout, absl::Seconds(5),
+ABSL_FLAG(absl::Duration, pg_connect_timeout,
+          taskd::PgSettings().connect_timeout,
           "PostgreSQL: a connection not made within this fails its call "
           "UNAVAILABLE (at start-up, taskd exits). 1s..10m, rounded up to "
           "whole seconds; libpq waits at least 2s. A connect_timeout in the "
           "URI wins.");
-ABSL_FLAG(absl::Duration, pg_dead_peer_timeout, absl::Seconds(10),
+ABSL_FLAG(absl::Duration, pg_dead_peer_timeout,
+          taskd::PgSettings().dead_peer_timeout,
           "PostgreSQL: give a connection up when its peer has been silent "
           "this long (TCP keepalives and user timeout, at both ends). "
           "1s..1h.");

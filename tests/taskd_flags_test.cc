@@ -92,6 +92,9 @@ TEST_F(TaskdFlagsTest, BadValuesAreRefusedNamingTheFlag) {
   ExpectRefused({"--pg_poll_interval=1ms"}, "--pg_poll_interval");
   ExpectRefused({"--pg_connect_timeout=0s"}, "--pg_connect_timeout");
   ExpectRefused({"--pg_dead_peer_timeout=500ms"}, "--pg_dead_peer_timeout");
+  ExpectRefused({"--pg_poll_interval=2h"}, "--pg_poll_interval");
+  ExpectRefused({"--pg_connect_timeout=11m"}, "--pg_connect_timeout");
+  ExpectRefused({"--pg_dead_peer_timeout=2h"}, "--pg_dead_peer_timeout");
   ExpectRefused({"--max_page_size=0"}, "--max_page_size");
   ExpectRefused({"--max_receive_bytes=10"}, "--max_receive_bytes");
   ExpectRefused({"--log_level=loud"}, "--log_level");
